@@ -1,0 +1,26 @@
+# Entry points. `make demo` and `make test` work on a fresh Debian machine:
+# each installs what is missing, configures, builds, then runs.
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+WERROR ?= OFF
+CTEST_ARGS ?=
+
+.PHONY: setup configure build test demo bench clean
+
+setup:
+	bash scripts/setup.sh
+
+configure: setup
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTELLA_WERROR=$(WERROR)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+demo: build
+	$(BUILD_DIR)/src/cli/stella run examples/demo.yaml
+
+clean:
+	rm -rf $(BUILD_DIR)
