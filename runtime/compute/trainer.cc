@@ -1,0 +1,188 @@
+#include "runtime/compute/trainer.h"
+
+#include <torch/torch.h>
+
+#include <cstring>
+
+#include "runtime/compute/model_zoo.h"
+
+namespace stella::compute {
+namespace {
+
+// Fashion-MNIST pixel statistics: inputs are normalised to mean 0, std 1.
+constexpr float kPixelMean = 0.2860f;
+constexpr float kPixelStd = 0.3530f;
+
+std::pair<torch::Tensor, torch::Tensor> MakeBatch(const data::Dataset& d, const std::vector<int64_t>& idx) {
+  const int64_t n = static_cast<int64_t>(idx.size());
+  const int64_t pixels = int64_t{d.rows} * d.cols;
+  auto x = torch::empty({n, 1, d.rows, d.cols}, torch::kFloat32);
+  auto y = torch::empty({n}, torch::kInt64);
+  float* xp = x.data_ptr<float>();
+  int64_t* yp = y.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t* src = d.images.data() + idx[static_cast<size_t>(i)] * pixels;
+    for (int64_t p = 0; p < pixels; ++p) xp[i * pixels + p] = (src[p] / 255.0f - kPixelMean) / kPixelStd;
+    yp[i] = d.labels[static_cast<size_t>(idx[static_cast<size_t>(i)])];
+  }
+  return {x, y};
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  torch::Device device{torch::kCPU};
+  torch::nn::Sequential model{nullptr};
+  std::vector<torch::Tensor> params;
+  std::vector<int64_t> sizes;
+  int64_t total = 0;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+};
+
+Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Trainer::~Trainer() = default;
+
+StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o, int rows, int cols, int classes) {
+  auto impl = std::make_unique<Impl>();
+  try {
+    torch::set_num_threads(std::max(1, o.threads));
+    if (o.device == "cuda" && !torch::cuda::is_available()) {
+      return FailedPreconditionError("device \"cuda\" requested but CUDA is not available in this build/machine");
+    }
+    if (o.device != "auto" && o.device != "cpu" && o.device != "cuda") {
+      return InvalidArgumentError("device must be auto, cpu or cuda, got \"" + o.device + "\"");
+    }
+    bool cuda = o.device == "cuda" || (o.device == "auto" && torch::cuda::is_available());
+    impl->device = cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+
+    ModelOptions mo;
+    mo.name = o.model;
+    mo.hidden = o.hidden;
+    mo.image_rows = rows;
+    mo.image_cols = cols;
+    mo.num_classes = classes;
+    mo.seed = o.seed;
+    STELLA_ASSIGN_OR_RETURN(impl->model, BuildModel(mo));
+    impl->model->to(impl->device);
+    impl->params = impl->model->parameters();
+    for (const auto& p : impl->params) {
+      impl->sizes.push_back(p.numel());
+      impl->total += p.numel();
+    }
+    if (o.optimizer == "sgd") {
+      impl->optimizer = std::make_unique<torch::optim::SGD>(
+          impl->params, torch::optim::SGDOptions(o.learning_rate)
+                            .momentum(o.momentum)
+                            .nesterov(o.nesterov)
+                            .weight_decay(o.weight_decay));
+    } else if (o.optimizer == "adam") {
+      impl->optimizer = std::make_unique<torch::optim::Adam>(
+          impl->params, torch::optim::AdamOptions(o.learning_rate)
+                            .betas({o.beta1, o.beta2})
+                            .eps(o.epsilon)
+                            .weight_decay(o.weight_decay));
+    } else if (o.optimizer == "adamw") {
+      impl->optimizer = std::make_unique<torch::optim::AdamW>(
+          impl->params, torch::optim::AdamWOptions(o.learning_rate)
+                            .betas({o.beta1, o.beta2})
+                            .eps(o.epsilon)
+                            .weight_decay(o.weight_decay));
+    } else {
+      return InvalidArgumentError("spec.optimizer.name: must be one of sgd, adam, adamw, got \"" + o.optimizer + "\"");
+    }
+  } catch (const c10::Error& e) {
+    return InternalError(std::string("libtorch: ") + e.what_without_backtrace());
+  }
+  return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
+}
+
+std::string Trainer::device_name() const { return impl_->device.str(); }
+int64_t Trainer::num_parameters() const { return impl_->total; }
+const std::vector<int64_t>& Trainer::tensor_sizes() const { return impl_->sizes; }
+
+StatusOr<float> Trainer::ForwardBackward(const data::Dataset& d, const std::vector<int64_t>& idx) {
+  try {
+    impl_->model->train();
+    auto [x, y] = MakeBatch(d, idx);
+    x = x.to(impl_->device);
+    y = y.to(impl_->device);
+    for (auto& p : impl_->params) {
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
+    auto logits = impl_->model->forward(x);
+    auto loss = torch::nn::functional::cross_entropy(logits, y);
+    loss.backward();
+    return loss.item<float>();
+  } catch (const c10::Error& e) {
+    return InternalError(std::string("forward/backward: ") + e.what_without_backtrace());
+  }
+}
+
+void Trainer::CopyGradientsTo(float* out) const {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : impl_->params) {
+    auto g = p.grad().defined() ? p.grad().detach().to(torch::kCPU).contiguous() : torch::zeros_like(p, torch::kCPU);
+    std::memcpy(out, g.data_ptr<float>(), sizeof(float) * static_cast<size_t>(g.numel()));
+    out += g.numel();
+  }
+}
+
+void Trainer::SetGradients(const float* in) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : impl_->params) {
+    auto src = torch::from_blob(const_cast<float*>(in), p.sizes(), torch::kFloat32);
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    p.mutable_grad().copy_(src);
+    in += p.numel();
+  }
+}
+
+void Trainer::CopyParametersTo(float* out) const {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : impl_->params) {
+    auto c = p.detach().to(torch::kCPU).contiguous();
+    std::memcpy(out, c.data_ptr<float>(), sizeof(float) * static_cast<size_t>(c.numel()));
+    out += c.numel();
+  }
+}
+
+void Trainer::SetParameters(const float* in) {
+  for (size_t i = 0; i < impl_->params.size(); ++i) {
+    SetTensorParameters(i, in);
+    in += impl_->sizes[i];
+  }
+}
+
+void Trainer::SetTensorParameters(size_t i, const float* in) {
+  torch::NoGradGuard no_grad;
+  auto& p = impl_->params.at(i);
+  p.copy_(torch::from_blob(const_cast<float*>(in), p.sizes(), torch::kFloat32));
+}
+
+void Trainer::OptimizerStep() { impl_->optimizer->step(); }
+
+EvalResult Trainer::Evaluate(const data::Dataset& d, int batch_size) {
+  torch::NoGradGuard no_grad;
+  impl_->model->eval();
+  EvalResult r;
+  double loss_sum = 0;
+  int64_t correct = 0;
+  for (int64_t start = 0; start < d.size; start += batch_size) {
+    std::vector<int64_t> idx;
+    for (int64_t i = start; i < std::min(d.size, start + batch_size); ++i) idx.push_back(i);
+    auto [x, y] = MakeBatch(d, idx);
+    x = x.to(impl_->device);
+    y = y.to(impl_->device);
+    auto logits = impl_->model->forward(x);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .item<double>();
+    correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+  }
+  r.examples = d.size;
+  r.accuracy = d.size ? static_cast<double>(correct) / d.size : 0;
+  r.loss = d.size ? loss_sum / d.size : 0;
+  return r;
+}
+
+}  // namespace stella::compute

@@ -1,0 +1,85 @@
+// Trainer: the compute stage. Owns a libtorch model on the best available
+// device (CUDA when present, else CPU), runs forward/backward on batches, and
+// exposes gradients and parameters as flat fp32 host buffers so that the
+// exchange and optimizer stages never see a tensor.
+//
+// Parameter order is the module's parameters() order; every worker builds the
+// same model, so flat offsets agree across workers.
+//
+// Thread safety: not thread-safe; one training thread drives it.
+#ifndef STELLA_RUNTIME_COMPUTE_TRAINER_H_
+#define STELLA_RUNTIME_COMPUTE_TRAINER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/data/dataset.h"
+#include "src/base/status.h"
+
+namespace stella::compute {
+
+struct TrainerOptions {
+  std::string model = "cnn";  // zoo name
+  int hidden = 0;             // 0 = model default
+  uint64_t seed = 1;          // same on every worker -> identical initial parameters
+  std::string device = "auto";  // "auto" (CUDA if available), "cpu" or "cuda"
+  int threads = 1;            // intra-op CPU threads; 1 keeps co-located workers off each other's cores
+  // Optimizer used when the runtime applies updates with libtorch (ddp mode).
+  std::string optimizer = "adam";  // "sgd" | "adam" | "adamw"
+  double learning_rate = 1e-3;
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double epsilon = 1e-8;
+};
+
+struct EvalResult {
+  double accuracy = 0;
+  double loss = 0;
+  int64_t examples = 0;
+};
+
+class Trainer {
+ public:
+  static StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options, int image_rows,
+                                                   int image_cols, int num_classes);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // "cpu" or "cuda:0".
+  std::string device_name() const;
+  int64_t num_parameters() const;
+  // Element count of each parameter tensor, in order.
+  const std::vector<int64_t>& tensor_sizes() const;
+
+  // Zeroes gradients, runs forward and backward on the given examples and
+  // returns the mean cross-entropy loss. Gradients stay in the model.
+  StatusOr<float> ForwardBackward(const data::Dataset& data, const std::vector<int64_t>& indices);
+
+  // Flat fp32 copies of all gradients / parameters (num_parameters() floats).
+  void CopyGradientsTo(float* out) const;
+  void SetGradients(const float* in);
+  void CopyParametersTo(float* out) const;
+  void SetParameters(const float* in);
+  // One tensor's parameters, for the per-tensor pipeline (tensor i).
+  void SetTensorParameters(size_t i, const float* in);
+
+  // Applies the libtorch optimizer to the gradients currently in the model.
+  void OptimizerStep();
+
+  // Accuracy and mean loss over a whole data set, in batches of `batch_size`.
+  EvalResult Evaluate(const data::Dataset& data, int batch_size = 1000);
+
+ private:
+  struct Impl;
+  explicit Trainer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace stella::compute
+
+#endif  // STELLA_RUNTIME_COMPUTE_TRAINER_H_

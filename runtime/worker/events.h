@@ -1,0 +1,39 @@
+// EventSink: the runtime's machine-readable progress stream. Each event is one
+// line "@stella {json}" on stdout; the `stella` CLI (and log scrapers) parse
+// them, everything else on stdout/stderr is human log text.
+//
+// Thread safety: Emit is thread-safe (one mutex around the write).
+#ifndef STELLA_RUNTIME_WORKER_EVENTS_H_
+#define STELLA_RUNTIME_WORKER_EVENTS_H_
+
+#include <cstdio>
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace stella::worker {
+
+class EventSink {
+ public:
+  // Fields added to every event (cluster, ranks).
+  EventSink(FILE* out, nlohmann::json identity) : out_(out), identity_(std::move(identity)) {}
+
+  void Emit(const std::string& event, nlohmann::json fields) {
+    fields["event"] = event;
+    for (auto it = identity_.begin(); it != identity_.end(); ++it) fields[it.key()] = it.value();
+    std::string line = "@stella " + fields.dump() + "\n";
+    std::lock_guard<std::mutex> lock(mu_);
+    std::fwrite(line.data(), 1, line.size(), out_);
+    std::fflush(out_);
+  }
+
+ private:
+  std::mutex mu_;
+  FILE* out_;  // not owned (stdout)
+  const nlohmann::json identity_;
+};
+
+}  // namespace stella::worker
+
+#endif  // STELLA_RUNTIME_WORKER_EVENTS_H_

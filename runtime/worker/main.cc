@@ -1,0 +1,139 @@
+// stella-runtime: one worker process of a StellaJob.
+//
+//   stella-runtime --job JOB.yaml --cluster-index C --local-rank R
+//                  [--store-port P] [--store-host H] [--bind-host H]
+//                  [--wan-ports p0,p1,...] [--wan-addresses h0:p0,h1:p1,...]
+//                  [--metrics-port M] [--metrics-bind A] [--threads T] [--device auto|cpu|cuda]
+//
+// The `stella` CLI starts one per worker on a laptop; the operator starts one
+// per pod. SIGINT/SIGTERM stop training at the next step boundary (all
+// workers agree on the step), then the process exits 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "runtime/worker/worker.h"
+#include "src/spec/stella_job.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: stella-runtime --job FILE --cluster-index C --local-rank R [--store-host H] [--store-port P]\n"
+    "       [--bind-host H] [--wan-ports p0,p1,...] [--wan-addresses h0:p0,...] [--metrics-port M]\n"
+    "       [--metrics-bind ADDR] [--threads T] [--device auto|cpu|cuda] [--dump-parameters FILE]\n";
+
+std::vector<std::string> SplitCommas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+bool ParseInt(const std::string& flag, const std::string& text, int lo, int hi, int* out) {
+  char* end = nullptr;
+  long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v < lo || v > hi) {
+    std::fprintf(stderr, "stella-runtime: %s must be an integer in %d..%d, got \"%s\"\n", flag.c_str(), lo, hi,
+                 text.c_str());
+    return false;
+  }
+  *out = static_cast<int>(v);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string job_path, wan_ports, wan_addresses;
+  stella::worker::WorkerOptions o;
+  bool have_cluster = false, have_rank = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "stella-runtime: %s needs a value\n%s", flag.c_str(), kUsage);
+      return 2;
+    }
+    std::string value = argv[++i];
+    bool ok = true;
+    if (flag == "--job") job_path = value;
+    else if (flag == "--cluster-index") ok = have_cluster = ParseInt(flag, value, 0, 1 << 20, &o.cluster_index);
+    else if (flag == "--local-rank") ok = have_rank = ParseInt(flag, value, 0, 1 << 20, &o.local_rank);
+    else if (flag == "--store-host") o.store_host = value;
+    else if (flag == "--store-port") ok = ParseInt(flag, value, 0, 65535, &o.store_port);
+    else if (flag == "--bind-host") o.bind_host = value;
+    else if (flag == "--wan-ports") wan_ports = value;
+    else if (flag == "--wan-addresses") wan_addresses = value;
+    else if (flag == "--metrics-port") ok = ParseInt(flag, value, 0, 65535, &o.metrics_port);
+    else if (flag == "--metrics-bind") o.metrics_bind = value;
+    else if (flag == "--threads") ok = ParseInt(flag, value, 1, 256, &o.threads);
+    else if (flag == "--device") o.device = value;
+    else if (flag == "--dump-parameters") o.dump_parameters_path = value;
+    else {
+      std::fprintf(stderr, "stella-runtime: unknown flag %s\n%s", flag.c_str(), kUsage);
+      return 2;
+    }
+    if (!ok) return 2;
+  }
+  if (job_path.empty() || !have_cluster || !have_rank) {
+    std::fprintf(stderr, "stella-runtime: --job, --cluster-index and --local-rank are required\n%s", kUsage);
+    return 2;
+  }
+  for (const auto& p : SplitCommas(wan_ports)) o.wan_addresses.push_back("127.0.0.1:" + p);
+  for (const auto& a : SplitCommas(wan_addresses)) o.wan_addresses.push_back(a);
+
+  auto job = stella::spec::LoadStellaJobFile(job_path);
+  if (!job.ok()) {
+    std::fprintf(stderr, "stella-runtime: %s\n", job.status().ToString().c_str());
+    return 1;
+  }
+  o.job = std::move(job).value();
+
+  // Signals are taken by one named thread through sigwait, so no handler
+  // touches shared state; block them before any other thread starts.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGUSR1);  // used internally to end the signal thread
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto worker = stella::worker::Worker::Create(o);
+  if (!worker.ok()) {
+    std::fprintf(stderr, "stella-runtime: %s\n", worker.status().ToString().c_str());
+    std::printf("@stella {\"event\":\"error\",\"message\":%s}\n",
+                ("\"" + worker.status().ToString() + "\"").c_str());
+    return 1;
+  }
+  stella::worker::Worker* w = worker->get();  // outlives the signal thread (joined below)
+  std::thread signal_thread([&stop_signals, w] {
+    pthread_setname_np(pthread_self(), "stella-signals");
+    while (true) {
+      int sig = 0;
+      if (sigwait(&stop_signals, &sig) != 0 || sig == SIGUSR1) return;
+      std::fprintf(stderr, "stella-runtime: signal %d, stopping at the next step boundary\n", sig);
+      w->RequestStop();
+    }
+  });
+  stella::Status status = w->Run();
+  pthread_kill(signal_thread.native_handle(), SIGUSR1);
+  signal_thread.join();
+  if (!status.ok()) {
+    std::fprintf(stderr, "stella-runtime: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,348 @@
+#include "runtime/worker/worker.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "runtime/compute/trainer.h"
+#include "runtime/data/dataset.h"
+#include "runtime/exchange/dense_allreduce.h"
+#include "runtime/exchange/intra_cluster.h"
+#include "runtime/exchange/wan_mesh.h"
+#include "runtime/worker/events.h"
+#include "src/base/clock.h"
+#include "src/metrics/exposer.h"
+#include "src/metrics/registry.h"
+
+namespace stella::worker {
+namespace {
+
+using Seconds = std::chrono::duration<double>;
+
+// Extra values appended to the gradient buffer: decisions all workers must
+// take at the same step, and the loss (averaged for reporting).
+enum ControlSlot { kStopSlot = 0, kLossSlot = 1, kNumControlSlots = 2 };
+
+// The metric handles of one worker, taken once (hot path keeps references).
+struct WorkerMetrics {
+  explicit WorkerMetrics(metrics::Registry& r, const metrics::Labels& l)
+      : steps(r.AddCounter("stella_steps_total", "Training steps completed by this worker.").Add(l)),
+        samples(r.AddCounter("stella_samples_total", "Training samples processed by this worker.").Add(l)),
+        samples_per_second(r.AddGauge("stella_samples_per_second",
+                                      "Job-wide training throughput seen by this worker (samples/s, EWMA).")
+                               .Add(l)),
+        loss(r.AddGauge("stella_loss", "Training loss averaged over all workers, last step.").Add(l)),
+        test_accuracy(r.AddGauge("stella_test_accuracy", "Test-set accuracy at the last evaluation (0..1).").Add(l)),
+        test_loss(r.AddGauge("stella_test_loss", "Test-set mean loss at the last evaluation.").Add(l)),
+        step_seconds(r.AddHistogram("stella_step_seconds", "Wall time of one training step.",
+                                    metrics::Histogram::ExponentialBuckets(0.005, 2, 14))
+                         .Add(l)),
+        compute_busy(r.AddGauge("stella_compute_busy_ratio",
+                                "Fraction of wall time the compute device was busy (GPU utilization proxy).")
+                         .Add(l)),
+        parameters(r.AddGauge("stella_model_parameters", "Number of model parameters.").Add(l)) {
+    auto& phase = r.AddCounter("stella_step_phase_seconds_total",
+                               "Time spent per step phase: compute, communication, optimizer, wait.");
+    auto& last = r.AddGauge("stella_step_phase_seconds", "Duration of each phase in the last step.");
+    for (const char* p : {"compute", "communication", "optimizer", "wait"}) {
+      metrics::Labels pl = l;
+      pl["phase"] = p;
+      phase_total.push_back(&phase.Add(pl));
+      phase_last.push_back(&last.Add(pl));
+    }
+  }
+  enum Phase { kCompute = 0, kCommunication = 1, kOptimizer = 2, kWait = 3 };
+  void ObservePhase(Phase p, double seconds) {
+    phase_total[p]->Increment(seconds);
+    phase_last[p]->Set(seconds);
+  }
+
+  metrics::Counter& steps;
+  metrics::Counter& samples;
+  metrics::Gauge& samples_per_second;
+  metrics::Gauge& loss;
+  metrics::Gauge& test_accuracy;
+  metrics::Gauge& test_loss;
+  metrics::Histogram& step_seconds;
+  metrics::Gauge& compute_busy;
+  metrics::Gauge& parameters;
+  std::vector<metrics::Counter*> phase_total;  // owned by the registry
+  std::vector<metrics::Gauge*> phase_last;
+};
+
+// Per-peer WAN series, refreshed from the mesh's counters.
+struct WanMetrics {
+  WanMetrics(metrics::Registry& r, const metrics::Labels& l, const std::vector<exchange::PeerLinkStats>& peers) {
+    auto& sent_f = r.AddGauge("stella_wan_sent_bytes", "Bytes sent to a peer cluster's gateway (cumulative).");
+    auto& recv_f = r.AddGauge("stella_wan_received_bytes", "Bytes received from a peer cluster's gateway (cumulative).");
+    auto& good_f = r.AddGauge("stella_wan_goodput_bytes_per_second", "Achieved send goodput to a peer (EWMA).");
+    for (const auto& p : peers) {
+      metrics::Labels pl = l;
+      pl["peer"] = p.name;
+      sent.push_back(&sent_f.Add(pl));
+      received.push_back(&recv_f.Add(pl));
+      goodput.push_back(&good_f.Add(pl));
+    }
+  }
+  void Update(const std::vector<exchange::PeerLinkStats>& peers) {
+    for (size_t i = 0; i < peers.size() && i < sent.size(); ++i) {
+      sent[i]->Set(static_cast<double>(peers[i].bytes_sent));
+      received[i]->Set(static_cast<double>(peers[i].bytes_received));
+      goodput[i]->Set(peers[i].goodput_bytes_per_second);
+    }
+  }
+  std::vector<metrics::Gauge*> sent, received, goodput;  // owned by the registry
+};
+
+Status DumpParameters(const compute::Trainer& trainer, const std::string& path) {
+  std::vector<float> params(static_cast<size_t>(trainer.num_parameters()));
+  trainer.CopyParametersTo(params.data());
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) return ErrnoError("open " + tmp, errno);
+  size_t written = std::fwrite(params.data(), sizeof(float), params.size(), f);
+  if (std::fclose(f) != 0 || written != params.size()) return ErrnoError("write " + tmp, errno);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename " + tmp + " to " + path, errno);
+  return Status::Ok();
+}
+
+}  // namespace
+
+struct Worker::State {
+  WorkerOptions options;
+  int global_rank = 0;
+  int world_size = 1;
+  int64_t total_steps = 0;
+  data::Dataset train;
+  data::Dataset test;  // loaded on global rank 0 only
+  std::unique_ptr<compute::Trainer> trainer;
+  std::unique_ptr<exchange::IntraClusterGroup> group;
+  std::unique_ptr<exchange::WanMesh> mesh;  // gateways of multi-cluster jobs
+  std::unique_ptr<exchange::DenseAllReduce> allreduce;
+  // Declared before the exposer so the exposer (which reads it) dies first.
+  metrics::Registry registry;
+  std::unique_ptr<WorkerMetrics> metrics;
+  std::unique_ptr<WanMetrics> wan_metrics;
+  std::unique_ptr<metrics::Exposer> exposer;
+  std::unique_ptr<EventSink> events;
+};
+
+Worker::Worker(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Worker::~Worker() = default;
+
+StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
+  auto s = std::make_unique<State>();
+  s->options = o;
+  const auto& spec = o.job.spec;
+  const int num_clusters = static_cast<int>(spec.clusters.size());
+  if (o.cluster_index < 0 || o.cluster_index >= num_clusters) {
+    return InvalidArgumentError("--cluster-index " + std::to_string(o.cluster_index) + " out of range: the job has " +
+                                std::to_string(num_clusters) + " clusters");
+  }
+  const auto& cluster = spec.clusters[static_cast<size_t>(o.cluster_index)];
+  if (o.local_rank < 0 || o.local_rank >= cluster.workers) {
+    return InvalidArgumentError("--local-rank " + std::to_string(o.local_rank) + " out of range: cluster " +
+                                cluster.name + " has " + std::to_string(cluster.workers) + " workers");
+  }
+  if (num_clusters > 1 && static_cast<int>(o.wan_addresses.size()) != num_clusters) {
+    return InvalidArgumentError("--wan-ports: need one gateway address per cluster (" + std::to_string(num_clusters) +
+                                "), got " + std::to_string(o.wan_addresses.size()));
+  }
+  if (spec.sync.mode != spec::SyncMode::kDdp) {
+    return FailedPreconditionError("spec.sync.mode: \"" + std::string(spec::ToString(spec.sync.mode)) +
+                                   "\" is not available in this build of stella-runtime");
+  }
+  for (int c = 0; c < o.cluster_index; ++c) s->global_rank += spec.clusters[static_cast<size_t>(c)].workers;
+  s->global_rank += o.local_rank;
+  s->world_size = o.job.TotalWorkers();
+
+  s->events = std::make_unique<EventSink>(
+      stdout, nlohmann::json{{"cluster", o.cluster_index}, {"cluster_name", cluster.name},
+                             {"local_rank", o.local_rank}, {"global_rank", s->global_rank}});
+
+  // Data: every worker reads the training set and takes its shard.
+  STELLA_ASSIGN_OR_RETURN(s->train, data::LoadFashionMnist(spec.dataset.path, data::Split::kTrain));
+  if (s->global_rank == 0) {
+    STELLA_ASSIGN_OR_RETURN(s->test, data::LoadFashionMnist(spec.dataset.path, data::Split::kTest));
+  }
+  const int64_t global_batch = int64_t{spec.batch_size} * s->world_size;
+  s->total_steps = spec.training.steps > 0
+                       ? spec.training.steps
+                       : static_cast<int64_t>(std::ceil(spec.training.epochs * static_cast<double>(s->train.size) /
+                                                        static_cast<double>(global_batch)));
+
+  compute::TrainerOptions to;
+  to.model = spec.model.name;
+  to.hidden = spec.model.hidden;
+  to.seed = spec.training.seed;
+  to.device = o.device;
+  to.threads = o.threads;
+  to.optimizer = spec::ToString(spec.optimizer.name);
+  to.learning_rate = spec.optimizer.learning_rate;
+  to.momentum = spec.optimizer.momentum;
+  to.nesterov = spec.optimizer.nesterov;
+  to.weight_decay = spec.optimizer.weight_decay;
+  to.beta1 = spec.optimizer.beta1;
+  to.beta2 = spec.optimizer.beta2;
+  to.epsilon = spec.optimizer.epsilon;
+  STELLA_ASSIGN_OR_RETURN(s->trainer,
+                          compute::Trainer::Create(to, s->train.rows, s->train.cols, s->train.num_classes));
+
+  // Metrics first, so a scrape during the (possibly slow) rendezvous works.
+  metrics::Labels labels{{"job", o.job.metadata.name},
+                         {"cluster", cluster.name},
+                         {"worker", std::to_string(s->global_rank)}};
+  s->metrics = std::make_unique<WorkerMetrics>(s->registry, labels);
+  s->metrics->parameters.Set(static_cast<double>(s->trainer->num_parameters()));
+  if (o.metrics_port > 0) {
+    metrics::ExposerOptions eo;
+    eo.bind_address = o.metrics_bind;
+    eo.port = o.metrics_port;
+    auto exposer = metrics::Exposer::Create(eo, &s->registry);
+    if (!exposer.ok()) return exposer.status().WithContext("metrics endpoint on port " + std::to_string(o.metrics_port));
+    s->exposer = std::move(exposer).value();
+  }
+
+  // Intra-cluster group, then the WAN mesh between gateways.
+  exchange::GlooGroupOptions go;
+  go.store_host = o.store_host;
+  go.store_port = o.store_port;
+  go.rank = o.local_rank;
+  go.size = cluster.workers;
+  go.bind_host = o.bind_host;
+  go.timeout = o.collective_timeout;
+  STELLA_ASSIGN_OR_RETURN(s->group, exchange::CreateGlooGroup(go));
+  if (o.local_rank == 0 && num_clusters > 1) {
+    exchange::WanMeshOptions mo;
+    mo.job_name = o.job.metadata.name;
+    mo.cluster_index = o.cluster_index;
+    mo.addresses = o.wan_addresses;
+    for (const auto& c : spec.clusters) mo.cluster_names.push_back(c.name);
+    mo.egress_bits_per_second = cluster.wan.bandwidth_mbps * 1e6;
+    mo.egress_latency = std::chrono::microseconds(static_cast<int64_t>(cluster.wan.latency_ms * 1000));
+    mo.connect_timeout = o.collective_timeout;
+    STELLA_ASSIGN_OR_RETURN(s->mesh, exchange::WanMesh::Create(mo));
+    s->wan_metrics = std::make_unique<WanMetrics>(s->registry, labels, s->mesh->stats());
+  }
+  s->allreduce = std::make_unique<exchange::DenseAllReduce>(s->group.get(), s->mesh.get(), s->world_size);
+  return std::unique_ptr<Worker>(new Worker(std::move(s)));
+}
+
+Status Worker::Run() {
+  State& s = *state_;
+  const auto& spec = s.options.job.spec;
+  const bool reporter = s.global_rank == 0;
+  const int64_t n = s.trainer->num_parameters();
+  const int64_t global_batch = int64_t{spec.batch_size} * s.world_size;
+  std::vector<float> buffer(static_cast<size_t>(n) + kNumControlSlots);
+  data::BatchSampler sampler(s.train.size, s.global_rank, s.world_size, spec.training.seed);
+
+  s.events->Emit("start", {{"world_size", s.world_size},
+                           {"device", s.trainer->device_name()},
+                           {"mode", spec::ToString(spec.sync.mode)},
+                           {"parameters", n},
+                           {"total_steps", s.total_steps},
+                           {"metrics_port", s.exposer ? s.exposer->port() : 0}});
+
+  const Clock& clock = SystemClock::Get();
+  const auto start = clock.Now();
+  double busy_seconds = 0;
+  double throughput_ewma = 0;
+  double final_accuracy = -1;
+  bool target_reached = false;
+  int64_t step = 0;
+  auto wan_totals = [&]() {
+    uint64_t sent = 0, received = 0;
+    if (s.mesh) {
+      auto st = s.mesh->stats();
+      for (const auto& p : st) {
+        sent += p.bytes_sent;
+        received += p.bytes_received;
+      }
+      if (s.wan_metrics) s.wan_metrics->Update(st);
+    }
+    return std::make_pair(sent, received);
+  };
+  auto evaluate = [&]() {
+    auto r = s.trainer->Evaluate(s.test);
+    final_accuracy = r.accuracy;
+    s.metrics->test_accuracy.Set(r.accuracy);
+    s.metrics->test_loss.Set(r.loss);
+    s.events->Emit("eval", {{"step", step},
+                            {"test_accuracy", r.accuracy},
+                            {"test_loss", r.loss},
+                            {"elapsed_seconds", SecondsBetween(start, clock.Now())}});
+    if (spec.training.target_accuracy > 0 && r.accuracy >= spec.training.target_accuracy) target_reached = true;
+  };
+
+  bool stop_agreed = false;
+  while (step < s.total_steps && !stop_agreed) {
+    const auto t0 = clock.Now();
+    auto indices = sampler.Next(spec.batch_size);
+    STELLA_ASSIGN_OR_RETURN(float loss, s.trainer->ForwardBackward(s.train, indices));
+    const auto t1 = clock.Now();
+    s.trainer->CopyGradientsTo(buffer.data());
+    buffer[static_cast<size_t>(n) + kStopSlot] = (stop_requested_.load() || target_reached) ? 1.0f : 0.0f;
+    buffer[static_cast<size_t>(n) + kLossSlot] = loss;
+    Status st = s.allreduce->AllReduceMean(buffer.data(), buffer.size(), static_cast<uint32_t>(step),
+                                           clock.Now() + s.options.collective_timeout);
+    if (!st.ok()) return st.WithContext("step " + std::to_string(step + 1) + " gradient exchange");
+    const auto t2 = clock.Now();
+    stop_agreed = buffer[static_cast<size_t>(n) + kStopSlot] > 0;
+    s.trainer->SetGradients(buffer.data());
+    s.trainer->OptimizerStep();
+    const auto t3 = clock.Now();
+    ++step;
+
+    const double compute = SecondsBetween(t0, t1);
+    const double comm = SecondsBetween(t1, t2);
+    const double optim = SecondsBetween(t2, t3);
+    const double total = SecondsBetween(t0, t3);
+    busy_seconds += compute;
+    s.metrics->ObservePhase(WorkerMetrics::kCompute, compute);
+    s.metrics->ObservePhase(WorkerMetrics::kCommunication, comm);
+    s.metrics->ObservePhase(WorkerMetrics::kOptimizer, optim);
+    s.metrics->ObservePhase(WorkerMetrics::kWait, 0.0);  // dense mode: waiting is inside communication
+    s.metrics->steps.Increment();
+    s.metrics->samples.Increment(spec.batch_size);
+    s.metrics->step_seconds.Observe(total);
+    s.metrics->loss.Set(buffer[static_cast<size_t>(n) + kLossSlot]);
+    const double inst = total > 0 ? static_cast<double>(global_batch) / total : 0;
+    throughput_ewma = throughput_ewma == 0 ? inst : 0.9 * throughput_ewma + 0.1 * inst;
+    s.metrics->samples_per_second.Set(throughput_ewma);
+    const double elapsed = SecondsBetween(start, clock.Now());
+    s.metrics->compute_busy.Set(elapsed > 0 ? busy_seconds / elapsed : 0);
+    auto [sent, received] = wan_totals();
+
+    if (reporter && (step % s.options.progress_every == 0 || step == s.total_steps)) {
+      s.events->Emit("progress", {{"step", step},
+                                  {"total_steps", s.total_steps},
+                                  {"samples_per_second", static_cast<double>(step * global_batch) / elapsed},
+                                  {"loss", buffer[static_cast<size_t>(n) + kLossSlot]},
+                                  {"wan_bytes_sent", sent},
+                                  {"wan_bytes_received", received},
+                                  {"elapsed_seconds", elapsed}});
+    }
+    if (reporter && (step % spec.training.eval_every == 0)) evaluate();
+  }
+  if (reporter && (final_accuracy < 0 || step % spec.training.eval_every != 0)) evaluate();
+
+  const double wall = SecondsBetween(start, clock.Now());
+  auto [sent, received] = wan_totals();
+  s.events->Emit("done", {{"steps", step},
+                          {"samples", step * global_batch},
+                          {"final_accuracy", final_accuracy},
+                          {"wall_seconds", wall},
+                          {"wan_bytes_sent", sent},
+                          {"wan_bytes_received", received},
+                          {"stopped", stop_requested_.load()}});
+  if (!s.options.dump_parameters_path.empty()) {
+    STELLA_RETURN_IF_ERROR(DumpParameters(*s.trainer, s.options.dump_parameters_path));
+  }
+  // Keep peers alive until everyone has finished its last exchange.
+  STELLA_RETURN_IF_ERROR(s.group->Barrier());
+  return Status::Ok();
+}
+
+}  // namespace stella::worker

@@ -1,0 +1,70 @@
+// Worker: one training process of a StellaJob. Wires the stages together —
+// data shard, compute (libtorch), intra-cluster group, WAN mesh (gateways
+// only), gradient exchange, optimizer, metrics — and runs the training loop.
+//
+// Every worker runs the same number of steps; decisions that must be taken
+// together (stop on a signal, stop at the target accuracy) ride on the
+// gradient all-reduce as extra values, so all workers stop at the same step.
+//
+// Thread safety: Run is called once, from one thread. RequestStop may be
+// called from any thread (it only sets an atomic flag).
+#ifndef STELLA_RUNTIME_WORKER_WORKER_H_
+#define STELLA_RUNTIME_WORKER_WORKER_H_
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/base/status.h"
+#include "src/spec/stella_job.h"
+
+namespace stella::worker {
+
+struct WorkerOptions {
+  spec::StellaJob job;
+  int cluster_index = 0;
+  int local_rank = 0;
+  // Where local rank 0 serves the cluster's rendezvous store.
+  std::string store_host = "127.0.0.1";
+  int store_port = 0;
+  // Gloo's own bind address; "" = store_host.
+  std::string bind_host;
+  // "host:port" of every cluster's gateway, in spec.clusters order.
+  std::vector<std::string> wan_addresses;
+  int metrics_port = 0;                 // 0 = no /metrics endpoint
+  std::string metrics_bind = "127.0.0.1";
+  int threads = 1;                      // libtorch intra-op threads
+  std::string device = "auto";
+  // Bound on every collective: a dead peer fails the run instead of hanging.
+  std::chrono::milliseconds collective_timeout{120000};
+  // Steps between "progress" events.
+  int progress_every = 10;
+  // If set, the final parameters are written here as raw little-endian fp32
+  // (tests compare workers bit for bit).
+  std::string dump_parameters_path;
+};
+
+class Worker {
+ public:
+  static StatusOr<std::unique_ptr<Worker>> Create(const WorkerOptions& options);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Trains to the end (steps/epochs, or target accuracy, or a stop request).
+  Status Run();
+
+  void RequestStop() { stop_requested_.store(true); }
+
+ private:
+  struct State;
+  explicit Worker(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+  std::atomic<bool> stop_requested_{false};
+};
+
+}  // namespace stella::worker
+
+#endif  // STELLA_RUNTIME_WORKER_WORKER_H_
