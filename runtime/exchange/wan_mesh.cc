@@ -167,6 +167,9 @@ StatusOr<std::unique_ptr<WanMesh>> WanMesh::Create(const WanMeshOptions& o) {
     return InvalidArgumentError("WAN mesh: cluster index " + std::to_string(o.cluster_index) + " out of range for " +
                                 std::to_string(n) + " gateway addresses");
   }
+  for (const auto& address : o.addresses) {
+    STELLA_RETURN_IF_ERROR(SplitHostPort(address).status());
+  }
   auto name_of = [&](int c) {
     return c < static_cast<int>(o.cluster_names.size()) ? o.cluster_names[static_cast<size_t>(c)]
                                                         : "#" + std::to_string(c);

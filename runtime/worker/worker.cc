@@ -331,7 +331,7 @@ Status Worker::Run() {
   const double wall = SecondsBetween(start, clock.Now());
   auto [sent, received] = wan_totals();
   s.events->Emit("done", {{"steps", step},
-                          {"samples", step * global_batch},
+                          {"samples", step * spec.batch_size},  // this worker's; the CLI sums workers
                           {"final_accuracy", final_accuracy},
                           {"wall_seconds", wall},
                           {"wan_bytes_sent", sent},

@@ -1,0 +1,88 @@
+// Internal: constructors of the concrete selectors behind CreateCompressor,
+// and the adaptive-threshold exact selection the threshold and cache-line
+// selectors share. Not part of the public API.
+//
+// Thread safety: ThresholdSelector is not thread-safe (per-tensor state).
+#ifndef STELLA_RUNTIME_COMPRESS_INTERNAL_COMPRESSORS_H_
+#define STELLA_RUNTIME_COMPRESS_INTERNAL_COMPRESSORS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runtime/compress/compressor.h"
+#include "src/base/status.h"
+
+namespace stella {
+namespace compress {
+namespace internal {
+
+std::unique_ptr<Compressor> NewTopKCompressor();
+std::unique_ptr<Compressor> NewRandomKCompressor(uint64_t seed);
+std::unique_ptr<Compressor> NewThresholdCompressor(const CompressorOptions& options);
+std::unique_ptr<Compressor> NewCachelineCompressor(const CompressorOptions& options);
+
+// Exact top-k of x[0, n) by (|x| descending, index ascending), made fast by
+// a per-instance threshold tau adapted with AIMD (see CompressorOptions):
+// one streaming scan keeps |x| >= tau; if that finds at least k candidates
+// the top k among them are the exact answer (everything below tau is
+// smaller than every candidate). Otherwise tau is lowered and the scan
+// repeated up to max_rescans times, then the whole array is selected
+// exactly.
+class ThresholdSelector {
+ public:
+  explicit ThresholdSelector(const CompressorOptions& options);
+
+  // Writes the k (1 <= k < n) selected indices ascending to *selected. With
+  // reject_non_finite, a NaN/Inf in x is reported as NonFiniteError (it
+  // always passes the finite tau, so the first candidate that is not finite
+  // is the first such element of x); otherwise x must hold no NaN.
+  //
+  // `first_scan`, if given, is a scan the caller already did at tau()
+  // (fused into its own pass) whose `count` candidates it wrote to
+  // candidate_buffer(); Select then continues from there. Only valid when
+  // has_tau().
+  struct FirstScan {
+    float tau;
+    size_t count;
+  };
+  Status Select(const float* x, size_t n, size_t k, bool reject_non_finite,
+                std::vector<uint32_t>* selected, const FirstScan* first_scan = nullptr);
+
+  bool has_tau() const { return initialized_; }
+  std::vector<uint64_t>* candidate_buffer() { return &candidates_; }
+  float tau() const { return initialized_ ? tau_ : 0.0f; }
+  uint64_t scans() const { return scans_; }
+  uint64_t rescans() const { return rescans_; }
+  uint64_t fallbacks() const { return fallbacks_; }
+  uint64_t last_candidates() const { return last_candidates_; }
+
+ private:
+  void SetTau(float tau);
+
+  const float initial_threshold_;
+  const float decrease_;
+  const float increase_;
+  const double max_candidate_ratio_;
+  const int max_rescans_;
+
+  bool initialized_ = false;
+  float tau_ = 0.0f;
+  float initial_tau_ = 0.0f;  // the unit of the additive increase
+  uint64_t scans_ = 0;
+  uint64_t rescans_ = 0;
+  uint64_t fallbacks_ = 0;
+  uint64_t last_candidates_ = 0;
+
+  // Scratch reused across calls (sized to the largest call so far).
+  std::vector<uint64_t> candidates_;  // keys (magnitude, index), see kernels.h
+  std::vector<uint64_t> keys_;
+  std::vector<float> sample_;
+};
+
+}  // namespace internal
+}  // namespace compress
+}  // namespace stella
+
+#endif  // STELLA_RUNTIME_COMPRESS_INTERNAL_COMPRESSORS_H_

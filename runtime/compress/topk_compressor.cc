@@ -1,0 +1,56 @@
+// Exact top-k: nth_element on a compact array of 64-bit keys, O(n) average.
+#include <memory>
+#include <vector>
+
+#include "runtime/compress/internal/compressors.h"
+#include "runtime/compress/internal/kernels.h"
+
+namespace stella {
+namespace compress {
+namespace internal {
+namespace {
+
+class TopKCompressor final : public Compressor {
+ public:
+  Status Compress(const float* grad, size_t n, double density, SparseGradient* out) override {
+    STELLA_RETURN_IF_ERROR(CheckCompressArgs(grad, n, density, out));
+    out->num_elements = n;
+    out->block_size = 1;
+    out->indices.clear();
+    out->values.clear();
+    if (n > 0) {
+      const size_t bad = FindFirstNonFinite(grad, n);
+      if (bad < n) return NonFiniteError(bad, grad[bad]);
+      const size_t k = SelectionSize(n, density);
+      if (k == n) {
+        out->indices.resize(n);
+        for (size_t i = 0; i < n; ++i) out->indices[i] = static_cast<uint32_t>(i);
+        out->values.assign(grad, grad + n);
+        stats_.input_passes += 2;
+      } else {
+        SelectTopAll(grad, n, k, &keys_, &out->indices);
+        out->values.resize(k);
+        for (size_t j = 0; j < k; ++j) out->values[j] = grad[out->indices[j]];
+        stats_.input_passes += 3;  // finiteness, keys, collection
+      }
+      stats_.last_candidates = n;
+    }
+    ++stats_.calls;
+    return Status::Ok();
+  }
+
+  const char* name() const override { return "topk"; }
+  CompressorStats stats() const override { return stats_; }
+
+ private:
+  CompressorStats stats_;
+  std::vector<uint64_t> keys_;  // scratch, n entries
+};
+
+}  // namespace
+
+std::unique_ptr<Compressor> NewTopKCompressor() { return std::make_unique<TopKCompressor>(); }
+
+}  // namespace internal
+}  // namespace compress
+}  // namespace stella

@@ -1,0 +1,357 @@
+// The `stella` command: runs and validates StellaJob manifests on one machine.
+//
+//   stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS]
+//   stella validate JOB.yaml
+//   stella --version | --help
+//
+// Exit codes: 0 success; 1 invalid manifest, failed run or missing
+// prerequisite; 2 usage error; 130 stopped by Ctrl-C (SIGINT/SIGTERM).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/base/clock.h"
+#include "src/base/status.h"
+#include "src/cli/format.h"
+#include "src/cli/launch_plan.h"
+#include "src/cli/progress.h"
+#include "src/cli/summary.h"
+#include "src/cli/supervisor.h"
+#include "src/spec/stella_job.h"
+
+#ifndef STELLA_VERSION
+#error "STELLA_VERSION must be defined by the build (CMake PROJECT_VERSION)"
+#endif
+
+namespace stella::cli {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitInterrupted = 130;
+
+// The write end of the signal self-pipe. The one piece of global mutable
+// state: a signal handler can reach nothing else. Set once, before the
+// handlers are installed, and never changed afterwards.
+int g_signal_pipe_write_fd = -1;
+
+extern "C" void OnStopSignal(int) {
+  int saved_errno = errno;
+  char byte = 's';
+  // Non-blocking: if the pipe is full, enough requests are already queued.
+  ssize_t ignored = write(g_signal_pipe_write_fd, &byte, 1);
+  (void)ignored;
+  errno = saved_errno;
+}
+
+constexpr char kUsage[] =
+    "usage:\n"
+    "  stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS]\n"
+    "      Runs the job on this machine: one stella-runtime process per worker per cluster.\n"
+    "      --json FILE       write the run summary as JSON to FILE (on success only)\n"
+    "      --log-dir DIR     worker logs (default /tmp/stella-<job name>-<pid>)\n"
+    "      --runtime PATH    the stella-runtime binary (default: next to this program)\n"
+    "      --timeout SECONDS stop the run after this long (default: no limit)\n"
+    "  stella validate JOB.yaml\n"
+    "      Checks the manifest; prints \"ok\" or every problem.\n"
+    "  stella --version\n"
+    "  stella --help\n";
+
+int UsageError(const std::string& message) {
+  std::cerr << "stella: " << message << "\n" << kUsage;
+  return kExitUsage;
+}
+
+struct RunArgs {
+  std::string job_path;
+  std::string json_path;
+  std::string log_dir;
+  std::string runtime_path;
+  std::optional<double> timeout_seconds;
+};
+
+// Parses "run" arguments; returns an error message for a usage error.
+std::optional<std::string> ParseRunArgs(const std::vector<std::string>& args, RunArgs* out) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg.size() > 1 && arg[0] == '-') {
+      std::string flag = arg;
+      std::optional<std::string> value;
+      size_t eq = arg.find('=');
+      if (eq != std::string::npos) {
+        flag = arg.substr(0, eq);
+        value = arg.substr(eq + 1);
+      }
+      std::string* target = nullptr;
+      std::string timeout_text;
+      if (flag == "--json") {
+        target = &out->json_path;
+      } else if (flag == "--log-dir") {
+        target = &out->log_dir;
+      } else if (flag == "--runtime") {
+        target = &out->runtime_path;
+      } else if (flag == "--timeout") {
+        target = &timeout_text;
+      } else {
+        return "run: unknown flag '" + flag + "'";
+      }
+      if (!value) {
+        if (i + 1 >= args.size()) return "run: flag '" + flag + "' needs a value";
+        value = args[++i];
+      }
+      if (value->empty()) return "run: flag '" + flag + "' needs a non-empty value";
+      *target = *value;
+      if (flag == "--timeout") {
+        char* end = nullptr;
+        double seconds = std::strtod(value->c_str(), &end);
+        if (end == value->c_str() || *end != '\0' || !std::isfinite(seconds) || seconds <= 0) {
+          return "run: --timeout must be a positive number of seconds, got '" + *value + "'";
+        }
+        out->timeout_seconds = seconds;
+      }
+    } else if (out->job_path.empty()) {
+      out->job_path = arg;
+    } else {
+      return "run: unexpected argument '" + arg + "' (one JOB.yaml expected)";
+    }
+  }
+  if (out->job_path.empty()) return "run: missing JOB.yaml";
+  return std::nullopt;
+}
+
+std::string DefaultRuntimePath() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return "stella-runtime";
+  std::string self(buf, static_cast<size_t>(n));
+  size_t slash = self.rfind('/');
+  return (slash == std::string::npos ? std::string(".") : self.substr(0, slash)) + "/stella-runtime";
+}
+
+Status CheckRuntime(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return NotFoundError("runtime binary " + path +
+                         " does not exist; build the stella-runtime target or pass --runtime PATH");
+  }
+  if (!S_ISREG(st.st_mode) || access(path.c_str(), X_OK) != 0) {
+    return FailedPreconditionError("runtime binary " + path + " is not an executable file");
+  }
+  return Status::Ok();
+}
+
+Status CheckDataset(const spec::DatasetSpec& dataset) {
+  if (dataset.name != "fashion-mnist") return Status::Ok();
+  std::string missing;
+  for (const char* file : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                           "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}) {
+    std::string path = dataset.path + "/" + file;
+    if (access(path.c_str(), R_OK) != 0) missing += "\n  " + path;
+  }
+  if (missing.empty()) return Status::Ok();
+  return NotFoundError("dataset fashion-mnist is missing files:" + missing +
+                       "\ninstall the Debian package dataset-fashion-mnist (make setup)");
+}
+
+std::string ShortNumber(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+std::string WanText(const spec::WanSpec& wan) {
+  std::string bandwidth =
+      wan.bandwidth_mbps > 0 ? ShortNumber(wan.bandwidth_mbps) + " Mbit/s" : std::string("unshaped");
+  return "WAN " + bandwidth + ", " + ShortNumber(wan.latency_ms) + " ms latency";
+}
+
+void PrintBanner(const spec::StellaJob& job, const LaunchPlan& plan, const std::string& log_dir) {
+  const auto& clusters = job.spec.clusters;
+  std::cout << "stella run: job " << job.metadata.name << ", mode " << spec::ToString(job.spec.sync.mode)
+            << ", " << job.TotalWorkers() << " worker(s) in " << clusters.size() << " cluster(s)\n";
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    std::cout << "  cluster " << clusters[c].name << ": " << clusters[c].workers << " worker(s), "
+              << WanText(clusters[c].wan) << "; store port " << plan.store_ports[c] << ", gateway port "
+              << plan.wan_ports[c] << "\n";
+  }
+  if (job.spec.metrics.port > 0) {
+    std::cout << "  metrics:\n";
+    size_t width = 0;
+    for (const WorkerLaunch& w : plan.workers) width = std::max(width, w.name.size());
+    for (const WorkerLaunch& w : plan.workers) {
+      std::cout << "    " << w.name << std::string(width - w.name.size() + 2, ' ') << "http://127.0.0.1:"
+                << w.metrics_port << "/metrics\n";
+    }
+  } else {
+    std::cout << "  metrics: off (spec.metrics.port is 0)\n";
+  }
+  std::cout << "  logs: " << log_dir << "\n";
+  std::cout.flush();
+}
+
+// Installs SIGINT/SIGTERM handlers that write to a self-pipe; returns its
+// read end (for SupervisorOptions::stop_fd).
+StatusOr<int> InstallStopSignals() {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return ErrnoError("pipe for signals", errno);
+  g_signal_pipe_write_fd = fds[1];
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM}) {
+    if (sigaction(sig, &sa, nullptr) != 0) return ErrnoError("sigaction", errno);
+  }
+  return fds[0];
+}
+
+int Validate(const std::vector<std::string>& args) {
+  if (args.empty()) return UsageError("validate: missing JOB.yaml");
+  for (const std::string& a : args) {
+    if (a.size() > 1 && a[0] == '-') return UsageError("validate: unknown flag '" + a + "'");
+  }
+  if (args.size() > 1) return UsageError("validate: unexpected argument '" + args[1] + "' (one JOB.yaml expected)");
+  StatusOr<spec::StellaJob> job = spec::LoadStellaJobFile(args[0]);
+  if (!job.ok()) {
+    std::cerr << job.status().message() << "\n";
+    return kExitFailure;
+  }
+  std::cout << "ok\n";
+  return kExitOk;
+}
+
+int Run(const std::vector<std::string>& raw_args) {
+  RunArgs args;
+  if (auto usage = ParseRunArgs(raw_args, &args)) return UsageError(*usage);
+
+  StatusOr<spec::StellaJob> loaded = spec::LoadStellaJobFile(args.job_path);
+  if (!loaded.ok()) {
+    std::cerr << loaded.status().message() << "\n";
+    return kExitFailure;
+  }
+  const spec::StellaJob& job = *loaded;
+  if (args.runtime_path.empty()) args.runtime_path = DefaultRuntimePath();
+  if (args.log_dir.empty()) {
+    args.log_dir = "/tmp/stella-" + job.metadata.name + "-" + std::to_string(getpid());
+  }
+  for (const Status& s : {CheckRuntime(args.runtime_path), CheckDataset(job.spec.dataset)}) {
+    if (!s.ok()) {
+      std::cerr << "stella: " << s.message() << "\n";
+      return kExitFailure;
+    }
+  }
+
+  LaunchPlanOptions plan_options;
+  plan_options.job_path = args.job_path;
+  plan_options.runtime_path = args.runtime_path;
+  StatusOr<LaunchPlan> plan = BuildLaunchPlan(job, plan_options);
+  if (!plan.ok()) {
+    std::cerr << "stella: " << plan.status().message() << "\n";
+    return kExitFailure;
+  }
+  PrintBanner(job, *plan, args.log_dir);
+
+  StatusOr<int> stop_fd = InstallStopSignals();
+  if (!stop_fd.ok()) {
+    std::cerr << "stella: " << stop_fd.status().message() << "\n";
+    return kExitFailure;
+  }
+
+  const bool tty = isatty(STDOUT_FILENO) == 1;
+  winsize window{};
+  const int columns = tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &window) == 0 ? window.ws_col : 0;
+  ProgressView progress(std::cout, tty, columns);
+  SummaryCollector collector;
+  SupervisorOptions sup_options;
+  sup_options.log_dir = args.log_dir;
+  sup_options.stop_fd = *stop_fd;
+  sup_options.noun = "worker";
+  sup_options.on_event = [&](const std::string& name, const nlohmann::json& event) {
+    progress.OnEvent(name, event);
+    collector.OnEvent(event);
+  };
+  sup_options.on_warning = [&](const std::string& warning) { progress.PrintLine("warning: " + warning); };
+  StatusOr<std::unique_ptr<Supervisor>> supervisor = Supervisor::Create(sup_options, plan->processes);
+  if (!supervisor.ok()) {
+    std::cerr << "stella: " << supervisor.status().message() << "\n";
+    return kExitFailure;
+  }
+
+  const Clock& clock = SystemClock::Get();
+  Clock::TimePoint deadline = Clock::TimePoint::max();
+  if (args.timeout_seconds) {
+    deadline = clock.Now() + std::chrono::duration_cast<Clock::Duration>(
+                                 std::chrono::duration<double>(*args.timeout_seconds));
+  }
+  Status result = (*supervisor)->Run(deadline);
+  progress.Finish();
+
+  if (result.code() == StatusCode::kCancelled) {
+    std::cerr << "stella: " << result.message() << "; logs in " << args.log_dir << "\n";
+    return kExitInterrupted;
+  }
+  if (!result.ok()) {
+    std::cerr << "stella: run failed: " << result.message() << "\n";
+    return kExitFailure;
+  }
+
+  JobInfo info;
+  info.job = job.metadata.name;
+  info.mode = spec::ToString(job.spec.sync.mode);
+  info.clusters = static_cast<int>(job.spec.clusters.size());
+  info.workers = job.TotalWorkers();
+  info.log_dir = args.log_dir;
+  StatusOr<RunSummary> summary = collector.Summarize(info);
+  if (!summary.ok()) {
+    std::cerr << "stella: every worker exited 0, but " << summary.status().message() << "\n";
+    return kExitFailure;
+  }
+  std::cout << "\nsummary\n" << RenderSummaryTable(*summary);
+  if (!args.json_path.empty()) {
+    Status written = WriteJsonAtomically(args.json_path, SummaryToJson(*summary));
+    if (!written.ok()) {
+      std::cerr << "stella: " << written.message() << "\n";
+      return kExitFailure;
+    }
+    std::cout << "summary written to " << args.json_path << "\n";
+  }
+  return kExitOk;
+}
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) return UsageError("missing command");
+  const std::string command = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (command == "--version" || command == "version") {
+    std::cout << "stella " << STELLA_VERSION << "\n";
+    return kExitOk;
+  }
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (command == "run") return Run(rest);
+  if (command == "validate") return Validate(rest);
+  if (command.size() > 1 && command[0] == '-') return UsageError("unknown flag '" + command + "'");
+  return UsageError("unknown command '" + command + "'");
+}
+
+}  // namespace
+}  // namespace stella::cli
+
+int main(int argc, char** argv) { return stella::cli::Main(argc, argv); }

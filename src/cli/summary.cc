@@ -1,0 +1,118 @@
+#include "src/cli/summary.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+#include "src/cli/format.h"
+
+namespace stella::cli {
+
+void SummaryCollector::OnEvent(const nlohmann::json& event) {
+  if (EventString(event, "event", "") != "done") return;
+  int64_t rank = EventInt(event, "global_rank", -1);
+  if (rank < 0) return;
+  done_by_rank_[rank] = event;
+}
+
+StatusOr<RunSummary> SummaryCollector::Summarize(const JobInfo& info) const {
+  auto rank0 = done_by_rank_.find(0);
+  if (rank0 == done_by_rank_.end()) {
+    return FailedPreconditionError("no \"done\" event from global rank 0 (got " +
+                                   std::to_string(done_by_rank_.size()) + " of " +
+                                   std::to_string(info.workers) +
+                                   "); the run did not report its results");
+  }
+  RunSummary s;
+  s.info = info;
+  s.steps = EventInt(rank0->second, "steps", 0);
+  s.final_accuracy = EventNumber(rank0->second, "final_accuracy", 0);
+  s.wall_seconds = EventNumber(rank0->second, "wall_seconds", 0);
+  for (const auto& [rank, event] : done_by_rank_) {
+    s.samples += std::max<int64_t>(EventInt(event, "samples", 0), 0);
+    s.wan_bytes += static_cast<uint64_t>(std::max<int64_t>(EventInt(event, "wan_bytes_sent", 0), 0));
+  }
+  s.samples_per_second = s.wall_seconds > 0 ? static_cast<double>(s.samples) / s.wall_seconds : 0;
+  s.done_workers = static_cast<int>(done_by_rank_.size());
+  return s;
+}
+
+std::string RenderSummaryTable(const RunSummary& s) {
+  const std::vector<std::pair<std::string, std::string>> rows = {
+      {"wall time", HumanDuration(s.wall_seconds)},
+      {"final accuracy", Fixed(s.final_accuracy * 100, 2) + "%"},
+      {"samples/s", Fixed(s.samples_per_second, 1)},
+      {"steps", std::to_string(s.steps)},
+      {"WAN bytes sent", HumanBytes(s.wan_bytes) + " (" + std::to_string(s.wan_bytes) + " B)"},
+      {"mode", s.info.mode},
+      {"workers", std::to_string(s.info.workers)},
+      {"clusters", std::to_string(s.info.clusters)},
+      {"log dir", s.info.log_dir},
+  };
+  size_t width = 0;
+  for (const auto& row : rows) width = std::max(width, row.first.size());
+  std::string out;
+  for (const auto& [label, value] : rows) {
+    out += "  " + label + std::string(width - label.size() + 3, ' ') + value + "\n";
+  }
+  return out;
+}
+
+nlohmann::json SummaryToJson(const RunSummary& s) {
+  return nlohmann::json{
+      {"job", s.info.job},
+      {"mode", s.info.mode},
+      {"clusters", s.info.clusters},
+      {"workers", s.info.workers},
+      {"shaper", s.info.shaper},
+      {"log_dir", s.info.log_dir},
+      {"steps", s.steps},
+      {"samples", s.samples},
+      {"final_accuracy", s.final_accuracy},
+      {"wall_seconds", s.wall_seconds},
+      {"samples_per_second", s.samples_per_second},
+      {"wan_bytes", s.wan_bytes},
+      {"done_workers", s.done_workers},
+  };
+}
+
+Status WriteJsonAtomically(const std::string& path, const nlohmann::json& value) {
+  std::string text = value.dump(2) + "\n";
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError("cannot create " + tmp, errno);
+  const char* data = text.data();
+  size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = write(fd, data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      close(fd);
+      unlink(tmp.c_str());
+      return ErrnoError("cannot write " + tmp, e);
+    }
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (fsync(fd) != 0) {
+    int e = errno;
+    close(fd);
+    unlink(tmp.c_str());
+    return ErrnoError("cannot fsync " + tmp, e);
+  }
+  close(fd);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    unlink(tmp.c_str());
+    return ErrnoError("cannot rename " + tmp + " to " + path, e);
+  }
+  return Status::Ok();
+}
+
+}  // namespace stella::cli

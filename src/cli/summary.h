@@ -1,0 +1,76 @@
+// RunSummary: the result of one `stella run`, collected from the "done"
+// events of the workers and rendered as an aligned table (for people) and as
+// JSON (for scripts and benchmarks; written atomically so a reader never sees
+// half a file).
+//
+// Where the numbers come from: steps, final_accuracy and wall_seconds from
+// global rank 0's "done" event; samples and wan_bytes summed over every
+// worker's "done" event (samples: what each worker itself trained on, so the
+// sum is the job's throughput; wan_bytes: bytes each worker sent over the
+// emulated WAN, so each byte is counted once); samples_per_second =
+// samples / wall_seconds.
+//
+// Thread safety: SummaryCollector is thread-compatible; the free functions
+// are pure (WriteJsonAtomically touches only its own path).
+#ifndef STELLA_SRC_CLI_SUMMARY_H_
+#define STELLA_SRC_CLI_SUMMARY_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "src/base/status.h"
+
+namespace stella::cli {
+
+// What the CLI knows about the job before it runs.
+struct JobInfo {
+  std::string job;      // metadata.name
+  std::string mode;     // spec.sync.mode
+  int clusters = 0;
+  int workers = 0;      // over all clusters
+  std::string log_dir;
+  std::string shaper = "in-process";  // how the WAN is emulated
+};
+
+struct RunSummary {
+  JobInfo info;
+  int64_t steps = 0;
+  int64_t samples = 0;
+  double final_accuracy = 0;
+  double wall_seconds = 0;
+  double samples_per_second = 0;
+  uint64_t wan_bytes = 0;
+  int done_workers = 0;  // workers that sent a "done" event
+};
+
+class SummaryCollector {
+ public:
+  // Records "done" events (keyed by global_rank, so a repeated event replaces
+  // the earlier one); ignores every other kind.
+  void OnEvent(const nlohmann::json& event);
+
+  // The summary, or FailedPrecondition when global rank 0 sent no "done"
+  // event (the run did not finish cleanly, so there are no results).
+  StatusOr<RunSummary> Summarize(const JobInfo& info) const;
+
+ private:
+  std::map<int64_t, nlohmann::json> done_by_rank_;
+};
+
+// The table, one "  label   value" line per field, values aligned.
+std::string RenderSummaryTable(const RunSummary& summary);
+
+// Keys: job, mode, clusters, workers, shaper, log_dir, steps, samples,
+// final_accuracy, wall_seconds, samples_per_second, wan_bytes, done_workers.
+nlohmann::json SummaryToJson(const RunSummary& summary);
+
+// Writes `value` (pretty-printed, trailing newline) to a temporary file next
+// to `path`, fsyncs it and renames it over `path`.
+Status WriteJsonAtomically(const std::string& path, const nlohmann::json& value);
+
+}  // namespace stella::cli
+
+#endif  // STELLA_SRC_CLI_SUMMARY_H_

@@ -1,0 +1,326 @@
+// Runs the built `stella` binary: exit codes, usage errors, validation, and
+// whole runs against a fake stella-runtime (a shell script that speaks the
+// event protocol), so the CLI glue is tested without the real runtime.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/cli/test_util.h"
+
+#ifndef STELLA_CLI_BINARY
+#error "STELLA_CLI_BINARY must point at the built stella executable"
+#endif
+#ifndef STELLA_PROJECT_VERSION
+#error "STELLA_PROJECT_VERSION must be CMake's PROJECT_VERSION"
+#endif
+
+namespace stella::cli {
+namespace {
+
+using ::stella::cli::testing::FileExists;
+using ::stella::cli::testing::ReadFile;
+using ::stella::cli::testing::TempDir;
+using ::stella::cli::testing::WriteFile;
+using ::stella::cli::testing::WriteScript;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Result {
+  int exit_code = -1;  // -1: did not exit normally
+  std::string out;
+  std::string err;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  // Starts `stella args...` with stdout/stderr captured to files.
+  pid_t Start(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv_strings = {STELLA_CLI_BINARY};
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& s : argv_strings) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    std::string out_path = dir_.Join("stdout"), err_path = dir_.Join("stderr");
+    pid_t pid = fork();
+    if (pid == 0) {
+      int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(out, STDOUT_FILENO);
+      dup2(err, STDERR_FILENO);
+      for (const std::string& e : env) putenv(const_cast<char*>(e.c_str()));
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    return pid;
+  }
+
+  // Waits (bounded) for `pid`; a CLI that hangs is killed and fails the test.
+  Result Wait(pid_t pid) {
+    Result r;
+    int status = 0;
+    auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        ADD_FAILURE() << "stella did not exit within 60 s";
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        break;
+      }
+      usleep(10000);
+    }
+    if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+    r.out = ReadFile(dir_.Join("stdout"));
+    r.err = ReadFile(dir_.Join("stderr"));
+    return r;
+  }
+
+  Result RunStella(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+    return Wait(Start(args, env));
+  }
+
+  // A two-cluster, one-worker-each manifest whose dataset is a directory of
+  // empty placeholder files (the CLI only checks that they exist).
+  std::string WriteJob(const std::string& dataset_path, int metrics_port = 0) {
+    std::string path = dir_.Join("job.yaml");
+    WriteFile(path,
+              "apiVersion: stella.dev/v1alpha1\n"
+              "kind: StellaJob\n"
+              "metadata: {name: cli-test}\n"
+              "spec:\n"
+              "  model: {name: cnn}\n"
+              "  dataset: {name: fashion-mnist, path: " + dataset_path + "}\n"
+              "  training: {steps: 10}\n"
+              "  sync: {mode: ddp}\n"
+              "  clusters:\n"
+              "    - {name: onprem, workers: 1, wan: {bandwidthMbps: 100, latencyMs: 5}}\n"
+              "    - {name: cloud, workers: 1, wan: {bandwidthMbps: 0, latencyMs: 0}}\n"
+              "  metrics: {port: " + std::to_string(metrics_port) + "}\n");
+    return path;
+  }
+
+  std::string MakeDataset() {
+    std::string path = dir_.Join("dataset");
+    std::filesystem::create_directories(path);
+    for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}) {
+      WriteFile(path + "/" + f, "");
+    }
+    return path;
+  }
+
+  // A stand-in for stella-runtime. FAKE_MODE selects: "" a clean run,
+  // "fail" cluster 1 exits 3, "hang" workers wait for SIGTERM.
+  std::string WriteFakeRuntime() {
+    return WriteScript(dir_.Join("fake-runtime"), R"SH(
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cluster-index) c=$2; shift ;;
+    --local-rank) r=$2; shift ;;
+    --job) job=$2; shift ;;
+  esac
+  shift
+done
+g=$c
+ev() { echo "@stella {\"event\":\"$1\",\"cluster\":$c,\"cluster_name\":\"x\",\"local_rank\":$r,\"global_rank\":$g$2}"; }
+echo "fake runtime for job $job"
+ev start ',"world_size":2,"device":"cpu","mode":"ddp","parameters":10,"total_steps":10'
+if [ "$g" = 0 ]; then
+  ev progress ',"step":10,"total_steps":10,"samples_per_second":100,"loss":0.5,"wan_bytes_sent":1000000,"wan_bytes_received":1000000,"elapsed_seconds":1.0'
+  ev eval ',"step":10,"test_accuracy":0.81,"test_loss":0.5,"elapsed_seconds":1.5'
+fi
+case "$FAKE_MODE" in
+  fail)
+    if [ "$g" = 1 ]; then echo "fake failure on cluster 1" >&2; exit 3; fi
+    sleep 60 & wait ;;
+  hang)
+    trap "echo term > $FAKE_DIR/term.$g; exit 0" TERM
+    touch "$FAKE_DIR/ready.$g"
+    sleep 60 & wait ;;
+esac
+ev done ",\"steps\":10,\"samples\":640,\"final_accuracy\":0.81,\"wall_seconds\":2.0,\"wan_bytes_sent\":$((1000 * (g + 1))),\"wan_bytes_received\":0"
+)SH");
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(CliTest, Version) {
+  Result r = RunStella({"--version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, std::string("stella ") + STELLA_PROJECT_VERSION + "\n");
+}
+
+TEST_F(CliTest, Help) {
+  Result r = RunStella({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("stella run JOB.yaml"));
+  EXPECT_THAT(r.out, HasSubstr("stella validate JOB.yaml"));
+}
+
+TEST_F(CliTest, UsageErrorsExitTwoAndNameTheProblem) {
+  Result flag = RunStella({"run", "job.yaml", "--bogus"});
+  EXPECT_EQ(flag.exit_code, 2);
+  EXPECT_THAT(flag.err, HasSubstr("unknown flag '--bogus'"));
+  EXPECT_THAT(flag.err, HasSubstr("usage:"));
+
+  Result top_flag = RunStella({"--frobnicate"});
+  EXPECT_EQ(top_flag.exit_code, 2);
+  EXPECT_THAT(top_flag.err, HasSubstr("'--frobnicate'"));
+
+  Result command = RunStella({"deploy"});
+  EXPECT_EQ(command.exit_code, 2);
+  EXPECT_THAT(command.err, HasSubstr("unknown command 'deploy'"));
+
+  Result none = RunStella({});
+  EXPECT_EQ(none.exit_code, 2);
+
+  Result missing_value = RunStella({"run", "job.yaml", "--timeout"});
+  EXPECT_EQ(missing_value.exit_code, 2);
+  EXPECT_THAT(missing_value.err, HasSubstr("'--timeout' needs a value"));
+
+  Result bad_timeout = RunStella({"run", "job.yaml", "--timeout=soon"});
+  EXPECT_EQ(bad_timeout.exit_code, 2);
+  EXPECT_THAT(bad_timeout.err, HasSubstr("got 'soon'"));
+
+  Result validate_flag = RunStella({"validate", "--strict", "job.yaml"});
+  EXPECT_EQ(validate_flag.exit_code, 2);
+  EXPECT_THAT(validate_flag.err, HasSubstr("'--strict'"));
+}
+
+TEST_F(CliTest, ValidateAcceptsTheDemoManifest) {
+  Result r = RunStella({"validate", std::string(STELLA_SOURCE_DIR) + "/examples/demo.yaml"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "ok\n");
+}
+
+TEST_F(CliTest, ValidateListsEveryErrorWithFieldPaths) {
+  std::string path = dir_.Join("bad.yaml");
+  WriteFile(path,
+            "apiVersion: stella.dev/v1alpha1\n"
+            "kind: StellaJob\n"
+            "metadata: {name: bad}\n"
+            "spec:\n"
+            "  model: {name: cnn}\n"
+            "  dataset: {name: fashion-mnist}\n"
+            "  training: {steps: 10}\n"
+            "  batchSize: 0\n"
+            "  clusters:\n"
+            "    - {name: onprem, workers: 0}\n");
+  Result r = RunStella({"validate", path});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("spec.batchSize"));
+  EXPECT_THAT(r.err, HasSubstr("spec.clusters[0].workers"));
+  EXPECT_THAT(r.out, Not(HasSubstr("ok")));
+
+  Result missing = RunStella({"validate", dir_.Join("nope.yaml")});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("nope.yaml"));
+}
+
+TEST_F(CliTest, RunChecksPrerequisites) {
+  std::string job = WriteJob(MakeDataset());
+  Result no_runtime = RunStella({"run", job, "--runtime", dir_.Join("no-runtime")});
+  EXPECT_EQ(no_runtime.exit_code, 1);
+  EXPECT_THAT(no_runtime.err, HasSubstr("runtime binary " + dir_.Join("no-runtime") + " does not exist"));
+
+  WriteFile(dir_.Join("not-executable"), "");
+  Result not_exec = RunStella({"run", job, "--runtime", dir_.Join("not-executable")});
+  EXPECT_EQ(not_exec.exit_code, 1);
+  EXPECT_THAT(not_exec.err, HasSubstr("is not an executable file"));
+
+  std::string job_without_data = WriteJob(dir_.Join("no-dataset"));
+  Result no_data = RunStella({"run", job_without_data, "--runtime", WriteFakeRuntime()});
+  EXPECT_EQ(no_data.exit_code, 1);
+  EXPECT_THAT(no_data.err, HasSubstr(dir_.Join("no-dataset") + "/train-images-idx3-ubyte.gz"));
+  EXPECT_THAT(no_data.err, HasSubstr("install the Debian package dataset-fashion-mnist (make setup)"));
+}
+
+TEST_F(CliTest, RunPrintsProgressAndSummaryAndWritesJson) {
+  std::string job = WriteJob(MakeDataset());
+  std::string json_path = dir_.Join("summary.json");
+  std::string log_dir = dir_.Join("logs");
+  Result r = RunStella({"run", job, "--runtime", WriteFakeRuntime(), "--json", json_path, "--log-dir", log_dir,
+                        "--timeout", "60"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("stella run: job cli-test, mode ddp, 2 worker(s) in 2 cluster(s)"));
+  EXPECT_THAT(r.out, HasSubstr("cluster onprem: 1 worker(s), WAN 100 Mbit/s, 5 ms latency"));
+  EXPECT_THAT(r.out, HasSubstr("cluster cloud: 1 worker(s), WAN unshaped, 0 ms latency"));
+  EXPECT_THAT(r.out, HasSubstr("metrics: off"));
+  EXPECT_THAT(r.out, HasSubstr("logs: " + log_dir));
+  EXPECT_THAT(r.out, HasSubstr("start: world size 2, device cpu, mode ddp, 10 parameters, 10 steps\n"));
+  EXPECT_THAT(r.out, HasSubstr("progress 100% step 10/10, 100.0 samples/s, loss 0.5000, WAN 2.00 MB/s"));
+  EXPECT_THAT(r.out, HasSubstr("eval step 10/10: test accuracy 81.00%, test loss 0.5000, elapsed 1.5s\n"));
+  EXPECT_THAT(r.out, HasSubstr("  final accuracy   81.00%\n"));
+  EXPECT_THAT(r.out, HasSubstr("  samples/s        640.0\n"));
+  EXPECT_THAT(r.out, HasSubstr("  WAN bytes sent   2.9 KiB (3000 B)\n"));
+
+  nlohmann::json summary = nlohmann::json::parse(ReadFile(json_path));
+  EXPECT_DOUBLE_EQ(summary.at("final_accuracy").get<double>(), 0.81);
+  EXPECT_DOUBLE_EQ(summary.at("wall_seconds").get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(summary.at("samples_per_second").get<double>(), 640.0);
+  EXPECT_EQ(summary.at("wan_bytes"), 3000);
+  EXPECT_EQ(summary.at("steps"), 10);
+  EXPECT_EQ(summary.at("job"), "cli-test");
+  EXPECT_EQ(summary.at("clusters"), 2);
+  EXPECT_EQ(summary.at("workers"), 2);
+  EXPECT_EQ(summary.at("log_dir"), log_dir);
+
+  // Workers got the absolute job path and wrote their logs.
+  EXPECT_THAT(ReadFile(log_dir + "/onprem-0.log"), HasSubstr("fake runtime for job " + job));
+  EXPECT_TRUE(FileExists(log_dir + "/cloud-0.log"));
+}
+
+TEST_F(CliTest, WorkerFailureExitsOneAndNamesTheWorker) {
+  std::string json_path = dir_.Join("summary.json");
+  Result r = RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--json", json_path,
+                        "--log-dir", dir_.Join("logs")},
+                       {"FAKE_MODE=fail"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("worker cloud/0 exited with status 3; last lines:"));
+  EXPECT_THAT(r.err, HasSubstr("fake failure on cluster 1"));
+  EXPECT_FALSE(FileExists(json_path));  // only successful runs write a summary
+}
+
+TEST_F(CliTest, TimeoutStopsTheRunAndExitsOne) {
+  std::string fake_dir = dir_.Join("fake");
+  std::filesystem::create_directories(fake_dir);
+  Result r = RunStella({"run", WriteJob(MakeDataset(), /*metrics_port=*/19400), "--runtime", WriteFakeRuntime(),
+                        "--log-dir", dir_.Join("logs"), "--timeout", "0.5"},
+                       {"FAKE_MODE=hang", "FAKE_DIR=" + fake_dir});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("    onprem/0  http://127.0.0.1:19400/metrics\n"));
+  EXPECT_THAT(r.out, HasSubstr("    cloud/0   http://127.0.0.1:19401/metrics\n"));
+  EXPECT_THAT(r.err, HasSubstr("did not finish before its deadline"));
+}
+
+TEST_F(CliTest, InterruptStopsWorkersAndExits130) {
+  std::string fake_dir = dir_.Join("fake");
+  std::filesystem::create_directories(fake_dir);
+  pid_t pid = Start({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir",
+                     dir_.Join("logs")},
+                    {"FAKE_MODE=hang", "FAKE_DIR=" + fake_dir});
+  // Interrupt only once both workers have installed their SIGTERM traps.
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!(FileExists(fake_dir + "/ready.0") && FileExists(fake_dir + "/ready.1")) &&
+         std::chrono::steady_clock::now() < give_up) {
+    usleep(10000);
+  }
+  ASSERT_EQ(kill(pid, SIGINT), 0);
+  Result r = Wait(pid);
+  EXPECT_EQ(r.exit_code, 130) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("stopped on request"));
+  EXPECT_TRUE(FileExists(fake_dir + "/term.0"));
+  EXPECT_TRUE(FileExists(fake_dir + "/term.1"));
+}
+
+}  // namespace
+}  // namespace stella::cli

@@ -1,0 +1,123 @@
+#include "src/cli/summary.h"
+
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/cli/test_util.h"
+
+namespace stella::cli {
+namespace {
+
+using ::stella::cli::testing::FileExists;
+using ::stella::cli::testing::ReadFile;
+using ::stella::cli::testing::TempDir;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+json Done(int rank, int64_t steps, int64_t samples, double accuracy, double wall, int64_t wan_sent) {
+  return {{"event", "done"},        {"cluster", rank / 2},
+          {"cluster_name", "c"},    {"local_rank", rank % 2},
+          {"global_rank", rank},    {"steps", steps},
+          {"samples", samples},     {"final_accuracy", accuracy},
+          {"wall_seconds", wall},   {"wan_bytes_sent", wan_sent},
+          {"wan_bytes_received", 5}};
+}
+
+JobInfo Info() {
+  JobInfo info;
+  info.job = "fashion-cnn-demo";
+  info.mode = "stella";
+  info.clusters = 2;
+  info.workers = 4;
+  info.log_dir = "/tmp/stella-x";
+  return info;
+}
+
+StatusOr<RunSummary> Collect() {
+  SummaryCollector c;
+  c.OnEvent({{"event", "progress"}, {"global_rank", 0}, {"step", 3}});
+  // Workers report with their own numbers; rank 0's accuracy and wall time count.
+  c.OnEvent(Done(1, 100, 6400, 0.10, 99.0, 2000));
+  c.OnEvent(Done(0, 100, 6400, 0.87, 20.0, 1000));
+  c.OnEvent(Done(2, 100, 6400, 0.20, 98.0, 3000));
+  c.OnEvent(Done(3, 100, 6400, 0.30, 97.0, 4000));
+  return c.Summarize(Info());
+}
+
+TEST(SummaryTest, CombinesDoneEvents) {
+  StatusOr<RunSummary> s = Collect();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->steps, 100);
+  EXPECT_EQ(s->samples, 25600);
+  EXPECT_DOUBLE_EQ(s->final_accuracy, 0.87);
+  EXPECT_DOUBLE_EQ(s->wall_seconds, 20.0);
+  EXPECT_DOUBLE_EQ(s->samples_per_second, 1280.0);
+  EXPECT_EQ(s->wan_bytes, 10000u);
+  EXPECT_EQ(s->done_workers, 4);
+}
+
+TEST(SummaryTest, JsonHasTheDocumentedKeys) {
+  StatusOr<RunSummary> s = Collect();
+  ASSERT_TRUE(s.ok());
+  json j = SummaryToJson(*s);
+  EXPECT_DOUBLE_EQ(j.at("final_accuracy").get<double>(), 0.87);
+  EXPECT_DOUBLE_EQ(j.at("wall_seconds").get<double>(), 20.0);
+  EXPECT_DOUBLE_EQ(j.at("samples_per_second").get<double>(), 1280.0);
+  EXPECT_EQ(j.at("wan_bytes"), 10000);
+  EXPECT_EQ(j.at("steps"), 100);
+  EXPECT_EQ(j.at("job"), "fashion-cnn-demo");
+  EXPECT_EQ(j.at("mode"), "stella");
+  EXPECT_EQ(j.at("clusters"), 2);
+  EXPECT_EQ(j.at("workers"), 4);
+  EXPECT_EQ(j.at("shaper"), "in-process");
+  EXPECT_EQ(j.at("log_dir"), "/tmp/stella-x");
+}
+
+TEST(SummaryTest, TableIsAligned) {
+  StatusOr<RunSummary> s = Collect();
+  ASSERT_TRUE(s.ok());
+  std::string table = RenderSummaryTable(*s);
+  EXPECT_THAT(table, HasSubstr("  wall time        20.0s\n"));
+  EXPECT_THAT(table, HasSubstr("  final accuracy   87.00%\n"));
+  EXPECT_THAT(table, HasSubstr("  samples/s        1280.0\n"));
+  EXPECT_THAT(table, HasSubstr("  steps            100\n"));
+  EXPECT_THAT(table, HasSubstr("  WAN bytes sent   9.8 KiB (10000 B)\n"));
+  EXPECT_THAT(table, HasSubstr("  mode             stella\n"));
+  EXPECT_THAT(table, HasSubstr("  workers          4\n"));
+  EXPECT_THAT(table, HasSubstr("  clusters         2\n"));
+  EXPECT_THAT(table, HasSubstr("  log dir          /tmp/stella-x\n"));
+}
+
+TEST(SummaryTest, MissingRankZeroIsAnError) {
+  SummaryCollector c;
+  c.OnEvent(Done(1, 100, 6400, 0.1, 9.0, 2000));
+  StatusOr<RunSummary> s = c.Summarize(Info());
+  EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.status().message(), HasSubstr("global rank 0 (got 1 of 4)"));
+}
+
+TEST(SummaryTest, WritesJsonAtomically) {
+  TempDir dir;
+  std::string path = dir.Join("summary.json");
+  testing::WriteFile(path, "old contents");
+  json value = {{"final_accuracy", 0.5}, {"steps", 3}};
+  ASSERT_TRUE(WriteJsonAtomically(path, value).ok());
+  EXPECT_EQ(json::parse(ReadFile(path)), value);
+  // Only the target remains: the temporary file was renamed over it.
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    (void)entry;
+    ++files;
+  }
+  EXPECT_EQ(files, 1);
+
+  Status bad = WriteJsonAtomically(dir.Join("missing-dir/summary.json"), value);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_THAT(bad.message(), HasSubstr("missing-dir/summary.json.tmp."));
+  EXPECT_FALSE(FileExists(dir.Join("missing-dir")));
+}
+
+}  // namespace
+}  // namespace stella::cli

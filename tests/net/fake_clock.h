@@ -1,0 +1,34 @@
+// FakeClock: a manually advanced Clock for tests of time-dependent code
+// (token buckets, backoff) that must not sleep.
+//
+// Thread safety: all methods are thread-safe.
+#ifndef STELLA_TESTS_NET_FAKE_CLOCK_H_
+#define STELLA_TESTS_NET_FAKE_CLOCK_H_
+
+#include <mutex>
+
+#include "src/base/clock.h"
+
+namespace stella {
+namespace net {
+
+class FakeClock final : public Clock {
+ public:
+  // Starts at an arbitrary, fixed, non-zero instant so that "now - burst"
+  // arithmetic never goes below the epoch.
+  FakeClock();
+
+  TimePoint Now() const override;
+  // Advances the time to `deadline` at once (never backwards).
+  void SleepUntil(TimePoint deadline) const override;
+  void Advance(Duration d);
+
+ private:
+  mutable std::mutex mu_;
+  mutable TimePoint now_;  // guarded by mu_; mutable because SleepUntil is const
+};
+
+}  // namespace net
+}  // namespace stella
+
+#endif  // STELLA_TESTS_NET_FAKE_CLOCK_H_

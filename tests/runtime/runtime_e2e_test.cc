@@ -1,0 +1,202 @@
+// End-to-end: real stella-runtime processes (and the stella CLI) training on
+// the real Fashion-MNIST over loopback, shaped in-process.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+std::string BuildDir() {
+  const char* d = std::getenv("STELLA_BUILD_DIR");
+  return d ? d : "build";
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/stella-e2e-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf " + path_).c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Starts argv with stdout+stderr to `log`; returns the pid.
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits up to `timeout` for pid; kills it on timeout. Returns the wait status
+// or -1 on timeout.
+int WaitFor(pid_t pid, std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+std::string JobYaml(const std::string& name, int workers_per_cluster, int steps, const std::string& extra_spec = "",
+                    int metrics_port = 0) {
+  std::string y = "apiVersion: stella.dev/v1alpha1\nkind: StellaJob\nmetadata:\n  name: " + name +
+                  "\nspec:\n  model: {name: mlp, hidden: 64}\n  dataset: {name: fashion-mnist}\n"
+                  "  optimizer: {name: sgd, learningRate: 0.05, momentum: 0.9}\n  batchSize: 32\n"
+                  "  training: {steps: " +
+                  std::to_string(steps) + ", evalEvery: 1000000}\n  clusters:\n";
+  for (const char* c : {"alpha", "beta"}) {
+    y += std::string("    - name: ") + c + "\n      workers: " + std::to_string(workers_per_cluster) +
+         "\n      wan: {bandwidthMbps: 50, latencyMs: 2}\n";
+  }
+  y += "  metrics: {port: " + std::to_string(metrics_port) + "}\n" + extra_spec;
+  return y;
+}
+
+// Parameters stay bit-identical on all four workers of a 2 x 2 job: the
+// hierarchical all-reduce gives every worker the same averaged gradient.
+TEST(RuntimeE2eTest, DenseRunKeepsParametersIdenticalOnAllWorkers) {
+  TempDir dir;
+  const std::string job = dir.path() + "/job.yaml";
+  WriteFile(job, JobYaml("identical-params", 2, 25));
+  const std::string runtime = BuildDir() + "/bin/stella-runtime";
+  const std::string wan_ports = std::to_string(FreePort()) + "," + std::to_string(FreePort());
+  std::vector<std::string> store_ports = {std::to_string(FreePort()), std::to_string(FreePort())};
+  std::vector<pid_t> pids;
+  for (int c = 0; c < 2; ++c) {
+    for (int r = 0; r < 2; ++r) {
+      const std::string tag = std::to_string(c) + "-" + std::to_string(r);
+      pids.push_back(Spawn({runtime, "--job", job, "--cluster-index", std::to_string(c), "--local-rank",
+                            std::to_string(r), "--store-port", store_ports[c], "--wan-ports", wan_ports,
+                            "--dump-parameters", dir.path() + "/params-" + tag + ".bin"},
+                           dir.path() + "/log-" + tag + ".txt"));
+    }
+  }
+  for (size_t i = 0; i < pids.size(); ++i) {
+    int status = WaitFor(pids[i], std::chrono::seconds(240));
+    ASSERT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "worker " << i << " status " << status << "\n"
+        << ReadFile(dir.path() + "/log-" + std::to_string(i / 2) + "-" + std::to_string(i % 2) + ".txt");
+  }
+  const std::string reference = ReadFile(dir.path() + "/params-0-0.bin");
+  ASSERT_GT(reference.size(), 1000u);
+  // The initial parameters of this MLP are not the final ones: training moved them.
+  for (const char* tag : {"0-1", "1-0", "1-1"}) {
+    EXPECT_TRUE(ReadFile(dir.path() + "/params-" + std::string(tag) + ".bin") == reference)
+        << "worker " << tag << " diverged from worker 0-0";
+  }
+  // The gateway reported WAN traffic; the non-gateway none.
+  EXPECT_NE(ReadFile(dir.path() + "/log-0-0.txt").find("\"wan_bytes_sent\":"), std::string::npos);
+}
+
+// `stella run` trains, prints a summary and writes the JSON summary.
+TEST(RuntimeE2eTest, CliRunWritesSummaryJson) {
+  TempDir dir;
+  const std::string job = dir.path() + "/job.yaml";
+  WriteFile(job, JobYaml("cli-summary", 1, 150));
+  const std::string json = dir.path() + "/summary.json";
+  pid_t pid = Spawn({BuildDir() + "/bin/stella", "run", job, "--json", json, "--log-dir", dir.path() + "/logs"},
+                    dir.path() + "/out.txt");
+  int status = WaitFor(pid, std::chrono::seconds(240));
+  const std::string out = ReadFile(dir.path() + "/out.txt");
+  ASSERT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  auto summary = nlohmann::json::parse(ReadFile(json));
+  for (const char* key : {"final_accuracy", "wall_seconds", "samples_per_second", "wan_bytes", "steps"}) {
+    EXPECT_TRUE(summary.contains(key)) << key << " missing in " << summary.dump();
+  }
+  EXPECT_EQ(summary["steps"].get<int64_t>(), 150);
+  // 150 steps of SGD on Fashion-MNIST are far above chance (10%).
+  EXPECT_GT(summary["final_accuracy"].get<double>(), 0.6);
+  EXPECT_GT(summary["wan_bytes"].get<double>(), 0);
+}
+
+// A worker killed mid-run fails the whole run quickly, naming the worker and
+// the signal, and leaves no worker behind.
+TEST(RuntimeE2eTest, KilledWorkerFailsTheRunQuickly) {
+  TempDir dir;
+  const std::string job = dir.path() + "/job.yaml";
+  WriteFile(job, JobYaml("killed-worker", 1, 1000000));
+  const std::string logs = dir.path() + "/logs";
+  pid_t cli = Spawn({BuildDir() + "/bin/stella", "run", job, "--log-dir", logs}, dir.path() + "/out.txt");
+  // Wait until the cloud worker trains (its log shows the start event).
+  pid_t victim = -1;
+  for (int i = 0; i < 600 && victim < 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    FILE* p = popen(("pgrep -f -- 'stella-[r]untime --job " + job + " --cluster-index 1'").c_str(), "r");
+    int v = -1;
+    if (p && fscanf(p, "%d", &v) == 1 && ReadFile(logs + "/beta-0.log").find("\"event\":\"start\"") != std::string::npos) {
+      victim = v;
+    }
+    if (p) pclose(p);
+  }
+  ASSERT_GT(victim, 0) << "worker beta/0 never started\n" << ReadFile(dir.path() + "/out.txt");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto killed_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  int status = WaitFor(cli, std::chrono::seconds(60));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  const std::string out = ReadFile(dir.path() + "/out.txt");
+  ASSERT_NE(status, -1) << "stella run hung after a worker was killed\n" << out;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << out;
+  EXPECT_NE(out.find("beta/0"), std::string::npos) << out;
+  EXPECT_NE(out.find("signal 9"), std::string::npos) << out;
+  EXPECT_LT(seconds, 30.0);
+  // No worker of this job survives. (The [r] keeps pgrep from matching the
+  // shell that runs it.)
+  EXPECT_NE(std::system(("pgrep -f -- 'stella-[r]untime --job " + job + "' > /dev/null").c_str()), 0);
+}
+
+}  // namespace
