@@ -20,7 +20,7 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 demo: build
-	$(BUILD_DIR)/src/cli/stella run examples/demo.yaml
+	$(BUILD_DIR)/bin/stella run examples/demo.yaml --json $(BUILD_DIR)/demo-summary.json
 
 clean:
 	rm -rf $(BUILD_DIR)

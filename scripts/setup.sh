@@ -10,7 +10,7 @@ PACKAGES=(
   libtorch-dev libgloo-dev libcpprest-dev libyaml-cpp-dev libssl-dev zlib1g-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   # data, baselines, observability, traffic shaping, plots
-  dataset-fashion-mnist python3-torch prometheus iproute2 gnuplot-nox
+  dataset-fashion-mnist python3-torch prometheus iproute2 gnuplot-nox curl procps
 )
 
 missing=()
