@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 WERROR ?= OFF
 CTEST_ARGS ?=
 
-.PHONY: setup configure build test demo bench clean
+.PHONY: setup configure build test demo nccl-check clean
 
 setup:
 	bash scripts/setup.sh
@@ -23,6 +23,13 @@ test: build
 demo: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target stella stella-runtime
 	$(BUILD_DIR)/bin/stella run examples/demo.yaml --json $(BUILD_DIR)/demo-summary.json
+
+# Compiles and links the NCCL (GPU) intra-cluster path against NCCL's PyPI
+# wheel; no GPU is needed to build it.
+nccl-check: setup
+	cmake -S . -B $(BUILD_DIR)-nccl -G Ninja -DSTELLA_WERROR=$(WERROR) -DSTELLA_BUILD_TESTS=OFF \
+	  -DSTELLA_BUILD_BENCH=OFF -DSTELLA_WITH_NCCL=ON -DSTELLA_NCCL_ROOT=$$(bash scripts/fetch-nccl.sh)
+	cmake --build $(BUILD_DIR)-nccl -j $(JOBS) --target stella_exchange
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -50,6 +50,12 @@ std::unique_ptr<IntraClusterGroup> CreateSingletonGroup();
 // Connects to (or, for rank 0, serves) the store and builds a Gloo group.
 StatusOr<std::unique_ptr<IntraClusterGroup>> CreateGlooGroup(const GlooGroupOptions& options);
 
+#ifdef STELLA_WITH_NCCL
+// The same contract over NCCL on CUDA device `device` (GPU clusters). The
+// store options are shared with Gloo: rank 0 publishes the NCCL unique id.
+StatusOr<std::unique_ptr<IntraClusterGroup>> CreateNcclGroup(const GlooGroupOptions& options, int device);
+#endif
+
 }  // namespace stella::exchange
 
 #endif  // STELLA_RUNTIME_EXCHANGE_INTRA_CLUSTER_H_
