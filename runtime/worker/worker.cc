@@ -10,6 +10,8 @@
 #include "runtime/exchange/dense_allreduce.h"
 #include "runtime/exchange/intra_cluster.h"
 #include "runtime/exchange/wan_mesh.h"
+#include "runtime/pipeline/sparse_sync.h"
+#include "runtime/pipeline/stale_pipeline.h"
 #include "runtime/worker/events.h"
 #include "src/base/clock.h"
 #include "src/metrics/exposer.h"
@@ -41,18 +43,25 @@ struct WorkerMetrics {
         compute_busy(r.AddGauge("stella_compute_busy_ratio",
                                 "Fraction of wall time the compute device was busy (GPU utilization proxy).")
                          .Add(l)),
-        parameters(r.AddGauge("stella_model_parameters", "Number of model parameters.").Add(l)) {
-    auto& phase = r.AddCounter("stella_step_phase_seconds_total",
-                               "Time spent per step phase: compute, communication, optimizer, wait.");
+        parameters(r.AddGauge("stella_model_parameters", "Number of model parameters.").Add(l)),
+        density(r.AddGauge("stella_density", "Fraction of each gradient tensor sent over the WAN (1 = dense).").Add(l)),
+        wan_bytes_per_step(r.AddGauge("stella_wan_bytes_per_step",
+                                      "Bytes this gateway sent over the WAN in the last step (0 off gateways).")
+                               .Add(l)) {
+    auto& phase = r.AddCounter(
+        "stella_step_phase_seconds_total",
+        "Time spent per step phase: compute, communication, optimizer, wait (for parameters), compression.");
     auto& last = r.AddGauge("stella_step_phase_seconds", "Duration of each phase in the last step.");
-    for (const char* p : {"compute", "communication", "optimizer", "wait"}) {
+    for (const char* p : {"compute", "communication", "optimizer", "wait", "compression"}) {
       metrics::Labels pl = l;
       pl["phase"] = p;
       phase_total.push_back(&phase.Add(pl));
       phase_last.push_back(&last.Add(pl));
     }
   }
-  enum Phase { kCompute = 0, kCommunication = 1, kOptimizer = 2, kWait = 3 };
+  // In stella mode compute and wait are observed on the compute thread, the
+  // others on the communication thread (metric updates are lock-free).
+  enum Phase { kCompute = 0, kCommunication = 1, kOptimizer = 2, kWait = 3, kCompression = 4 };
   void ObservePhase(Phase p, double seconds) {
     phase_total[p]->Increment(seconds);
     phase_last[p]->Set(seconds);
@@ -67,6 +76,8 @@ struct WorkerMetrics {
   metrics::Histogram& step_seconds;
   metrics::Gauge& compute_busy;
   metrics::Gauge& parameters;
+  metrics::Gauge& density;
+  metrics::Gauge& wan_bytes_per_step;
   std::vector<metrics::Counter*> phase_total;  // owned by the registry
   std::vector<metrics::Gauge*> phase_last;
 };
@@ -119,7 +130,8 @@ struct Worker::State {
   std::unique_ptr<compute::Trainer> trainer;
   std::unique_ptr<exchange::IntraClusterGroup> group;
   std::unique_ptr<exchange::WanMesh> mesh;  // gateways of multi-cluster jobs
-  std::unique_ptr<exchange::DenseAllReduce> allreduce;
+  std::unique_ptr<exchange::DenseAllReduce> allreduce;     // ddp mode
+  std::unique_ptr<pipeline::SparseSync> sparse_sync;       // stella mode
   // Declared before the exposer so the exposer (which reads it) dies first.
   metrics::Registry registry;
   std::unique_ptr<WorkerMetrics> metrics;
@@ -128,8 +140,61 @@ struct Worker::State {
   std::unique_ptr<EventSink> events;
 };
 
+// Bookkeeping of one Run, shared by the dense and the stella loops.
+struct Worker::Loop {
+  const Clock& clock = SystemClock::Get();
+  Clock::TimePoint start;
+  double busy_seconds = 0;
+  double throughput_ewma = 0;
+  double final_accuracy = -1;
+  bool target_reached = false;
+  int64_t step = 0;     // steps computed (forward/backward done)
+  int64_t applied = 0;  // updates applied to the parameters
+  uint64_t last_wan_sent = 0;
+};
+
 Worker::Worker(std::unique_ptr<State> state) : state_(std::move(state)) {}
 Worker::~Worker() = default;
+
+namespace {
+
+// The CPU optimizer of stella mode, from the spec (the same hyperparameters
+// the libtorch optimizer gets in ddp mode).
+StatusOr<optim::OptimizerOptions> CpuOptimizerOptionsFromSpec(const spec::JobSpec& spec) {
+  optim::OptimizerOptions oo;
+  oo.name = spec::ToString(spec.optimizer.name);
+  oo.lr = spec.optimizer.learning_rate;
+  oo.weight_decay = spec.optimizer.weight_decay;  // AdamW too: the spec's value, not torch's 0.01
+  oo.beta1 = spec.optimizer.beta1;
+  oo.beta2 = spec.optimizer.beta2;
+  oo.eps = spec.optimizer.epsilon;
+  if (spec.optimizer.name == spec::OptimizerKind::kSgd) {
+    oo.momentum = spec.optimizer.momentum;
+    oo.nesterov = spec.optimizer.nesterov;
+    if (spec.sync.momentum_correction) {
+      // DGC: momentum is applied before selection (ErrorFeedback); the
+      // receivers run plain SGD on what arrives.
+      oo.momentum = 0.0;
+      oo.nesterov = false;
+    }
+  } else if (spec.sync.momentum_correction) {
+    return FailedPreconditionError(std::string("spec.sync.momentumCorrection: needs optimizer sgd, got ") +
+                                   spec::ToString(spec.optimizer.name));
+  }
+  STELLA_RETURN_IF_ERROR(optim::ValidateOptimizerOptions(oo));
+  return oo;
+}
+
+compress::ValuePrecision WirePrecision(spec::ValuePrecision p) {
+  switch (p) {
+    case spec::ValuePrecision::kFp16: return compress::ValuePrecision::kFp16;
+    case spec::ValuePrecision::kBf16: return compress::ValuePrecision::kBf16;
+    case spec::ValuePrecision::kFp32: break;
+  }
+  return compress::ValuePrecision::kFp32;
+}
+
+}  // namespace
 
 StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
   auto s = std::make_unique<State>();
@@ -149,9 +214,14 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
     return InvalidArgumentError("--wan-ports: need one gateway address per cluster (" + std::to_string(num_clusters) +
                                 "), got " + std::to_string(o.wan_addresses.size()));
   }
-  if (spec.sync.mode != spec::SyncMode::kDdp) {
-    return FailedPreconditionError("spec.sync.mode: \"" + std::string(spec::ToString(spec.sync.mode)) +
-                                   "\" is not available in this build of stella-runtime");
+  optim::OptimizerOptions cpu_optimizer;
+  if (spec.sync.mode == spec::SyncMode::kStella) {
+    auto oo = CpuOptimizerOptionsFromSpec(spec);
+    if (!oo.ok()) return oo.status().WithContext("spec.sync.mode stella");
+    cpu_optimizer = *oo;
+    if (spec.sync.momentum_correction && !spec.sync.error_feedback) {
+      return FailedPreconditionError("spec.sync.momentumCorrection: needs spec.sync.errorFeedback true");
+    }
   }
   for (int c = 0; c < o.cluster_index; ++c) s->global_rank += spec.clusters[static_cast<size_t>(c)].workers;
   s->global_rank += o.local_rank;
@@ -195,6 +265,7 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
                          {"worker", std::to_string(s->global_rank)}};
   s->metrics = std::make_unique<WorkerMetrics>(s->registry, labels);
   s->metrics->parameters.Set(static_cast<double>(s->trainer->num_parameters()));
+  s->metrics->density.Set(spec.sync.mode == spec::SyncMode::kStella ? spec.sync.density : 1.0);
   if (o.metrics_port > 0) {
     metrics::ExposerOptions eo;
     eo.bind_address = o.metrics_bind;
@@ -225,114 +296,225 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
     STELLA_ASSIGN_OR_RETURN(s->mesh, exchange::WanMesh::Create(mo));
     s->wan_metrics = std::make_unique<WanMetrics>(s->registry, labels, s->mesh->stats());
   }
-  s->allreduce = std::make_unique<exchange::DenseAllReduce>(s->group.get(), s->mesh.get(), s->world_size);
+  if (spec.sync.mode == spec::SyncMode::kStella) {
+    // Every worker starts its master copy from the same initial parameters
+    // (same seed), so the copies agree from step 0.
+    std::vector<float> initial(static_cast<size_t>(s->trainer->num_parameters()));
+    s->trainer->CopyParametersTo(initial.data());
+    pipeline::SparseSyncOptions so;
+    so.tensor_sizes = s->trainer->tensor_sizes();
+    so.optimizer = cpu_optimizer;
+    so.optimizer_threads = static_cast<size_t>(std::max(1, o.threads));
+    so.compressor.kind = spec::ToString(spec.sync.compressor);
+    so.compressor.seed = spec.training.seed;
+    so.precision = WirePrecision(spec.sync.value_precision);
+    so.error_feedback = spec.sync.error_feedback;
+    so.momentum_correction = spec.sync.momentum_correction ? spec.optimizer.momentum : 0.0;
+    so.density = spec.sync.density;
+    so.world_size = s->world_size;
+    so.cluster_index = o.cluster_index;
+    so.num_control = kNumControlSlots;
+    so.timeout = o.collective_timeout;
+    auto sync = pipeline::SparseSync::Create(so, s->group.get(), s->mesh.get(), initial.data());
+    if (!sync.ok()) return sync.status().WithContext("spec.sync.mode stella");
+    s->sparse_sync = std::move(sync).value();
+  } else {
+    s->allreduce = std::make_unique<exchange::DenseAllReduce>(s->group.get(), s->mesh.get(), s->world_size);
+  }
   return std::unique_ptr<Worker>(new Worker(std::move(s)));
+}
+
+std::pair<uint64_t, uint64_t> Worker::WanTotals() {
+  State& s = *state_;
+  uint64_t sent = 0, received = 0;
+  if (s.mesh) {
+    auto st = s.mesh->stats();
+    for (const auto& p : st) {
+      sent += p.bytes_sent;
+      received += p.bytes_received;
+    }
+    if (s.wan_metrics) s.wan_metrics->Update(st);
+  }
+  return {sent, received};
+}
+
+void Worker::Evaluate(Loop& loop) {
+  State& s = *state_;
+  auto r = s.trainer->Evaluate(s.test);
+  loop.final_accuracy = r.accuracy;
+  s.metrics->test_accuracy.Set(r.accuracy);
+  s.metrics->test_loss.Set(r.loss);
+  s.events->Emit("eval", {{"step", loop.step},
+                          {"test_accuracy", r.accuracy},
+                          {"test_loss", r.loss},
+                          {"elapsed_seconds", SecondsBetween(loop.start, loop.clock.Now())}});
+  const double target = s.options.job.spec.training.target_accuracy;
+  if (target > 0 && r.accuracy >= target) loop.target_reached = true;
+}
+
+void Worker::AfterStep(Loop& loop, double compute_seconds, double step_seconds, float loss, double density) {
+  State& s = *state_;
+  const auto& spec = s.options.job.spec;
+  const int64_t global_batch = int64_t{spec.batch_size} * s.world_size;
+  loop.busy_seconds += compute_seconds;
+  s.metrics->ObservePhase(WorkerMetrics::kCompute, compute_seconds);
+  s.metrics->steps.Increment();
+  s.metrics->samples.Increment(spec.batch_size);
+  s.metrics->step_seconds.Observe(step_seconds);
+  s.metrics->loss.Set(loss);
+  const double inst = step_seconds > 0 ? static_cast<double>(global_batch) / step_seconds : 0;
+  loop.throughput_ewma = loop.throughput_ewma == 0 ? inst : 0.9 * loop.throughput_ewma + 0.1 * inst;
+  s.metrics->samples_per_second.Set(loop.throughput_ewma);
+  const double elapsed = SecondsBetween(loop.start, loop.clock.Now());
+  s.metrics->compute_busy.Set(elapsed > 0 ? loop.busy_seconds / elapsed : 0);
+  auto [sent, received] = WanTotals();
+  if (s.options.job.spec.sync.mode == spec::SyncMode::kDdp) {
+    // Stella mode sets it from the exchange's own count.
+    s.metrics->wan_bytes_per_step.Set(static_cast<double>(sent - loop.last_wan_sent));
+  }
+  loop.last_wan_sent = sent;
+
+  const bool reporter = s.global_rank == 0;
+  if (reporter && (loop.step % s.options.progress_every == 0 || loop.step == s.total_steps)) {
+    s.events->Emit("progress", {{"step", loop.step},
+                                {"total_steps", s.total_steps},
+                                {"samples_per_second", static_cast<double>(loop.step * global_batch) / elapsed},
+                                {"loss", loss},
+                                {"density", density},
+                                {"wan_bytes_sent", sent},
+                                {"wan_bytes_received", received},
+                                {"elapsed_seconds", elapsed}});
+  }
+  if (reporter && (loop.step % spec.training.eval_every == 0)) Evaluate(loop);
+}
+
+Status Worker::RunDense(Loop& loop) {
+  State& s = *state_;
+  const auto& spec = s.options.job.spec;
+  const int64_t n = s.trainer->num_parameters();
+  std::vector<float> buffer(static_cast<size_t>(n) + kNumControlSlots);
+  data::BatchSampler sampler(s.train.size, s.global_rank, s.world_size, spec.training.seed);
+  const Clock& clock = loop.clock;
+  bool stop_agreed = false;
+  while (loop.step < s.total_steps && !stop_agreed) {
+    const auto t0 = clock.Now();
+    auto indices = sampler.Next(spec.batch_size);
+    STELLA_ASSIGN_OR_RETURN(float loss, s.trainer->ForwardBackward(s.train, indices));
+    const auto t1 = clock.Now();
+    s.trainer->CopyGradientsTo(buffer.data());
+    buffer[static_cast<size_t>(n) + kStopSlot] = (stop_requested_.load() || loop.target_reached) ? 1.0f : 0.0f;
+    buffer[static_cast<size_t>(n) + kLossSlot] = loss;
+    Status st = s.allreduce->AllReduceMean(buffer.data(), buffer.size(), static_cast<uint32_t>(loop.step),
+                                           clock.Now() + s.options.collective_timeout);
+    if (!st.ok()) return st.WithContext("step " + std::to_string(loop.step + 1) + " gradient exchange");
+    const auto t2 = clock.Now();
+    stop_agreed = buffer[static_cast<size_t>(n) + kStopSlot] > 0;
+    s.trainer->SetGradients(buffer.data());
+    s.trainer->OptimizerStep();
+    const auto t3 = clock.Now();
+    ++loop.step;
+    loop.applied = loop.step;
+    s.metrics->ObservePhase(WorkerMetrics::kCommunication, SecondsBetween(t1, t2));
+    s.metrics->ObservePhase(WorkerMetrics::kOptimizer, SecondsBetween(t2, t3));
+    s.metrics->ObservePhase(WorkerMetrics::kWait, 0.0);         // dense: waiting is inside communication
+    s.metrics->ObservePhase(WorkerMetrics::kCompression, 0.0);  // dense: nothing is compressed
+    AfterStep(loop, SecondsBetween(t0, t1), SecondsBetween(t0, t3), buffer[static_cast<size_t>(n) + kLossSlot], 1.0);
+  }
+  return Status::Ok();
+}
+
+// Stella mode: the compute thread (this one) runs forward/backward and hands
+// each step's gradient to the pipeline; the pipeline's communication thread
+// runs SparseSync (intra-cluster sum, sparse WAN exchange at the gateway,
+// broadcast, CPU optimizer on the master copy) up to `staleness` steps
+// behind. The stop flag and the loss ride in the control section.
+Status Worker::RunStella(Loop& loop) {
+  State& s = *state_;
+  const auto& spec = s.options.job.spec;
+  const size_t n = static_cast<size_t>(s.trainer->num_parameters());
+  data::BatchSampler sampler(s.train.size, s.global_rank, s.world_size, spec.training.seed);
+  const Clock& clock = loop.clock;
+  pipeline::SparseSync* sync = s.sparse_sync.get();
+  WorkerMetrics* metrics = s.metrics.get();
+
+  pipeline::StalePipelineOptions po;
+  po.staleness = spec.sync.staleness;
+  po.num_parameters = n;
+  po.num_control = kNumControlSlots;
+  // Longer than one step's collectives (each bounded by the collective
+  // timeout), so a slow step fails inside its collective with a precise error.
+  po.progress_timeout = 2 * s.options.collective_timeout + std::chrono::seconds(10);
+  // Runs on the communication thread; touches only the sync object (not the
+  // model) and lock-free metric handles.
+  auto step_function = [sync, metrics](int64_t step, std::vector<float>* buffer) -> StatusOr<bool> {
+    pipeline::SyncStepStats st;
+    STELLA_RETURN_IF_ERROR(sync->Step(static_cast<uint32_t>(step), buffer->data(), &st));
+    metrics->ObservePhase(WorkerMetrics::kCompression, st.compress_seconds);
+    metrics->ObservePhase(WorkerMetrics::kCommunication,
+                          st.allreduce_seconds + st.wan_seconds + st.broadcast_seconds);
+    metrics->ObservePhase(WorkerMetrics::kOptimizer, st.optimizer_seconds);
+    metrics->density.Set(sync->density());
+    metrics->wan_bytes_per_step.Set(static_cast<double>(st.wan_bytes_sent));
+    return (*buffer)[buffer->size() - kNumControlSlots + kStopSlot] > 0;
+  };
+  STELLA_ASSIGN_OR_RETURN(auto pipe, pipeline::StalePipeline::Create(po, sync->parameters(), step_function));
+  auto install = [&s](const float* params) { s.trainer->SetParameters(params); };
+
+  float last_loss = 0;
+  while (loop.step < s.total_steps) {
+    const auto t0 = clock.Now();
+    auto begin = pipe->BeginStep(loop.step, install);
+    if (!begin.ok()) return begin.status();
+    loop.applied = begin->version;
+    if (begin->version > 0) last_loss = begin->control[kLossSlot];
+    if (begin->finished) break;  // all workers agreed to stop
+    const auto t1 = clock.Now();
+    auto indices = sampler.Next(spec.batch_size);
+    STELLA_ASSIGN_OR_RETURN(float loss, s.trainer->ForwardBackward(s.train, indices));
+    std::vector<float> buffer = pipe->AcquireBuffer();
+    s.trainer->CopyGradientsTo(buffer.data());
+    buffer[n + kStopSlot] = (stop_requested_.load() || loop.target_reached) ? 1.0f : 0.0f;
+    buffer[n + kLossSlot] = loss;
+    const auto t2 = clock.Now();
+    Status st = pipe->Submit(loop.step, std::move(buffer));
+    if (!st.ok()) return st;
+    const auto t3 = clock.Now();
+    ++loop.step;
+    // Wait = for the parameters, plus any back-pressure of the queue.
+    metrics->ObservePhase(WorkerMetrics::kWait, SecondsBetween(t0, t1) + SecondsBetween(t2, t3));
+    AfterStep(loop, SecondsBetween(t1, t2), SecondsBetween(t0, t3), last_loss, sync->density());
+  }
+  auto fin = pipe->Finish(install);
+  if (!fin.ok()) return fin.status();
+  loop.applied = fin->version;
+  return Status::Ok();
 }
 
 Status Worker::Run() {
   State& s = *state_;
   const auto& spec = s.options.job.spec;
   const bool reporter = s.global_rank == 0;
-  const int64_t n = s.trainer->num_parameters();
-  const int64_t global_batch = int64_t{spec.batch_size} * s.world_size;
-  std::vector<float> buffer(static_cast<size_t>(n) + kNumControlSlots);
-  data::BatchSampler sampler(s.train.size, s.global_rank, s.world_size, spec.training.seed);
-
   s.events->Emit("start", {{"world_size", s.world_size},
                            {"device", s.trainer->device_name()},
                            {"mode", spec::ToString(spec.sync.mode)},
-                           {"parameters", n},
+                           {"parameters", s.trainer->num_parameters()},
                            {"total_steps", s.total_steps},
                            {"metrics_port", s.exposer ? s.exposer->port() : 0}});
-
-  const Clock& clock = SystemClock::Get();
-  const auto start = clock.Now();
-  double busy_seconds = 0;
-  double throughput_ewma = 0;
-  double final_accuracy = -1;
-  bool target_reached = false;
-  int64_t step = 0;
-  auto wan_totals = [&]() {
-    uint64_t sent = 0, received = 0;
-    if (s.mesh) {
-      auto st = s.mesh->stats();
-      for (const auto& p : st) {
-        sent += p.bytes_sent;
-        received += p.bytes_received;
-      }
-      if (s.wan_metrics) s.wan_metrics->Update(st);
-    }
-    return std::make_pair(sent, received);
-  };
-  auto evaluate = [&]() {
-    auto r = s.trainer->Evaluate(s.test);
-    final_accuracy = r.accuracy;
-    s.metrics->test_accuracy.Set(r.accuracy);
-    s.metrics->test_loss.Set(r.loss);
-    s.events->Emit("eval", {{"step", step},
-                            {"test_accuracy", r.accuracy},
-                            {"test_loss", r.loss},
-                            {"elapsed_seconds", SecondsBetween(start, clock.Now())}});
-    if (spec.training.target_accuracy > 0 && r.accuracy >= spec.training.target_accuracy) target_reached = true;
-  };
-
-  bool stop_agreed = false;
-  while (step < s.total_steps && !stop_agreed) {
-    const auto t0 = clock.Now();
-    auto indices = sampler.Next(spec.batch_size);
-    STELLA_ASSIGN_OR_RETURN(float loss, s.trainer->ForwardBackward(s.train, indices));
-    const auto t1 = clock.Now();
-    s.trainer->CopyGradientsTo(buffer.data());
-    buffer[static_cast<size_t>(n) + kStopSlot] = (stop_requested_.load() || target_reached) ? 1.0f : 0.0f;
-    buffer[static_cast<size_t>(n) + kLossSlot] = loss;
-    Status st = s.allreduce->AllReduceMean(buffer.data(), buffer.size(), static_cast<uint32_t>(step),
-                                           clock.Now() + s.options.collective_timeout);
-    if (!st.ok()) return st.WithContext("step " + std::to_string(step + 1) + " gradient exchange");
-    const auto t2 = clock.Now();
-    stop_agreed = buffer[static_cast<size_t>(n) + kStopSlot] > 0;
-    s.trainer->SetGradients(buffer.data());
-    s.trainer->OptimizerStep();
-    const auto t3 = clock.Now();
-    ++step;
-
-    const double compute = SecondsBetween(t0, t1);
-    const double comm = SecondsBetween(t1, t2);
-    const double optim = SecondsBetween(t2, t3);
-    const double total = SecondsBetween(t0, t3);
-    busy_seconds += compute;
-    s.metrics->ObservePhase(WorkerMetrics::kCompute, compute);
-    s.metrics->ObservePhase(WorkerMetrics::kCommunication, comm);
-    s.metrics->ObservePhase(WorkerMetrics::kOptimizer, optim);
-    s.metrics->ObservePhase(WorkerMetrics::kWait, 0.0);  // dense mode: waiting is inside communication
-    s.metrics->steps.Increment();
-    s.metrics->samples.Increment(spec.batch_size);
-    s.metrics->step_seconds.Observe(total);
-    s.metrics->loss.Set(buffer[static_cast<size_t>(n) + kLossSlot]);
-    const double inst = total > 0 ? static_cast<double>(global_batch) / total : 0;
-    throughput_ewma = throughput_ewma == 0 ? inst : 0.9 * throughput_ewma + 0.1 * inst;
-    s.metrics->samples_per_second.Set(throughput_ewma);
-    const double elapsed = SecondsBetween(start, clock.Now());
-    s.metrics->compute_busy.Set(elapsed > 0 ? busy_seconds / elapsed : 0);
-    auto [sent, received] = wan_totals();
-
-    if (reporter && (step % s.options.progress_every == 0 || step == s.total_steps)) {
-      s.events->Emit("progress", {{"step", step},
-                                  {"total_steps", s.total_steps},
-                                  {"samples_per_second", static_cast<double>(step * global_batch) / elapsed},
-                                  {"loss", buffer[static_cast<size_t>(n) + kLossSlot]},
-                                  {"wan_bytes_sent", sent},
-                                  {"wan_bytes_received", received},
-                                  {"elapsed_seconds", elapsed}});
-    }
-    if (reporter && (step % spec.training.eval_every == 0)) evaluate();
+  Loop loop;
+  loop.start = loop.clock.Now();
+  STELLA_RETURN_IF_ERROR(spec.sync.mode == spec::SyncMode::kStella ? RunStella(loop) : RunDense(loop));
+  // Stella mode evaluated in-loop on parameters up to `staleness` updates
+  // old; the final evaluation must see the final parameters.
+  if (reporter && (loop.final_accuracy < 0 || loop.step % spec.training.eval_every != 0 ||
+                   spec.sync.mode == spec::SyncMode::kStella)) {
+    Evaluate(loop);
   }
-  if (reporter && (final_accuracy < 0 || step % spec.training.eval_every != 0)) evaluate();
 
-  const double wall = SecondsBetween(start, clock.Now());
-  auto [sent, received] = wan_totals();
-  s.events->Emit("done", {{"steps", step},
-                          {"samples", step * spec.batch_size},  // this worker's; the CLI sums workers
-                          {"final_accuracy", final_accuracy},
+  const double wall = SecondsBetween(loop.start, loop.clock.Now());
+  auto [sent, received] = WanTotals();
+  s.events->Emit("done", {{"steps", loop.applied},
+                          {"samples", loop.applied * spec.batch_size},  // this worker's; the CLI sums workers
+                          {"final_accuracy", loop.final_accuracy},
                           {"wall_seconds", wall},
                           {"wan_bytes_sent", sent},
                           {"wan_bytes_received", received},

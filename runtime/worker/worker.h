@@ -2,6 +2,12 @@
 // data shard, compute (libtorch), intra-cluster group, WAN mesh (gateways
 // only), gradient exchange, optimizer, metrics — and runs the training loop.
 //
+// Two sync modes (spec.sync.mode): ddp (dense hierarchical all-reduce, the
+// libtorch optimizer, everything inline) and stella (sparse WAN exchange with
+// error feedback and the CPU optimizer on a master copy, run by the
+// pipeline's communication thread with bounded staleness; see
+// runtime/pipeline/).
+//
 // Every worker runs the same number of steps; decisions that must be taken
 // together (stop on a signal, stop at the target accuracy) ride on the
 // gradient all-reduce as extra values, so all workers stop at the same step.
@@ -15,6 +21,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "src/base/status.h"
@@ -60,7 +67,16 @@ class Worker {
 
  private:
   struct State;
+  struct Loop;
   explicit Worker(std::unique_ptr<State> state);
+  Status RunDense(Loop& loop);
+  Status RunStella(Loop& loop);
+  // Metrics, progress events and evaluation after a computed step.
+  void AfterStep(Loop& loop, double compute_seconds, double step_seconds, float loss, double density);
+  void Evaluate(Loop& loop);
+  // WAN bytes sent/received by this gateway so far (0 elsewhere).
+  std::pair<uint64_t, uint64_t> WanTotals();
+
   std::unique_ptr<State> state_;
   std::atomic<bool> stop_requested_{false};
 };

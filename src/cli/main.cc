@@ -2,6 +2,7 @@
 //
 //   stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS]
 //   stella validate JOB.yaml
+//   stella bench [ARGS...]   (runs bench/stella_bench.py with /usr/bin/python3)
 //   stella --version | --help
 //
 // Exit codes: 0 success; 1 invalid manifest, failed run or missing
@@ -18,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -68,6 +70,9 @@ constexpr char kUsage[] =
     "      --timeout SECONDS stop the run after this long (default: no limit)\n"
     "  stella validate JOB.yaml\n"
     "      Checks the manifest; prints \"ok\" or every problem.\n"
+    "  stella bench [--quick] [--json FILE] [--plot FILE.png] [--scenario steady|fluctuating]\n"
+    "               [--bandwidths 10,100,1000] [--job MANIFEST] ...\n"
+    "      Stella vs real PyTorch DDP on shaped WAN links (stella bench --help for all flags).\n"
     "  stella --version\n"
     "  stella --help\n";
 
@@ -133,14 +138,17 @@ std::optional<std::string> ParseRunArgs(const std::vector<std::string>& args, Ru
   return std::nullopt;
 }
 
-std::string DefaultRuntimePath() {
+// The folder holding this executable ("." if /proc/self/exe is unreadable).
+std::string ExecutableDir() {
   char buf[4096];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) return "stella-runtime";
+  if (n <= 0) return ".";
   std::string self(buf, static_cast<size_t>(n));
   size_t slash = self.rfind('/');
-  return (slash == std::string::npos ? std::string(".") : self.substr(0, slash)) + "/stella-runtime";
+  return slash == std::string::npos ? std::string(".") : self.substr(0, slash);
 }
+
+std::string DefaultRuntimePath() { return ExecutableDir() + "/stella-runtime"; }
 
 Status CheckRuntime(const std::string& path) {
   struct stat st;
@@ -232,6 +240,54 @@ int Validate(const std::vector<std::string>& args) {
   }
   std::cout << "ok\n";
   return kExitOk;
+}
+
+constexpr char kBenchPython[] = "/usr/bin/python3";
+
+// `stella bench`: the harness is Python (it drives real PyTorch DDP), so this
+// only finds bench/stella_bench.py and execs the interpreter on it, passing
+// every argument through plus --stella-bin (where stella-runtime lives).
+// Lookup order: $STELLA_BENCH_SCRIPT, the source tree next to a build tree
+// (<exe_dir>/../../bench), an install tree (<exe_dir>/../share/stella/bench).
+int Bench(const std::vector<std::string>& args) {
+  const std::string exe_dir = ExecutableDir();
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("STELLA_BENCH_SCRIPT"); env != nullptr && *env != '\0') {
+    candidates.push_back(env);
+  } else {
+    candidates.push_back(exe_dir + "/../../bench/stella_bench.py");
+    candidates.push_back(exe_dir + "/../share/stella/bench/stella_bench.py");
+  }
+  std::string script;
+  for (const std::string& c : candidates) {
+    if (access(c.c_str(), R_OK) == 0) {
+      script = c;
+      break;
+    }
+  }
+  if (script.empty()) {
+    std::string tried;
+    for (const std::string& c : candidates) tried += "\n  " + c;
+    std::cerr << "stella: bench: the harness script was not found; looked at:" << tried
+              << "\nset STELLA_BENCH_SCRIPT to bench/stella_bench.py of a Stella checkout\n";
+    return kExitFailure;
+  }
+  if (access(kBenchPython, X_OK) != 0) {
+    std::cerr << "stella: bench: " << kBenchPython
+              << " is missing; install python3, python3-torch and python3-yaml (make setup)\n";
+    return kExitFailure;
+  }
+  std::vector<std::string> argv_strings = {kBenchPython, script};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  argv_strings.push_back("--stella-bin");
+  argv_strings.push_back(exe_dir);
+  std::vector<char*> argv;
+  for (std::string& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::cout.flush();
+  execv(kBenchPython, argv.data());
+  std::cerr << "stella: bench: exec " << kBenchPython << ": " << std::strerror(errno) << "\n";
+  return kExitFailure;
 }
 
 int Run(const std::vector<std::string>& raw_args) {
@@ -347,6 +403,7 @@ int Main(int argc, char** argv) {
   }
   if (command == "run") return Run(rest);
   if (command == "validate") return Validate(rest);
+  if (command == "bench") return Bench(rest);
   if (command.size() > 1 && command[0] == '-') return UsageError("unknown flag '" + command + "'");
   return UsageError("unknown command '" + command + "'");
 }
