@@ -11,6 +11,8 @@ PACKAGES=(
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   # data, baselines, observability, traffic shaping, plots
   dataset-fashion-mnist python3-torch prometheus iproute2 gnuplot-nox curl procps
+  # stella bench (bench/*.py): manifests and the DDP baseline's data
+  python3-yaml python3-numpy
 )
 
 missing=()

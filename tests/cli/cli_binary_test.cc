@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -320,6 +321,57 @@ TEST_F(CliTest, InterruptStopsWorkersAndExits130) {
   EXPECT_THAT(r.err, HasSubstr("stopped on request"));
   EXPECT_TRUE(FileExists(fake_dir + "/term.0"));
   EXPECT_TRUE(FileExists(fake_dir + "/term.1"));
+}
+
+// `stella bench` execs /usr/bin/python3 on bench/stella_bench.py.
+TEST_F(CliTest, BenchHelpRunsTheHarness) {
+  Result r = RunStella({"bench", "--help"},
+                       {"STELLA_BENCH_SCRIPT=" + std::string(STELLA_SOURCE_DIR) + "/bench/stella_bench.py"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("usage: stella bench"));
+  EXPECT_THAT(r.out, HasSubstr("--quick"));
+  EXPECT_THAT(r.out, HasSubstr("--bandwidths"));
+  EXPECT_THAT(r.out, HasSubstr("--scenario"));
+
+  Result top = RunStella({"--help"});
+  EXPECT_THAT(top.out, HasSubstr("stella bench"));
+}
+
+// Without STELLA_BENCH_SCRIPT the script is found next to the build tree
+// (<exe_dir>/../../bench), which holds when the build folder sits directly
+// in the source tree (build/, build-*/).
+TEST_F(CliTest, BenchFindsTheScriptFromTheBuildTree) {
+  const std::string exe = STELLA_CLI_BINARY;
+  const std::string exe_dir = exe.substr(0, exe.rfind('/'));
+  std::error_code ec;
+  if (!std::filesystem::equivalent(exe_dir + "/../../bench/stella_bench.py",
+                                   std::string(STELLA_SOURCE_DIR) + "/bench/stella_bench.py", ec)) {
+    GTEST_SKIP() << "build folder is not <source>/<build>; relative lookup does not apply";
+  }
+  Result r = RunStella({"bench", "--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("usage: stella bench"));
+}
+
+TEST_F(CliTest, BenchPassesEveryArgumentAndTheBinaryFolder) {
+  // A stand-in harness that prints the arguments it got as JSON.
+  std::string script = dir_.Join("echo_args.py");
+  WriteFile(script, "import json, sys\nprint(json.dumps(sys.argv[1:]))\nsys.exit(3)\n");
+  Result r = RunStella({"bench", "--quick", "--bandwidths", "10,100", "--json", "out.json"},
+                       {"STELLA_BENCH_SCRIPT=" + script});
+  EXPECT_EQ(r.exit_code, 3) << r.err;  // the harness's exit status is stella's
+  nlohmann::json got = nlohmann::json::parse(r.out);
+  const std::string exe = STELLA_CLI_BINARY;
+  nlohmann::json want = {"--quick", "--bandwidths", "10,100", "--json", "out.json", "--stella-bin",
+                         std::filesystem::canonical(exe).parent_path().string()};
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(CliTest, BenchWithoutTheScriptExitsOneAndSaysWhere) {
+  Result r = RunStella({"bench", "--quick"}, {"STELLA_BENCH_SCRIPT=" + dir_.Join("missing.py")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("missing.py"));
+  EXPECT_THAT(r.err, HasSubstr("STELLA_BENCH_SCRIPT"));
 }
 
 }  // namespace

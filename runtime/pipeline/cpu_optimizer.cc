@@ -1,0 +1,79 @@
+#include "runtime/pipeline/cpu_optimizer.h"
+
+#include <algorithm>
+#include <string>
+
+#include "runtime/compress/compressor.h"
+
+namespace stella::pipeline {
+namespace {
+
+// True if `blocks` is exactly 0, 1, ..., num_blocks - 1.
+bool CoversAllBlocks(const std::vector<uint32_t>& blocks, uint64_t num_blocks) {
+  if (blocks.size() != num_blocks) return false;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    if (blocks[b] != b) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<CpuOptimizer>> CpuOptimizer::Create(const CpuOptimizerOptions& options,
+                                                             const float* initial_parameters) {
+  if (options.tensor_sizes.empty()) return InvalidArgumentError("cpu optimizer: the model has no tensors");
+  auto o = std::unique_ptr<CpuOptimizer>(new CpuOptimizer());
+  o->sizes_ = options.tensor_sizes;
+  size_t total = 0;
+  for (size_t i = 0; i < options.tensor_sizes.size(); ++i) {
+    const int64_t n = options.tensor_sizes[i];
+    if (n < 0) return InvalidArgumentError("cpu optimizer: tensor " + std::to_string(i) + " has size " + std::to_string(n));
+    auto t = optim::TensorOptimizer::Create(options.optimizer, static_cast<size_t>(n));
+    if (!t.ok()) return t.status().WithContext("cpu optimizer");
+    o->optimizers_.push_back(std::move(t).value());
+    total += static_cast<size_t>(n);
+  }
+  o->master_.assign(initial_parameters, initial_parameters + total);
+  if (options.threads > 1) {
+    optim::ThreadPool::Options po;
+    po.num_threads = options.threads;
+    po.name = "stella-cpuopt";
+    STELLA_ASSIGN_OR_RETURN(o->pool_, optim::ThreadPool::Create(po));
+  }
+  return o;
+}
+
+Status CpuOptimizer::Apply(const float* gradient, const std::vector<std::vector<uint32_t>>& touched,
+                           uint32_t block_size) {
+  if (touched.size() != optimizers_.size()) {
+    return InvalidArgumentError("cpu optimizer: " + std::to_string(touched.size()) + " touched lists for " +
+                                std::to_string(optimizers_.size()) + " tensors");
+  }
+  if (block_size == 0) return InvalidArgumentError("cpu optimizer: block size 0");
+  size_t offset = 0;
+  for (size_t i = 0; i < optimizers_.size(); ++i) {
+    const size_t n = static_cast<size_t>(sizes_[i]);
+    float* param = master_.data() + offset;
+    const float* grad = gradient + offset;
+    const auto& blocks = touched[i];
+    if (n > 0 && CoversAllBlocks(blocks, compress::NumBlocks(n, block_size))) {
+      optimizers_[i]->StepDense(param, grad, pool_.get());
+    } else {
+      // Pack the touched blocks' gradient in the layout StepSparse reads.
+      values_.clear();
+      for (uint32_t b : blocks) {
+        const size_t start = static_cast<size_t>(b) * block_size;
+        if (start >= n) break;  // StepSparse rejects it below
+        const size_t end = std::min(n, start + block_size);
+        values_.insert(values_.end(), grad + start, grad + end);
+      }
+      Status st = optimizers_[i]->StepSparse(param, blocks.data(), blocks.size(), block_size, values_.data(),
+                                             pool_.get());
+      if (!st.ok()) return st.WithContext("cpu optimizer: tensor " + std::to_string(i));
+    }
+    offset += n;
+  }
+  return Status::Ok();
+}
+
+}  // namespace stella::pipeline

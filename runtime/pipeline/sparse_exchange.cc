@@ -1,0 +1,273 @@
+#include "runtime/pipeline/sparse_exchange.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "runtime/compress/aggregate.h"
+
+namespace stella::pipeline {
+namespace {
+
+void PutU32(std::vector<uint8_t>* out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+uint32_t GetU32(const uint8_t* p) {
+  return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 24);
+}
+
+void PutF32(std::vector<uint8_t>* out, float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  PutU32(out, bits);
+}
+
+float GetF32(const uint8_t* p) {
+  const uint32_t bits = GetU32(p);
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+}  // namespace
+
+uint32_t CompressorBlockSize(const std::string& kind) {
+  return kind == "cacheline" ? compress::kCachelineBlockSize : 1;
+}
+
+Status EncodePayload(uint32_t step, const float* control, size_t num_control,
+                     const std::vector<compress::SparseGradient>& tensors, compress::ValuePrecision precision,
+                     std::vector<uint8_t>* out) {
+  size_t total = kPayloadHeaderSize + 4 * num_control;
+  for (const auto& t : tensors) total += 4 + compress::EncodedSize(t, precision);
+  out->clear();
+  out->reserve(total);
+  PutU32(out, kPayloadMagic);
+  PutU32(out, step);
+  PutU32(out, static_cast<uint32_t>(tensors.size()));
+  PutU32(out, static_cast<uint32_t>(num_control));
+  for (size_t i = 0; i < num_control; ++i) PutF32(out, control[i]);
+  std::vector<uint8_t> encoded;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    Status st = compress::EncodeSparse(tensors[i], precision, &encoded);
+    if (!st.ok()) return st.WithContext("tensor " + std::to_string(i));
+    PutU32(out, static_cast<uint32_t>(encoded.size()));
+    out->insert(out->end(), encoded.begin(), encoded.end());
+  }
+  return Status::Ok();
+}
+
+StatusOr<DecodedPayload> DecodePayload(const uint8_t* data, size_t n, uint32_t step, const PayloadLayout& layout) {
+  if (n < kPayloadHeaderSize) {
+    return DataLossError("payload of " + std::to_string(n) + " bytes is shorter than its " +
+                         std::to_string(kPayloadHeaderSize) + "-byte header");
+  }
+  if (GetU32(data) != kPayloadMagic) return DataLossError("payload has a bad magic number");
+  if (GetU32(data + 4) != step) {
+    return DataLossError("payload is for step " + std::to_string(GetU32(data + 4)) + ", expected step " +
+                         std::to_string(step));
+  }
+  const uint32_t num_tensors = GetU32(data + 8);
+  const uint32_t num_control = GetU32(data + 12);
+  if (num_tensors != layout.tensor_sizes.size()) {
+    return DataLossError("payload carries " + std::to_string(num_tensors) + " tensors, the model has " +
+                         std::to_string(layout.tensor_sizes.size()));
+  }
+  if (num_control != layout.num_control) {
+    return DataLossError("payload carries " + std::to_string(num_control) + " control values, expected " +
+                         std::to_string(layout.num_control));
+  }
+  size_t pos = kPayloadHeaderSize;
+  if (n - pos < size_t{4} * num_control) return DataLossError("payload truncated in its control section");
+  DecodedPayload out;
+  out.control.resize(num_control);
+  for (size_t i = 0; i < num_control; ++i, pos += 4) {
+    out.control[i] = GetF32(data + pos);
+    if (!std::isfinite(out.control[i])) {
+      return DataLossError("control value " + std::to_string(i) + " is not finite");
+    }
+  }
+  out.tensors.reserve(num_tensors);
+  for (uint32_t i = 0; i < num_tensors; ++i) {
+    const std::string what = "tensor " + std::to_string(i);
+    if (n - pos < 4) return DataLossError("payload truncated before " + what);
+    const uint32_t len = GetU32(data + pos);
+    pos += 4;
+    if (n - pos < len) {
+      return DataLossError(what + " claims " + std::to_string(len) + " bytes, only " + std::to_string(n - pos) +
+                           " remain");
+    }
+    const uint64_t expected = static_cast<uint64_t>(layout.tensor_sizes[i]);
+    compress::DecodeLimits limits;
+    limits.expected_num_elements = expected;
+    auto decoded = compress::DecodeSparse(data + pos, len, limits);
+    if (!decoded.ok()) return decoded.status().WithContext(what);
+    compress::SparseGradient g = std::move(decoded).value();
+    // expected_num_elements 0 means "any" to the wire decoder; an empty
+    // tensor must still be empty here.
+    if (g.num_elements != expected) {
+      return DataLossError(what + " has " + std::to_string(g.num_elements) + " elements, expected " +
+                           std::to_string(expected));
+    }
+    if (g.block_size != layout.block_size) {
+      return DataLossError(what + " uses block size " + std::to_string(g.block_size) + ", expected " +
+                           std::to_string(layout.block_size) + " (all clusters must run the same compressor)");
+    }
+    for (size_t j = 0; j < g.values.size(); ++j) {
+      if (!std::isfinite(g.values[j])) {
+        return DataLossError(what + " value " + std::to_string(j) + " is not finite");
+      }
+    }
+    out.tensors.push_back(std::move(g));
+    pos += len;
+  }
+  if (pos != n) return DataLossError("payload has " + std::to_string(n - pos) + " trailing bytes");
+  return out;
+}
+
+SparseExchange::SparseExchange(const SparseExchangeOptions& options, exchange::WanMesh* mesh)
+    : options_(options), mesh_(mesh) {}
+
+StatusOr<std::unique_ptr<SparseExchange>> SparseExchange::Create(const SparseExchangeOptions& options,
+                                                                 exchange::WanMesh* mesh) {
+  if (options.tensor_sizes.empty()) return InvalidArgumentError("sparse exchange: the model has no tensors");
+  if (options.world_size < 1) {
+    return InvalidArgumentError("sparse exchange: world_size must be >= 1, got " +
+                                std::to_string(options.world_size));
+  }
+  const int clusters = mesh == nullptr ? 1 : mesh->num_clusters();
+  if (options.cluster_index < 0 || options.cluster_index >= clusters) {
+    return InvalidArgumentError("sparse exchange: cluster_index " + std::to_string(options.cluster_index) +
+                                " out of range for " + std::to_string(clusters) + " clusters");
+  }
+  if (options.momentum_correction != 0.0 && !options.error_feedback) {
+    return InvalidArgumentError("sparse exchange: momentum correction needs error feedback");
+  }
+  auto x = std::unique_ptr<SparseExchange>(new SparseExchange(options, mesh));
+  x->layout_.tensor_sizes = options.tensor_sizes;
+  x->layout_.num_control = options.num_control;
+  x->layout_.block_size = CompressorBlockSize(options.compressor.kind);
+  for (size_t i = 0; i < options.tensor_sizes.size(); ++i) {
+    const int64_t size = options.tensor_sizes[i];
+    if (size < 0 || static_cast<uint64_t>(size) > compress::kMaxCompressElements) {
+      return InvalidArgumentError("sparse exchange: tensor " + std::to_string(i) + " has " + std::to_string(size) +
+                                  " elements");
+    }
+    x->total_elements_ += size;
+    compress::CompressorOptions co = options.compressor;
+    // Distinct random-k streams per tensor and cluster: clusters that picked
+    // the same indices would waste the union.
+    co.seed = options.compressor.seed + 1000003ull * static_cast<uint64_t>(options.cluster_index) + i;
+    auto c = compress::CreateCompressor(co);
+    if (!c.ok()) return c.status().WithContext("sparse exchange");
+    x->compressors_.push_back(std::move(c).value());
+    if (options.error_feedback) {
+      compress::ErrorFeedbackOptions eo;
+      eo.num_elements = static_cast<size_t>(size);
+      eo.momentum = options.momentum_correction;
+      auto ef = compress::ErrorFeedback::Create(eo);
+      if (!ef.ok()) return ef.status().WithContext("sparse exchange");
+      x->feedback_.push_back(std::move(ef).value());
+    }
+  }
+  x->selected_.resize(options.tensor_sizes.size());
+  return x;
+}
+
+Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_sum, const float* control,
+                                float* aggregate, float* control_out, std::vector<std::vector<uint32_t>>* touched,
+                                ExchangeStats* stats, Clock::TimePoint deadline) {
+  const Clock& clock = *options_.clock;
+  ExchangeStats local;
+  const auto t0 = clock.Now();
+
+  // 1. Error feedback + selection per tensor, values rounded to the wire
+  // precision BEFORE the residual update so rounding error is fed back too.
+  int64_t offset = 0;
+  for (size_t i = 0; i < compressors_.size(); ++i) {
+    const size_t n = static_cast<size_t>(options_.tensor_sizes[i]);
+    float* g = cluster_sum + offset;
+    if (!feedback_.empty()) feedback_[i]->Accumulate(g, g, n);
+    Status st = compressors_[i]->Compress(g, n, density, &selected_[i]);
+    if (!st.ok()) {
+      // Restore the Accumulate/Update alternation: nothing was sent.
+      if (!feedback_.empty()) {
+        compress::SparseGradient none;
+        none.num_elements = n;
+        none.block_size = layout_.block_size;
+        feedback_[i]->Update(none);
+      }
+      return st.WithContext("step " + std::to_string(step) + " compressing tensor " + std::to_string(i));
+    }
+    compress::RoundValues(&selected_[i], options_.precision);
+    if (!feedback_.empty()) feedback_[i]->Update(selected_[i]);
+    local.sent_elements += selected_[i].values.size();
+    offset += options_.tensor_sizes[i];
+  }
+  STELLA_RETURN_IF_ERROR(
+      EncodePayload(step, control, options_.num_control, selected_, options_.precision, &mine_));
+  local.payload_bytes = mine_.size();
+  const auto t1 = clock.Now();
+
+  // 2. The WAN round (skipped by single-cluster jobs).
+  std::vector<const std::vector<uint8_t>*> payloads;
+  if (mesh_ != nullptr && mesh_->num_clusters() > 1) {
+    Status st = mesh_->AllGather(step, mine_, &all_, deadline);
+    if (!st.ok()) return st.WithContext("step " + std::to_string(step) + " WAN all-gather");
+    if (all_.size() != static_cast<size_t>(mesh_->num_clusters())) {
+      return InternalError("WAN all-gather returned " + std::to_string(all_.size()) + " payloads for " +
+                           std::to_string(mesh_->num_clusters()) + " clusters");
+    }
+    for (const auto& p : all_) payloads.push_back(&p);
+    local.wan_bytes_sent = static_cast<uint64_t>(mine_.size()) * (all_.size() - 1);
+  } else {
+    payloads.push_back(&mine_);
+  }
+  const auto t2 = clock.Now();
+
+  // 3. Decode everything first (a bad peer fails the step before any output
+  // is written), then sum in cluster order.
+  std::vector<DecodedPayload> decoded;
+  decoded.reserve(payloads.size());
+  for (size_t c = 0; c < payloads.size(); ++c) {
+    auto d = DecodePayload(payloads[c]->data(), payloads[c]->size(), step, layout_);
+    if (!d.ok()) {
+      return d.status().WithContext("step " + std::to_string(step) + ": payload of cluster " + std::to_string(c));
+    }
+    decoded.push_back(std::move(d).value());
+  }
+  std::fill(aggregate, aggregate + total_elements_, 0.0f);
+  std::fill(control_out, control_out + options_.num_control, 0.0f);
+  touched->assign(compressors_.size(), {});
+  for (const auto& d : decoded) {
+    for (size_t k = 0; k < options_.num_control; ++k) control_out[k] += d.control[k];
+    offset = 0;
+    for (size_t i = 0; i < d.tensors.size(); ++i) {
+      const size_t n = static_cast<size_t>(options_.tensor_sizes[i]);
+      STELLA_RETURN_IF_ERROR(compress::AddSparseTo(d.tensors[i], 1.0f, aggregate + offset, n));
+      auto& u = (*touched)[i];
+      u.insert(u.end(), d.tensors[i].indices.begin(), d.tensors[i].indices.end());
+      offset += options_.tensor_sizes[i];
+    }
+  }
+  if (decoded.size() > 1) {
+    for (auto& u : *touched) {
+      std::sort(u.begin(), u.end());
+      u.erase(std::unique(u.begin(), u.end()), u.end());
+    }
+  }
+  // The same float multiplication DenseAllReduce does after its sum.
+  const float inv = 1.0f / static_cast<float>(options_.world_size);
+  for (int64_t e = 0; e < total_elements_; ++e) aggregate[e] *= inv;
+  for (size_t k = 0; k < options_.num_control; ++k) control_out[k] *= inv;
+  const auto t3 = clock.Now();
+
+  local.compress_seconds = SecondsBetween(t0, t1);
+  local.wan_seconds = SecondsBetween(t1, t2);
+  local.aggregate_seconds = SecondsBetween(t2, t3);
+  if (stats != nullptr) *stats = local;
+  return Status::Ok();
+}
+
+}  // namespace stella::pipeline

@@ -1,0 +1,151 @@
+// SparseExchange: the gateway's cross-cluster step of the `stella` sync mode.
+//
+// For one step it takes the cluster-summed flat gradient and, per parameter
+// tensor, applies error feedback (optional) and compression at the current
+// density; encodes every tensor's selection plus a small dense control
+// section (stop flag, loss, ...) into one payload; all-gathers the payloads
+// between the gateways over the WanMesh (frame tag = step); validates and
+// decodes every cluster's payload; and sums them IN CLUSTER-INDEX ORDER into a
+// dense aggregate scaled by 1/world_size, so every gateway computes the same
+// bits. It also returns, per tensor, the sorted union of the blocks any
+// cluster sent: the optimizer touches exactly those.
+//
+// A single-cluster job skips the WAN but still compresses (and decodes its own
+// payload), so error feedback and value rounding behave as with peers.
+//
+// Numerics: with density 1 and fp32 values the aggregate is bit-identical to
+// the dense hierarchical all-reduce (DenseAllReduce): 0 + c_0 + c_1 + ... in
+// cluster order, then one multiplication by the float 1/world_size.
+//
+// Payload layout (little-endian, no padding):
+//   u32 magic 0x58505453 ("STPX"), u32 step, u32 num_tensors, u32 num_control,
+//   num_control x f32 control values,
+//   per tensor: u32 length, then `length` bytes of compress/wire.h encoding.
+//
+// Thread safety: not thread-safe; one thread (the communication thread) drives
+// an instance. Payload functions are pure.
+#ifndef STELLA_RUNTIME_PIPELINE_SPARSE_EXCHANGE_H_
+#define STELLA_RUNTIME_PIPELINE_SPARSE_EXCHANGE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/compress/compressor.h"
+#include "runtime/compress/error_feedback.h"
+#include "runtime/compress/wire.h"
+#include "runtime/exchange/wan_mesh.h"
+#include "src/base/clock.h"
+#include "src/base/status.h"
+
+namespace stella::pipeline {
+
+inline constexpr uint32_t kPayloadMagic = 0x58505453;  // "STPX" in byte order
+inline constexpr size_t kPayloadHeaderSize = 16;
+
+// The block size a compressor kind emits: 16 for "cacheline", else 1. All
+// clusters run the spec's compressor, so all agree on it.
+uint32_t CompressorBlockSize(const std::string& kind);
+
+// What a receiver knows about every payload of the job.
+struct PayloadLayout {
+  std::vector<int64_t> tensor_sizes;  // elements per tensor, model order
+  size_t num_control = 0;             // dense control floats
+  uint32_t block_size = 1;            // block size every tensor must use
+};
+
+struct DecodedPayload {
+  std::vector<float> control;
+  std::vector<compress::SparseGradient> tensors;
+};
+
+// Appends nothing: replaces *out with the payload of one step.
+Status EncodePayload(uint32_t step, const float* control, size_t num_control,
+                     const std::vector<compress::SparseGradient>& tensors, compress::ValuePrecision precision,
+                     std::vector<uint8_t>* out);
+
+// Decodes and validates a payload occupying exactly data[0, n): magic, step,
+// tensor and control counts, every tensor's element count and block size
+// against `layout`, lengths against the buffer, finite values. DataLoss (or
+// InvalidArgument from the wire decoder's limits) with a message naming the
+// field on any mismatch; never reads out of bounds.
+StatusOr<DecodedPayload> DecodePayload(const uint8_t* data, size_t n, uint32_t step, const PayloadLayout& layout);
+
+struct SparseExchangeOptions {
+  // Elements per parameter tensor, in model order. Required (non-empty, each
+  // >= 0).
+  std::vector<int64_t> tensor_sizes;
+  // Compressor kind and its options; one instance per tensor. Default topk.
+  compress::CompressorOptions compressor;
+  // Precision of values on the wire. Default fp32.
+  compress::ValuePrecision precision = compress::ValuePrecision::kFp32;
+  // Keep what was not sent and add it to the next step's gradient. Default
+  // true; without it unsent gradient is dropped.
+  bool error_feedback = true;
+  // DGC momentum-correction coefficient in [0, 1) (needs error_feedback);
+  // the receivers then run plain SGD. Default 0 (off).
+  double momentum_correction = 0.0;
+  // Dense control floats carried beside the gradient. Default 0.
+  size_t num_control = 0;
+  // Workers in the whole job: the aggregate is the sum / world_size. >= 1.
+  int world_size = 1;
+  // This gateway's cluster (entry of the mesh). Default 0.
+  int cluster_index = 0;
+  // Time source for the stats. Default the system clock.
+  const Clock* clock = &SystemClock::Get();
+};
+
+struct ExchangeStats {
+  double compress_seconds = 0;   // error feedback + selection + encoding
+  double wan_seconds = 0;        // the all-gather (0 for one cluster)
+  double aggregate_seconds = 0;  // decoding + summing + union
+  size_t payload_bytes = 0;      // this gateway's payload
+  uint64_t wan_bytes_sent = 0;   // payload_bytes x peers
+  size_t sent_elements = 0;      // gradient elements this gateway sent
+};
+
+class SparseExchange {
+ public:
+  // `mesh` is owned by the caller and outlives the exchange; null (or a mesh
+  // of one cluster) means a single-cluster job. InvalidArgument for bad
+  // options (unknown compressor, world_size < 1, ...).
+  static StatusOr<std::unique_ptr<SparseExchange>> Create(const SparseExchangeOptions& options,
+                                                          exchange::WanMesh* mesh);
+
+  // One step. `cluster_sum` (sum of all tensors' elements, model order) is
+  // used as scratch and overwritten; `control` holds num_control floats.
+  // Outputs: aggregate (same length as cluster_sum) = job-wide mean of what
+  // was sent, zero elsewhere; control_out = job-wide mean of the control
+  // values; touched[i] = ascending union of the blocks of tensor i any
+  // cluster sent. density in (0, 1]. The WAN round ends by `deadline`.
+  // A failed step leaves the outputs unspecified; error feedback state may
+  // have advanced, so a failed exchange ends the run.
+  Status Exchange(uint32_t step, double density, float* cluster_sum, const float* control, float* aggregate,
+                  float* control_out, std::vector<std::vector<uint32_t>>* touched, ExchangeStats* stats,
+                  Clock::TimePoint deadline);
+
+  uint32_t block_size() const { return layout_.block_size; }
+  const PayloadLayout& layout() const { return layout_; }
+  // Tensor i's residual (error feedback), for tests; null without feedback.
+  const compress::ErrorFeedback* error_feedback(size_t i) const {
+    return feedback_.empty() ? nullptr : feedback_[i].get();
+  }
+
+ private:
+  SparseExchange(const SparseExchangeOptions& options, exchange::WanMesh* mesh);
+
+  SparseExchangeOptions options_;
+  exchange::WanMesh* mesh_;  // not owned; may be null
+  PayloadLayout layout_;
+  int64_t total_elements_ = 0;
+  std::vector<std::unique_ptr<compress::Compressor>> compressors_;
+  std::vector<std::unique_ptr<compress::ErrorFeedback>> feedback_;  // empty without feedback
+  std::vector<compress::SparseGradient> selected_;                  // reused per step
+  std::vector<uint8_t> mine_;
+  std::vector<std::vector<uint8_t>> all_;
+};
+
+}  // namespace stella::pipeline
+
+#endif  // STELLA_RUNTIME_PIPELINE_SPARSE_EXCHANGE_H_

@@ -1,0 +1,118 @@
+// SparseSync: one worker's communication + optimizer step of the `stella`
+// sync mode, all collectives included. Per step:
+//   1. intra-cluster all-reduce (sum) of [gradient | control] (Gloo, LAN);
+//   2. gateway only: SparseExchange (compress with error feedback, WAN
+//      all-gather between gateways, aggregate in cluster order);
+//   3. intra-cluster broadcast from the gateway of one float message
+//      [dense aggregate | control mean | touched-block mask];
+//   4. every worker: CpuOptimizer::Apply on its master copy.
+// Every worker of every cluster applies the same bits to the same master
+// copy, so parameters stay identical everywhere.
+//
+// Thread safety: not thread-safe; one thread (the pipeline's communication
+// thread) drives it, calling Step in the same order on every worker, since
+// the collectives must match up.
+#ifndef STELLA_RUNTIME_PIPELINE_SPARSE_SYNC_H_
+#define STELLA_RUNTIME_PIPELINE_SPARSE_SYNC_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runtime/compress/compressor.h"
+#include "runtime/compress/wire.h"
+#include "runtime/exchange/intra_cluster.h"
+#include "runtime/exchange/wan_mesh.h"
+#include "runtime/optim/optimizer.h"
+#include "runtime/pipeline/cpu_optimizer.h"
+#include "runtime/pipeline/sparse_exchange.h"
+#include "src/base/clock.h"
+#include "src/base/status.h"
+
+namespace stella::pipeline {
+
+struct SparseSyncOptions {
+  // Elements per parameter tensor, model order. Required.
+  std::vector<int64_t> tensor_sizes;
+  // The CPU optimizer's hyperparameters. Default optim's (sgd).
+  optim::OptimizerOptions optimizer;
+  // Threads of the CPU optimizer, counting the caller. Default 1.
+  size_t optimizer_threads = 1;
+  // Gateway compression: compressor kind/options, wire precision, error
+  // feedback and DGC momentum correction; see SparseExchangeOptions.
+  // Defaults topk, fp32, feedback on, no momentum correction.
+  compress::CompressorOptions compressor;
+  compress::ValuePrecision precision = compress::ValuePrecision::kFp32;
+  bool error_feedback = true;
+  double momentum_correction = 0.0;
+  // Starting density in (0, 1]. Default 0.01.
+  double density = 0.01;
+  // Workers in the job (>= 1) and this worker's cluster. Defaults 1 and 0.
+  int world_size = 1;
+  int cluster_index = 0;
+  // Control floats after the gradient in each step's buffer. Default 0.
+  size_t num_control = 0;
+  // Bound on the WAN round of a step (the Gloo group carries its own).
+  // Default 120 s.
+  std::chrono::milliseconds timeout{120000};
+  // Time source for deadlines and stats. Default the system clock.
+  const Clock* clock = &SystemClock::Get();
+};
+
+struct SyncStepStats {
+  double allreduce_seconds = 0;  // intra-cluster sum
+  double compress_seconds = 0;   // gateway: feedback + selection + encoding
+  double wan_seconds = 0;        // gateway: WAN all-gather + aggregation
+  double broadcast_seconds = 0;  // intra-cluster broadcast (waits for the gateway)
+  double optimizer_seconds = 0;  // mask decoding + CPU optimizer
+  size_t payload_bytes = 0;      // gateway: bytes of this cluster's payload
+  uint64_t wan_bytes_sent = 0;   // gateway: bytes sent over the WAN this step
+  size_t touched_elements = 0;   // parameters updated this step
+};
+
+class SparseSync {
+ public:
+  // `group` (every worker) and `mesh` (gateway of a multi-cluster job, else
+  // null) are owned by the caller and outlive this object.
+  // `initial_parameters` seeds the master copy. InvalidArgument for bad
+  // options.
+  static StatusOr<std::unique_ptr<SparseSync>> Create(const SparseSyncOptions& options,
+                                                      exchange::IntraClusterGroup* group, exchange::WanMesh* mesh,
+                                                      const float* initial_parameters);
+
+  // One step. `buffer` holds this worker's gradient (num_parameters floats)
+  // followed by num_control floats; it is used as scratch. On success the
+  // control floats hold the job-wide mean and parameters() includes this
+  // step's update.
+  Status Step(uint32_t step, float* buffer, SyncStepStats* stats);
+
+  const float* parameters() const { return optimizer_->parameters(); }
+  size_t num_parameters() const { return optimizer_->num_parameters(); }
+  bool is_gateway() const { return exchange_ != nullptr; }
+
+  // The density the gateway compresses at; takes effect at the next step.
+  // Only the gateway's value matters. Thread-safe (a tuner may set it).
+  void SetDensity(double density) { density_.store(density); }
+  double density() const { return density_.load(); }
+
+ private:
+  SparseSync() = default;
+
+  SparseSyncOptions options_;
+  exchange::IntraClusterGroup* group_ = nullptr;  // not owned
+  std::unique_ptr<SparseExchange> exchange_;      // gateway only
+  std::unique_ptr<CpuOptimizer> optimizer_;
+  std::atomic<double> density_{0.01};
+  uint32_t block_size_ = 1;
+  size_t num_parameters_ = 0;
+  size_t mask_words_ = 0;
+  // [aggregate | control | mask], broadcast from the gateway.
+  std::vector<float> message_;
+  std::vector<std::vector<uint32_t>> touched_;
+};
+
+}  // namespace stella::pipeline
+
+#endif  // STELLA_RUNTIME_PIPELINE_SPARSE_SYNC_H_

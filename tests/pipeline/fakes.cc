@@ -1,0 +1,105 @@
+#include "tests/pipeline/fakes.h"
+
+#include <string>
+
+namespace stella::pipeline::testing {
+
+constexpr std::chrono::milliseconds kTimeout{20000};
+
+bool Barrier::ArriveAndWait(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t gen = generation_;
+  if (++arrived_ == parties_) {
+    arrived_ = 0;
+    ++generation_;
+    cv_.notify_all();
+    return true;
+  }
+  return cv_.wait_for(lock, timeout, [&] { return generation_ != gen; });
+}
+
+class FakeGroup final : public exchange::IntraClusterGroup {
+ public:
+  FakeGroup(GroupHub* hub, int rank) : hub_(hub), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return hub_->size_; }
+
+  // Sums in rank order on rank 0, then everyone copies: same bits everywhere.
+  Status AllReduceSum(float* data, size_t n) override {
+    hub_->slots_[static_cast<size_t>(rank_)] = data;
+    STELLA_RETURN_IF_ERROR(Sync("allreduce"));
+    if (rank_ == 0) {
+      hub_->sum_.assign(n, 0.0f);
+      for (float* p : hub_->slots_) {
+        for (size_t i = 0; i < n; ++i) hub_->sum_[i] += p[i];
+      }
+    }
+    STELLA_RETURN_IF_ERROR(Sync("allreduce"));
+    std::copy(hub_->sum_.begin(), hub_->sum_.end(), data);
+    return Sync("allreduce");
+  }
+
+  Status Broadcast(float* data, size_t n, int root) override {
+    hub_->slots_[static_cast<size_t>(rank_)] = data;
+    STELLA_RETURN_IF_ERROR(Sync("broadcast"));
+    if (rank_ != root) std::copy(hub_->slots_[static_cast<size_t>(root)], hub_->slots_[static_cast<size_t>(root)] + n, data);
+    return Sync("broadcast");
+  }
+
+  Status Barrier() override { return Sync("barrier"); }
+
+ private:
+  Status Sync(const char* what) {
+    if (!hub_->barrier_.ArriveAndWait(kTimeout)) return DeadlineExceededError(std::string("fake group ") + what);
+    return Status::Ok();
+  }
+  GroupHub* hub_;  // outlives the member (test scope)
+  int rank_;
+};
+
+std::unique_ptr<exchange::IntraClusterGroup> GroupHub::Member(int rank) {
+  return std::make_unique<FakeGroup>(this, rank);
+}
+
+class FakeMesh final : public exchange::WanMesh {
+ public:
+  FakeMesh(MeshHub* hub, int cluster) : hub_(hub), cluster_(cluster) {}
+
+  Status AllGather(uint32_t tag, const std::vector<uint8_t>& mine, std::vector<std::vector<uint8_t>>* all,
+                   Clock::TimePoint deadline) override {
+    std::unique_lock<std::mutex> lock(hub_->mu_);
+    auto& round = hub_->rounds_[tag];
+    round.resize(static_cast<size_t>(hub_->clusters_));
+    round[static_cast<size_t>(cluster_)] = mine;
+    if (hub_->tamper_) hub_->tamper_(cluster_, tag, &round[static_cast<size_t>(cluster_)]);
+    sent_ += mine.size() * static_cast<size_t>(hub_->clusters_ - 1);
+    ++hub_->present_[tag];
+    hub_->cv_.notify_all();
+    if (!hub_->cv_.wait_until(lock, deadline, [&] { return hub_->present_[tag] == hub_->clusters_; })) {
+      return DeadlineExceededError("fake mesh round " + std::to_string(tag));
+    }
+    *all = hub_->rounds_[tag];
+    if (++hub_->taken_[tag] == hub_->clusters_) {
+      hub_->rounds_.erase(tag);
+      hub_->present_.erase(tag);
+      hub_->taken_.erase(tag);
+    }
+    return Status::Ok();
+  }
+  void SetEgressRate(double) override {}
+  std::vector<exchange::PeerLinkStats> stats() const override {
+    exchange::PeerLinkStats s;
+    s.bytes_sent = sent_;
+    return {s};
+  }
+  int num_clusters() const override { return hub_->clusters_; }
+
+ private:
+  MeshHub* hub_;  // outlives the member (test scope)
+  int cluster_;
+  uint64_t sent_ = 0;
+};
+
+std::unique_ptr<exchange::WanMesh> MeshHub::Member(int cluster) { return std::make_unique<FakeMesh>(this, cluster); }
+
+}  // namespace stella::pipeline::testing

@@ -1,0 +1,74 @@
+// In-memory fakes of the collective interfaces, so pipeline tests run every
+// rank as a thread of one process without sockets or Gloo.
+//
+// Thread safety: a hub is shared by the threads of its members; each member
+// object is driven by one thread, like the real ones.
+#ifndef STELLA_TESTS_PIPELINE_FAKES_H_
+#define STELLA_TESTS_PIPELINE_FAKES_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "runtime/exchange/intra_cluster.h"
+#include "runtime/exchange/wan_mesh.h"
+
+namespace stella::pipeline::testing {
+
+// A cyclic barrier with a timeout, for the fakes' collective phases.
+class Barrier {
+ public:
+  explicit Barrier(int parties) : parties_(parties) {}
+  // False on timeout.
+  bool ArriveAndWait(std::chrono::milliseconds timeout);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const int parties_;
+  int arrived_ = 0;
+  uint64_t generation_ = 0;
+};
+
+// The shared state of one in-memory intra-cluster group of `size` members.
+class GroupHub {
+ public:
+  explicit GroupHub(int size) : size_(size), barrier_(size), slots_(static_cast<size_t>(size)) {}
+  std::unique_ptr<exchange::IntraClusterGroup> Member(int rank);
+
+ private:
+  friend class FakeGroup;
+  const int size_;
+  Barrier barrier_;
+  std::vector<float*> slots_;  // each member's buffer during a collective
+  std::vector<float> sum_;
+};
+
+// The shared state of an in-memory WAN mesh between `clusters` gateways.
+// A tamper hook may rewrite any payload before delivery (malformed-peer
+// tests).
+class MeshHub {
+ public:
+  using Tamper = std::function<void(int from_cluster, uint32_t tag, std::vector<uint8_t>* payload)>;
+  explicit MeshHub(int clusters) : clusters_(clusters) {}
+  std::unique_ptr<exchange::WanMesh> Member(int cluster);
+  void SetTamper(Tamper tamper) { tamper_ = std::move(tamper); }
+
+ private:
+  friend class FakeMesh;
+  const int clusters_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint32_t, std::vector<std::vector<uint8_t>>> rounds_;  // tag -> payload per cluster
+  std::map<uint32_t, int> present_;                                // tag -> payloads deposited
+  std::map<uint32_t, int> taken_;                                  // tag -> members done
+  Tamper tamper_;
+};
+
+}  // namespace stella::pipeline::testing
+
+#endif  // STELLA_TESTS_PIPELINE_FAKES_H_
