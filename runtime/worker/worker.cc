@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <mutex>
 
 #include "runtime/compute/trainer.h"
 #include "runtime/data/dataset.h"
@@ -12,6 +14,7 @@
 #include "runtime/exchange/wan_mesh.h"
 #include "runtime/pipeline/sparse_sync.h"
 #include "runtime/pipeline/stale_pipeline.h"
+#include "runtime/tuner/tuner.h"
 #include "runtime/worker/events.h"
 #include "src/base/clock.h"
 #include "src/metrics/exposer.h"
@@ -25,6 +28,23 @@ using Seconds = std::chrono::duration<double>;
 // Extra values appended to the gradient buffer: decisions all workers must
 // take at the same step, and the loss (averaged for reporting).
 enum ControlSlot { kStopSlot = 0, kLossSlot = 1, kNumControlSlots = 2 };
+
+// Stella mode adds the tuner's telemetry to the control section, so that every
+// worker receives the same (averaged, then rescaled) values and the same
+// deterministic tuner reaches the same decision everywhere without a broadcast:
+//   [stop, loss, compute_seconds[world], {goodput, bytes_last_step}[clusters]]
+struct TelemetryLayout {
+  int world = 1;
+  int clusters = 1;
+  size_t size() const { return kNumControlSlots + static_cast<size_t>(world) + 2 * static_cast<size_t>(clusters); }
+  size_t compute(int rank) const { return kNumControlSlots + static_cast<size_t>(rank); }
+  size_t goodput(int cluster) const { return kNumControlSlots + static_cast<size_t>(world) + 2 * static_cast<size_t>(cluster); }
+  size_t bytes(int cluster) const { return goodput(cluster) + 1; }
+};
+
+// Steps between tuner decisions: short enough to follow a bandwidth change
+// within ~20 steps (the tuner itself reacts within 1-3 rounds).
+constexpr int kTunerEverySteps = 5;
 
 // The metric handles of one worker, taken once (hot path keeps references).
 struct WorkerMetrics {
@@ -132,6 +152,14 @@ struct Worker::State {
   std::unique_ptr<exchange::WanMesh> mesh;  // gateways of multi-cluster jobs
   std::unique_ptr<exchange::DenseAllReduce> allreduce;     // ddp mode
   std::unique_ptr<pipeline::SparseSync> sparse_sync;       // stella mode
+  std::unique_ptr<tuner::Tuner> tuner;                     // stella mode with spec.sync.tuner;
+                                                           // used only on the communication thread
+  TelemetryLayout telemetry;
+  // Batch-size decisions handed from the communication thread (Tune) to the
+  // compute thread, which applies each at its apply_at_step. Every worker
+  // sees the same sequence, so all switch at the same step.
+  std::mutex decisions_mu;
+  std::deque<tuner::Decision> pending_batches;  // guarded by decisions_mu
   // Declared before the exposer so the exposer (which reads it) dies first.
   metrics::Registry registry;
   std::unique_ptr<WorkerMetrics> metrics;
@@ -313,11 +341,30 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
     so.density = spec.sync.density;
     so.world_size = s->world_size;
     so.cluster_index = o.cluster_index;
-    so.num_control = kNumControlSlots;
+    s->telemetry.world = s->world_size;
+    s->telemetry.clusters = num_clusters;
+    so.num_control = s->telemetry.size();
     so.timeout = o.collective_timeout;
     auto sync = pipeline::SparseSync::Create(so, s->group.get(), s->mesh.get(), initial.data());
     if (!sync.ok()) return sync.status().WithContext("spec.sync.mode stella");
     s->sparse_sync = std::move(sync).value();
+    if (spec.sync.tuner) {
+      tuner::TunerOptions to;
+      for (int64_t size : s->trainer->tensor_sizes()) to.tensor_sizes.push_back(static_cast<uint64_t>(size));
+      // Wire sizes follow the spec's precision and the compressor's block size.
+      to.bytes_model.value_bytes = spec.sync.value_precision == spec::ValuePrecision::kFp32 ? 4 : 2;
+      to.bytes_model.block_size = pipeline::CompressorBlockSize(spec::ToString(spec.sync.compressor));
+      to.min_density = spec.sync.min_density;
+      to.max_density = spec.sync.max_density;
+      to.initial_density = spec.sync.density;
+      to.global_batch = int64_t{spec.batch_size} * s->world_size;
+      // A decision must reach every compute thread before it applies: the
+      // compute thread runs at most `staleness` steps ahead of the exchange.
+      to.lead_steps = spec.sync.staleness + 1;
+      auto t = tuner::Tuner::Create(to);
+      if (!t.ok()) return t.status().WithContext("spec.sync.tuner");
+      s->tuner = std::move(t).value();
+    }
   } else {
     s->allreduce = std::make_unique<exchange::DenseAllReduce>(s->group.get(), s->mesh.get(), s->world_size);
   }
@@ -423,6 +470,83 @@ Status Worker::RunDense(Loop& loop) {
   return Status::Ok();
 }
 
+// Compute thread: this worker's share of the tuner's telemetry. The control
+// section is zero except for the slots this worker owns.
+void Worker::FillTelemetry(double compute_seconds, float* control) {
+  State& s = *state_;
+  const TelemetryLayout& t = s.telemetry;
+  std::fill(control + kNumControlSlots, control + t.size(), 0.0f);
+  control[t.compute(s.global_rank)] = static_cast<float>(compute_seconds);
+  if (s.mesh) {
+    double goodput = 0;
+    for (const auto& p : s.mesh->stats()) {
+      if (p.goodput_bytes_per_second > 0 && (goodput == 0 || p.goodput_bytes_per_second < goodput)) {
+        goodput = p.goodput_bytes_per_second;
+      }
+    }
+    control[t.goodput(s.options.cluster_index)] = static_cast<float>(goodput);
+    control[t.bytes(s.options.cluster_index)] = static_cast<float>(s.metrics->wan_bytes_per_step.Value());
+  }
+}
+
+// Communication thread: the batch worker `rank` used at `step`, replaying the
+// decisions in the order the compute threads apply them.
+int Worker::BatchAt(int64_t step, int rank) const {
+  int batch = state_->options.job.spec.batch_size;
+  for (const auto& d : batch_history_) {
+    if (d.apply_at_step > step) break;
+    batch = d.BatchSizeFor(rank).value_or(batch);
+  }
+  return batch;
+}
+
+// Communication thread, after step `step`'s exchange: every worker holds the
+// same job-wide mean of the control section, so the same tuner decides the
+// same density everywhere; it takes effect from the next exchange on.
+Status Worker::Tune(int64_t step, const float* control) {
+  State& s = *state_;
+  const TelemetryLayout& t = s.telemetry;
+  const auto& spec = s.options.job.spec;
+  const double world = t.world;  // undo the mean: each slot had one writer
+  tuner::Telemetry tel;
+  tel.step = step;
+  tel.num_clusters = t.clusters;
+  int rank = 0;
+  for (int c = 0; c < t.clusters; ++c) {
+    for (int r = 0; r < spec.clusters[static_cast<size_t>(c)].workers; ++r, ++rank) {
+      tuner::WorkerTelemetry w;
+      w.id = rank;
+      w.cluster = c;
+      w.batch_size = BatchAt(step, rank);
+      w.compute_seconds = std::max(1e-6, control[t.compute(rank)] * world);
+      tel.workers.push_back(w);
+    }
+    const double goodput = control[t.goodput(c)] * world;
+    if (t.clusters > 1 && goodput > 0) {
+      tuner::LinkTelemetry l;
+      l.cluster = c;
+      l.goodput_bytes_per_s = goodput;
+      l.bytes_sent_last_step = static_cast<uint64_t>(std::max(0.0, std::round(control[t.bytes(c)] * world)));
+      l.density_last_step = s.sparse_sync->density();
+      l.cap_bytes_per_s = spec.clusters[static_cast<size_t>(c)].wan.bandwidth_mbps * 1e6 / 8;
+      tel.links.push_back(l);
+    }
+  }
+  auto decision = s.tuner->Decide(tel);
+  if (!decision.ok()) return decision.status().WithContext("tuner at step " + std::to_string(step));
+  if (decision->batch_sizes != last_batches_) {
+    last_batches_ = decision->batch_sizes;
+    batch_history_.push_back(*decision);
+    std::lock_guard<std::mutex> lock(s.decisions_mu);
+    s.pending_batches.push_back(*decision);
+  }
+  if (decision->density != s.sparse_sync->density()) {
+    if (s.global_rank == 0) std::fprintf(stderr, "stella: tuner: %s\n", decision->ToLogLine().c_str());
+    s.sparse_sync->SetDensity(decision->density);
+  }
+  return Status::Ok();
+}
+
 // Stella mode: the compute thread (this one) runs forward/backward and hands
 // each step's gradient to the pipeline; the pipeline's communication thread
 // runs SparseSync (intra-cluster sum, sparse WAN exchange at the gateway,
@@ -440,27 +564,32 @@ Status Worker::RunStella(Loop& loop) {
   pipeline::StalePipelineOptions po;
   po.staleness = spec.sync.staleness;
   po.num_parameters = n;
-  po.num_control = kNumControlSlots;
+  po.num_control = s.telemetry.size();
   // Longer than one step's collectives (each bounded by the collective
   // timeout), so a slow step fails inside its collective with a precise error.
   po.progress_timeout = 2 * s.options.collective_timeout + std::chrono::seconds(10);
   // Runs on the communication thread; touches only the sync object (not the
   // model) and lock-free metric handles.
-  auto step_function = [sync, metrics](int64_t step, std::vector<float>* buffer) -> StatusOr<bool> {
+  const size_t control_at = n;
+  auto step_function = [this, sync, metrics, control_at](int64_t step, std::vector<float>* buffer) -> StatusOr<bool> {
     pipeline::SyncStepStats st;
     STELLA_RETURN_IF_ERROR(sync->Step(static_cast<uint32_t>(step), buffer->data(), &st));
+    if (state_->tuner && (step + 1) % kTunerEverySteps == 0) {
+      STELLA_RETURN_IF_ERROR(Tune(step, buffer->data() + control_at));
+    }
     metrics->ObservePhase(WorkerMetrics::kCompression, st.compress_seconds);
     metrics->ObservePhase(WorkerMetrics::kCommunication,
                           st.allreduce_seconds + st.wan_seconds + st.broadcast_seconds);
     metrics->ObservePhase(WorkerMetrics::kOptimizer, st.optimizer_seconds);
     metrics->density.Set(sync->density());
     metrics->wan_bytes_per_step.Set(static_cast<double>(st.wan_bytes_sent));
-    return (*buffer)[buffer->size() - kNumControlSlots + kStopSlot] > 0;
+    return (*buffer)[control_at + kStopSlot] > 0;
   };
   STELLA_ASSIGN_OR_RETURN(auto pipe, pipeline::StalePipeline::Create(po, sync->parameters(), step_function));
   auto install = [&s](const float* params) { s.trainer->SetParameters(params); };
 
   float last_loss = 0;
+  int batch = spec.batch_size;  // this worker's; the tuner may rebalance it
   while (loop.step < s.total_steps) {
     const auto t0 = clock.Now();
     auto begin = pipe->BeginStep(loop.step, install);
@@ -469,12 +598,26 @@ Status Worker::RunStella(Loop& loop) {
     if (begin->version > 0) last_loss = begin->control[kLossSlot];
     if (begin->finished) break;  // all workers agreed to stop
     const auto t1 = clock.Now();
-    auto indices = sampler.Next(spec.batch_size);
+    {
+      std::lock_guard<std::mutex> lock(s.decisions_mu);
+      while (!s.pending_batches.empty() && s.pending_batches.front().apply_at_step <= loop.step) {
+        batch = s.pending_batches.front().BatchSizeFor(s.global_rank).value_or(batch);
+        s.pending_batches.pop_front();
+      }
+    }
+    auto indices = sampler.Next(batch);
     STELLA_ASSIGN_OR_RETURN(float loss, s.trainer->ForwardBackward(s.train, indices));
     std::vector<float> buffer = pipe->AcquireBuffer();
     s.trainer->CopyGradientsTo(buffer.data());
+    if (batch != spec.batch_size) {
+      // Unequal batches: weight this worker's mean gradient by its share of
+      // the global batch, so the job-wide mean stays the per-sample mean.
+      const float w = static_cast<float>(batch) / static_cast<float>(spec.batch_size);
+      for (size_t i = 0; i < n; ++i) buffer[i] *= w;
+    }
     buffer[n + kStopSlot] = (stop_requested_.load() || loop.target_reached) ? 1.0f : 0.0f;
     buffer[n + kLossSlot] = loss;
+    FillTelemetry(SecondsBetween(t1, clock.Now()), buffer.data() + n);
     const auto t2 = clock.Now();
     Status st = pipe->Submit(loop.step, std::move(buffer));
     if (!st.ok()) return st;

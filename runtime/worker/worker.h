@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/tuner/decision.h"
 #include "src/base/status.h"
 #include "src/spec/stella_job.h"
 
@@ -71,6 +72,11 @@ class Worker {
   explicit Worker(std::unique_ptr<State> state);
   Status RunDense(Loop& loop);
   Status RunStella(Loop& loop);
+  // Stella mode with the tuner: telemetry out (compute thread), decision in
+  // (communication thread). See worker.cc.
+  void FillTelemetry(double compute_seconds, float* control);
+  Status Tune(int64_t step, const float* control);
+  int BatchAt(int64_t step, int rank) const;
   // Metrics, progress events and evaluation after a computed step.
   void AfterStep(Loop& loop, double compute_seconds, double step_seconds, float loss, double density);
   void Evaluate(Loop& loop);
@@ -79,6 +85,9 @@ class Worker {
 
   std::unique_ptr<State> state_;
   std::atomic<bool> stop_requested_{false};
+  // Communication thread only (Tune): batch decisions made so far.
+  std::vector<int> last_batches_;
+  std::vector<tuner::Decision> batch_history_;
 };
 
 }  // namespace stella::worker
