@@ -67,7 +67,14 @@ struct WorkerMetrics {
         density(r.AddGauge("stella_density", "Fraction of each gradient tensor sent over the WAN (1 = dense).").Add(l)),
         wan_bytes_per_step(r.AddGauge("stella_wan_bytes_per_step",
                                       "Bytes this gateway sent over the WAN in the last step (0 off gateways).")
-                               .Add(l)) {
+                               .Add(l)),
+        batch_size(r.AddGauge("stella_batch_size", "This worker's batch size (the tuner may rebalance it).").Add(l)),
+        inflight_steps(r.AddGauge("stella_pipeline_inflight_steps",
+                                  "Steps computed but not yet applied to the parameters (<= staleness + 1).")
+                           .Add(l)),
+        tuner_decisions(r.AddCounter("stella_tuner_decisions_total",
+                                     "Tuner decisions that changed the density or the batch sizes.")
+                            .Add(l)) {
     auto& phase = r.AddCounter(
         "stella_step_phase_seconds_total",
         "Time spent per step phase: compute, communication, optimizer, wait (for parameters), compression.");
@@ -98,6 +105,9 @@ struct WorkerMetrics {
   metrics::Gauge& parameters;
   metrics::Gauge& density;
   metrics::Gauge& wan_bytes_per_step;
+  metrics::Gauge& batch_size;
+  metrics::Gauge& inflight_steps;
+  metrics::Counter& tuner_decisions;
   std::vector<metrics::Counter*> phase_total;  // owned by the registry
   std::vector<metrics::Gauge*> phase_last;
 };
@@ -293,6 +303,7 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
                          {"worker", std::to_string(s->global_rank)}};
   s->metrics = std::make_unique<WorkerMetrics>(s->registry, labels);
   s->metrics->parameters.Set(static_cast<double>(s->trainer->num_parameters()));
+  s->metrics->batch_size.Set(spec.batch_size);
   s->metrics->density.Set(spec.sync.mode == spec::SyncMode::kStella ? spec.sync.density : 1.0);
   if (o.metrics_port > 0) {
     metrics::ExposerOptions eo;
@@ -534,6 +545,9 @@ Status Worker::Tune(int64_t step, const float* control) {
   }
   auto decision = s.tuner->Decide(tel);
   if (!decision.ok()) return decision.status().WithContext("tuner at step " + std::to_string(step));
+  if (decision->batch_sizes != last_batches_ || decision->density != s.sparse_sync->density()) {
+    s.metrics->tuner_decisions.Increment();
+  }
   if (decision->batch_sizes != last_batches_) {
     last_batches_ = decision->batch_sizes;
     batch_history_.push_back(*decision);
@@ -605,6 +619,8 @@ Status Worker::RunStella(Loop& loop) {
         s.pending_batches.pop_front();
       }
     }
+    metrics->batch_size.Set(batch);
+    metrics->inflight_steps.Set(static_cast<double>(loop.step - begin->version));
     auto indices = sampler.Next(batch);
     STELLA_ASSIGN_OR_RETURN(float loss, s.trainer->ForwardBackward(s.train, indices));
     std::vector<float> buffer = pipe->AcquireBuffer();
