@@ -11,20 +11,12 @@
 #include <cstring>
 #include <thread>
 
+#include "tests/testing/process_util.h"
+
 namespace stella::exchange {
 namespace {
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+using stella::testing::FreePort;
 
 TEST(DenseAllReduceTest, TwoClustersTwoWorkersAgreeBitForBit) {
   constexpr int kClusters = 2, kWorkers = 2, kWorld = kClusters * kWorkers;

@@ -18,33 +18,16 @@
 #include <thread>
 #include <vector>
 
+#include "tests/testing/process_util.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string BuildDir() {
-  const char* d = std::getenv("STELLA_BUILD_DIR");
-  return d ? d : "build";
-}
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using stella::testing::BuildDir;
+using stella::testing::FreePort;
+using stella::testing::ReadFile;
+using stella::testing::Spawn;
 
 std::string Shell(const std::string& cmd, int* exit_code) {
   std::string out;
@@ -57,20 +40,6 @@ std::string Shell(const std::string& cmd, int* exit_code) {
   return out;
 }
 
-pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
 
 // Kills and reaps a child on scope exit, whatever happens in the test.
 struct ChildGuard {
