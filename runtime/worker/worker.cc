@@ -322,7 +322,16 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
   go.size = cluster.workers;
   go.bind_host = o.bind_host;
   go.timeout = o.collective_timeout;
+#ifdef STELLA_WITH_NCCL
+  // GPU workers reduce over NCCL; the rendezvous store is the same.
+  if (s->trainer->device_name().rfind("cuda", 0) == 0) {
+    STELLA_ASSIGN_OR_RETURN(s->group, exchange::CreateNcclGroup(go, /*device=*/0));
+  } else {
+    STELLA_ASSIGN_OR_RETURN(s->group, exchange::CreateGlooGroup(go));
+  }
+#else
   STELLA_ASSIGN_OR_RETURN(s->group, exchange::CreateGlooGroup(go));
+#endif
   if (o.local_rank == 0 && num_clusters > 1) {
     exchange::WanMeshOptions mo;
     mo.job_name = o.job.metadata.name;
