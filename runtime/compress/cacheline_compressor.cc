@@ -24,12 +24,8 @@ class CachelineCompressor final : public Compressor {
   explicit CachelineCompressor(const CompressorOptions& options) : selector_(options) {}
 
   Status Compress(const float* grad, size_t n, double density, SparseGradient* out) override {
-    STELLA_RETURN_IF_ERROR(CheckCompressArgs(grad, n, density, out));
+    STELLA_RETURN_IF_ERROR(BeginCompress(grad, n, density, kCachelineBlockSize, out));
     constexpr size_t kBs = kCachelineBlockSize;
-    out->num_elements = n;
-    out->block_size = kCachelineBlockSize;
-    out->indices.clear();
-    out->values.clear();
     if (n > 0) {
       const size_t num_blocks = static_cast<size_t>(NumBlocks(n, kCachelineBlockSize));
       scores_.resize(num_blocks);

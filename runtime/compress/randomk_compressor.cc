@@ -29,11 +29,7 @@ class RandomKCompressor final : public Compressor {
   explicit RandomKCompressor(uint64_t seed) : rng_(seed) {}
 
   Status Compress(const float* grad, size_t n, double density, SparseGradient* out) override {
-    STELLA_RETURN_IF_ERROR(CheckCompressArgs(grad, n, density, out));
-    out->num_elements = n;
-    out->block_size = 1;
-    out->indices.clear();
-    out->values.clear();
+    STELLA_RETURN_IF_ERROR(BeginCompress(grad, n, density, 1, out));
     if (n > 0) {
       // The selection ignores the values, but a NaN must still not be sent.
       const size_t bad = FindFirstNonFinite(grad, n);

@@ -15,11 +15,7 @@ class ThresholdCompressor final : public Compressor {
   explicit ThresholdCompressor(const CompressorOptions& options) : selector_(options) {}
 
   Status Compress(const float* grad, size_t n, double density, SparseGradient* out) override {
-    STELLA_RETURN_IF_ERROR(CheckCompressArgs(grad, n, density, out));
-    out->num_elements = n;
-    out->block_size = 1;
-    out->indices.clear();
-    out->values.clear();
+    STELLA_RETURN_IF_ERROR(BeginCompress(grad, n, density, 1, out));
     if (n > 0) {
       const size_t k = SelectionSize(n, density);
       if (k == n) {

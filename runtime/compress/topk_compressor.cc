@@ -13,11 +13,7 @@ namespace {
 class TopKCompressor final : public Compressor {
  public:
   Status Compress(const float* grad, size_t n, double density, SparseGradient* out) override {
-    STELLA_RETURN_IF_ERROR(CheckCompressArgs(grad, n, density, out));
-    out->num_elements = n;
-    out->block_size = 1;
-    out->indices.clear();
-    out->values.clear();
+    STELLA_RETURN_IF_ERROR(BeginCompress(grad, n, density, 1, out));
     if (n > 0) {
       const size_t bad = FindFirstNonFinite(grad, n);
       if (bad < n) return NonFiniteError(bad, grad[bad]);

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "runtime/exchange/intra_cluster.h"
+#include "runtime/exchange/store.h"
 
 namespace stella::exchange {
 namespace {
@@ -79,13 +80,7 @@ StatusOr<std::unique_ptr<IntraClusterGroup>> CreateGlooGroup(const GlooGroupOpti
     return InvalidArgumentError("gloo group: store port must be in 1..65535, got " + std::to_string(o.store_port));
   }
   try {
-    c10d::TCPStoreOptions so;
-    so.port = static_cast<uint16_t>(o.store_port);
-    so.isServer = o.rank == 0;
-    so.numWorkers = o.size;
-    so.waitWorkers = false;
-    so.timeout = o.timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(o.store_host, so);
+    auto store = internal::ConnectStore(o);
     auto opts = c10d::ProcessGroupGloo::Options::create(o.timeout);
     opts->devices.push_back(
         c10d::ProcessGroupGloo::createDeviceForHostname(o.bind_host.empty() ? o.store_host : o.bind_host));

@@ -50,6 +50,11 @@ std::unique_ptr<IntraClusterGroup> CreateSingletonGroup();
 // Connects to (or, for rank 0, serves) the store and builds a Gloo group.
 StatusOr<std::unique_ptr<IntraClusterGroup>> CreateGlooGroup(const GlooGroupOptions& options);
 
+namespace internal {
+// Key under which rank 0 publishes the NCCL unique id in the store.
+inline constexpr char kNcclIdKey[] = "stella/nccl-id";
+}  // namespace internal
+
 #ifdef STELLA_WITH_NCCL
 // The same contract over NCCL on CUDA device `device` (GPU clusters). The
 // store options are shared with Gloo: rank 0 publishes the NCCL unique id.

@@ -5,9 +5,10 @@
 // The NCCL unique id is exchanged through the cluster's c10d TCPStore.
 #include <cuda_runtime.h>
 #include <nccl.h>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <cstring>
 
 #include "runtime/exchange/intra_cluster.h"
+#include "runtime/exchange/store.h"
 
 namespace stella::exchange {
 namespace {
@@ -88,19 +89,13 @@ StatusOr<std::unique_ptr<IntraClusterGroup>> CreateNcclGroup(const GlooGroupOpti
   STELLA_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(device), "cudaSetDevice"));
   ncclUniqueId id;
   try {
-    c10d::TCPStoreOptions so;
-    so.port = static_cast<uint16_t>(o.store_port);
-    so.isServer = o.rank == 0;
-    so.numWorkers = o.size;
-    so.waitWorkers = false;
-    so.timeout = o.timeout;
-    c10d::TCPStore store(o.store_host, so);
+    auto store = internal::ConnectStore(o);
     if (o.rank == 0) {
       STELLA_RETURN_IF_ERROR(NcclStatus(ncclGetUniqueId(&id), "ncclGetUniqueId"));
       const auto* p = reinterpret_cast<const uint8_t*>(&id);
-      store.set("stella/nccl-id", std::vector<uint8_t>(p, p + sizeof(id)));
+      store->set(internal::kNcclIdKey, std::vector<uint8_t>(p, p + sizeof(id)));
     }
-    auto bytes = store.get("stella/nccl-id");
+    auto bytes = store->get(internal::kNcclIdKey);
     if (bytes.size() != sizeof(id)) return DataLossError("NCCL unique id of wrong size in the store");
     std::memcpy(&id, bytes.data(), sizeof(id));
   } catch (const std::exception& e) {

@@ -1,33 +1,21 @@
 // Convergence of the stella mode against ddp on real Fashion-MNIST: 2 clusters
 // x 1 worker, cnn, one epoch, through the `stella` CLI (real processes).
-#include <fcntl.h>
-#include <signal.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "tests/testing/process_util.h"
 
 namespace {
 
-std::string BuildDir() {
-  const char* d = std::getenv("STELLA_BUILD_DIR");
-  return d ? d : "build";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using stella::testing::BuildDir;
+using stella::testing::ReadFile;
 
 // Runs `stella run` on the manifest; returns the JSON summary (null on failure).
 nlohmann::json RunJob(const std::string& dir, const std::string& name, const std::string& yaml) {
@@ -37,31 +25,9 @@ nlohmann::json RunJob(const std::string& dir, const std::string& name, const std
   const std::string out = dir + "/" + name + ".out";
   const std::vector<std::string> args = {BuildDir() + "/bin/stella", "run", job, "--json", json, "--log-dir",
                                          dir + "/logs-" + name};
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(200);
-  int status = 0;
-  bool exited = false;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      exited = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  if (!exited) {
-    kill(pid, SIGTERM);  // the CLI stops its workers on SIGTERM
-    waitpid(pid, &status, 0);
-  }
+  pid_t pid = stella::testing::Spawn(args, out);
+  int status = stella::testing::WaitFor(pid, std::chrono::seconds(200));
+  const bool exited = status != -1;
   EXPECT_TRUE(exited && WIFEXITED(status) && WEXITSTATUS(status) == 0) << name << "\n" << ReadFile(out);
   if (!exited || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return nullptr;
   return nlohmann::json::parse(ReadFile(json));

@@ -61,7 +61,7 @@ Status NonFiniteError(size_t index, float value) {
   return InvalidArgumentError("gradient element " + std::to_string(index) + " is " + what);
 }
 
-Status CheckCompressArgs(const float* grad, size_t n, double density, const SparseGradient* out) {
+Status BeginCompress(const float* grad, size_t n, double density, uint32_t block_size, SparseGradient* out) {
   if (!(density > 0.0 && density <= 1.0)) {
     return InvalidArgumentError("density must be in (0, 1], got " + std::to_string(density));
   }
@@ -74,6 +74,10 @@ Status CheckCompressArgs(const float* grad, size_t n, double density, const Spar
                                 " elements exceeds the compressor limit of " +
                                 std::to_string(kMaxCompressElements));
   }
+  out->num_elements = n;
+  out->block_size = block_size;
+  out->indices.clear();
+  out->values.clear();
   return Status::Ok();
 }
 

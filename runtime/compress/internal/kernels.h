@@ -48,8 +48,9 @@ size_t FindFirstNonFinite(const float* x, size_t n);
 // InvalidArgument "gradient element <index> is NaN" (or +Inf / -Inf).
 Status NonFiniteError(size_t index, float value);
 
-// The argument checks every Compress starts with.
-Status CheckCompressArgs(const float* grad, size_t n, double density, const SparseGradient* out);
+// The argument checks every Compress starts with; on success also resets
+// *out to an empty selection of an n-element tensor in blocks of block_size.
+Status BeginCompress(const float* grad, size_t n, double density, uint32_t block_size, SparseGradient* out);
 
 // Writes MakeKey(AbsBits(x[i]), i) for every i in [0, n) with
 // AbsBits(x[i]) >= tau_bits, ascending by i, to (*out)[0, count) and returns
