@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs every Debian package that Stella's build, tests, benchmarks and demo
-# need. Idempotent: packages already present are skipped without touching apt.
+# need, or, given arguments, exactly those packages (scripts/setup-fuzz.sh).
+# Idempotent: packages already present are skipped without touching apt.
 set -euo pipefail
 
-PACKAGES=(
+DEFAULT_PACKAGES=(
   # toolchain
   cmake make g++ ninja-build pkg-config
   # libraries (libtorch brings c10d ProcessGroupGloo)
@@ -14,6 +15,7 @@ PACKAGES=(
   # stella bench (bench/*.py): manifests and the DDP baseline's data
   python3-yaml python3-numpy
 )
+if [ $# -gt 0 ]; then PACKAGES=("$@"); else PACKAGES=("${DEFAULT_PACKAGES[@]}"); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

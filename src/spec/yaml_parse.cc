@@ -6,8 +6,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <limits>
+#include <optional>
 #include <set>
+#include <sstream>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "src/spec/internal/enum_names.h"
@@ -130,8 +133,19 @@ class Parser {
       Error(path, "expected a string, got " + Describe(n));
       return false;
     }
+    if (!Utf8(n.Scalar(), path)) return false;
     *out = n.Scalar();
     return true;
+  }
+
+  // Strings must be valid UTF-8 text (see internal::FindInvalidUtf8); the
+  // message gives the offset, not the bytes, so it stays printable.
+  bool Utf8(const std::string& text, const std::string& path) {
+    const size_t bad = internal::FindInvalidUtf8(text);
+    if (bad == std::string::npos) return true;
+    Error(path, "expected UTF-8 text, got an invalid or noncharacter byte sequence at byte " +
+                    std::to_string(bad));
+    return false;
   }
 
   void String(const Fields& f, const std::string& prefix, const char* key, std::string* out,
@@ -250,6 +264,7 @@ class Parser {
         continue;
       }
       const std::string& k = it->first.Scalar();
+      if (!Utf8(k, path)) continue;
       const std::string entry_path = path + "[" + Quote(k) + "]";
       lines_.emplace(entry_path, it->first.Mark().line);
       std::string value;
@@ -484,6 +499,45 @@ class Parser {
   std::map<std::string, int> lines_;
 };
 
+// yaml-cpp 0.7 (Debian 12's) loops forever, allocating a null document per
+// turn, on a stream where a token that cannot start a node (a stray ',' as in
+// "{a: 1},") stands where a document should begin: the parser reports a
+// document without consuming the token (jbeder/yaml-cpp#1040, fixed upstream
+// by PR #1319). LoadAll would exhaust memory, so the event stream is walked
+// first, and a document that starts where the previous one started is a
+// syntax error at that token.
+class StuckDocumentFinder final : public YAML::EventHandler {
+ public:
+  // The mark of the token the parser is stuck on, if it is.
+  std::optional<YAML::Mark> Find(const std::string& text) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    while (!stuck_ && parser.HandleNextDocument(*this)) {
+    }
+    return stuck_;
+  }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (previous_start_ && previous_start_->pos == mark.pos) stuck_ = mark;
+    previous_start_ = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  std::optional<YAML::Mark> previous_start_;
+  std::optional<YAML::Mark> stuck_;
+};
+
 bool IsWithin(const std::string& path, const std::string& ancestor) {
   if (ancestor.empty()) return true;
   if (path.compare(0, ancestor.size(), ancestor) != 0) return false;
@@ -528,6 +582,11 @@ std::string PrefixLines(const std::string& prefix, const std::string& text) {
 StatusOr<StellaJob> ParseStellaJob(const std::string& yaml_text) {
   std::vector<YAML::Node> docs;
   try {
+    if (std::optional<YAML::Mark> stuck = StuckDocumentFinder().Find(yaml_text)) {
+      return InvalidArgumentError("invalid YAML at line " + std::to_string(stuck->line + 1) +
+                                  ", column " + std::to_string(stuck->column + 1) +
+                                  ": unexpected token where a document or value should start");
+    }
     docs = YAML::LoadAll(yaml_text);
   } catch (const YAML::ParserException& e) {
     return InvalidArgumentError("invalid YAML at line " + std::to_string(e.mark.line + 1) +

@@ -335,6 +335,82 @@ TEST(SpecTest, BadYamlSyntaxReportsLineAndColumn) {
   EXPECT_THAT(bad_indent, HasSubstr("invalid YAML at line 2, column"));
 }
 
+// Found by tests/fuzz/manifest_fuzzer: yaml-cpp 0.7's LoadAll looped forever,
+// allocating until the process died, on a token that cannot start a document
+// (jbeder/yaml-cpp#1040), e.g. a stray comma after a JSON object.
+TEST(SpecTest, StrayFlowTokenIsASyntaxErrorNotAnEndlessLoop) {
+  EXPECT_EQ(ErrorOf(","), "invalid YAML at line 1, column 1: unexpected token where a document "
+                          "or value should start");
+  EXPECT_THAT(ErrorOf("{\"apiVersion\": \"stella.dev/v1alpha1\"},\n"),
+              HasSubstr("invalid YAML at line 1, column 38"));
+  EXPECT_THAT(ErrorOf(std::string(kBase) + "---\n[1],\n"), HasSubstr("invalid YAML at line 22, column 4"));
+  // Several documents, empty ones included, still parse as before.
+  EXPECT_TRUE(ParseStellaJob(std::string("---\n---\n") + kBase).ok());
+}
+
+// Found by tests/fuzz/manifest_fuzzer: yaml-cpp's parser passes any bytes
+// through, but its emitter writes U+FFFD for invalid UTF-8 and noncharacters,
+// so such a manifest did not survive ToYaml. YAML text is Unicode: reject them.
+TEST(SpecTest, StringsMustBeValidUtf8) {
+  const std::string bad[] = {
+      "\xff",              // never valid
+      "\xc3",              // truncated two-byte sequence
+      "\xc0\x80",          // overlong NUL
+      "\xe0\x80\xaf",      // overlong '/'
+      "\xed\xa0\x80",      // surrogate U+D800
+      "\xf4\x90\x80\x80",  // U+110000
+      "\xef\xbf\xbe",      // noncharacter U+FFFE
+      "\xef\xb7\x90",      // noncharacter U+FDD0
+  };
+  for (const std::string& value : bad) {
+    std::string error = ErrorOf(Replace(kBase, "  name: job\n",
+                                        "  name: job\n  annotations: {note: \"a" + value + "\"}\n"));
+    EXPECT_THAT(error, HasSubstr("metadata.annotations[\"note\"]: expected UTF-8 text, got an "
+                                 "invalid or noncharacter byte sequence at byte 1"));
+    EXPECT_THAT(ErrorOf(Replace(kBase, "  name: job\n", "  name: job\n  labels: {\"" + value +
+                                                            "\": x}\n")),
+                HasSubstr("metadata.labels: expected UTF-8 text"));
+    EXPECT_THAT(ErrorOf(std::string(kBase) + "status: {phase: \"" + value + "\"}\n"),
+                HasSubstr("status.phase: expected UTF-8 text"));
+  }
+  // Valid multi-byte text is kept as is and survives ToYaml.
+  StatusOr<StellaJob> job = ParseStellaJob(Replace(
+      kBase, "  name: job\n",
+      "  name: job\n  annotations: {note: \"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x9a\x80 \xef\xbf\xbd\"}\n"));
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->metadata.annotations.at("note"),
+            "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x9a\x80 \xef\xbf\xbd");
+  StatusOr<StellaJob> back = ParseStellaJob(ToYaml(*job));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, *job);
+}
+
+// Found by tests/fuzz/manifest_fuzzer: yaml-cpp wrote "stella:0.1\r" plain,
+// and the reader dropped the "\r". Such strings are now double-quoted.
+TEST(SpecTest, ControlAndLineBreakCharactersSurviveToYaml) {
+  StellaJob job = ParseStellaJob(kBase).value();
+  using namespace std::string_literals;  // "\0" inside a string
+  const std::string values[] = {
+      "stella:0.1\r"s, "a\rb"s,     "\tx\t"s,           "bell\x07"s,         "nul\0nul"s,
+      "del\x7f"s,      "nel\u0085x"s, "ls\u2028x"s, "ps\u2029"s, "nbsp\u00a0"s,
+      " lead"s,        "trail "s,
+  };
+  for (const std::string& v : values) {
+    job.spec.clusters[0].image = v;
+    job.metadata.annotations = {{v, v}};
+    job.status.emplace();
+    job.status->message = v;
+    ASSERT_THAT(ValidateStellaJob(job), ElementsAre());
+    const std::string yaml = ToYaml(job);
+    StatusOr<StellaJob> back = ParseStellaJob(yaml);
+    ASSERT_TRUE(back.ok()) << back.status().ToString() << "\n" << yaml;
+    EXPECT_EQ(back->spec.clusters[0].image, v) << yaml;
+    EXPECT_EQ(back->metadata.annotations, job.metadata.annotations) << yaml;
+    EXPECT_EQ(back->status->message, v) << yaml;
+    EXPECT_EQ(*back, job) << yaml;
+  }
+}
+
 TEST(SpecTest, EmptyAndNonManifestDocumentsAreRejected) {
   for (const char* text : {"", "   \n", "# just a comment\n", "---\n"}) {
     EXPECT_THAT(ErrorOf(text), HasSubstr("empty document")) << "input: " << text;

@@ -71,6 +71,10 @@ PlainKind ClassifyPlain(std::string_view text) {
 
 bool NeedsQuotes(std::string_view text) {
   if (ClassifyPlain(text) != PlainKind::kString) return true;
+  for (char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte >= 0x7F) return true;
+  }
   // YAML 1.1 booleans and number forms that 1.1 readers (kubectl) resolve.
   if (OneOf(text, {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON",
                    "off", "Off", "OFF"})) {
@@ -131,6 +135,41 @@ std::string FormatDouble(double v) {
   }
   auto [ptr, ec] = std::to_chars(buf, buf + sizeof(buf), v);
   return ec == std::errc() ? std::string(buf, ptr) : std::to_string(v);
+}
+
+size_t FindInvalidUtf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    // Length and smallest code point of the sequence (to reject overlongs).
+    size_t len = 0;
+    uint32_t cp = 0;
+    uint32_t min = 0;
+    if ((lead & 0xE0) == 0xC0) {
+      len = 2, cp = lead & 0x1Fu, min = 0x80;
+    } else if ((lead & 0xF0) == 0xE0) {
+      len = 3, cp = lead & 0x0Fu, min = 0x800;
+    } else if ((lead & 0xF8) == 0xF0) {
+      len = 4, cp = lead & 0x07u, min = 0x10000;
+    } else {
+      return i;  // a continuation byte or 0xF8..0xFF
+    }
+    if (text.size() - i < len) return i;
+    for (size_t k = 1; k < len; ++k) {
+      const auto c = static_cast<unsigned char>(text[i + k]);
+      if ((c & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (c & 0x3Fu);
+    }
+    const bool surrogate = cp >= 0xD800 && cp <= 0xDFFF;
+    const bool noncharacter = (cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFEu) == 0xFFFEu;
+    if (cp < min || cp > 0x10FFFF || surrogate || noncharacter) return i;
+    i += len;
+  }
+  return std::string_view::npos;
 }
 
 std::string Quote(std::string_view text) {
