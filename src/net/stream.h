@@ -45,6 +45,13 @@ class Stream {
   // ReadAll/WriteAll/Flush calls on this object return kCancelled promptly.
   // Idempotent.
   virtual void Shutdown() = 0;
+
+  // The transport's own estimate of the rate at which the peer receives our
+  // bytes (bytes/s), or 0 when the stream has none. For TCP this is the
+  // kernel's delivery rate (TCP_INFO), the only honest measure when the
+  // bottleneck is in the network: write times only say how fast the kernel's
+  // send buffer filled. Safe to call from any thread.
+  virtual double DeliveryRateBytesPerSecond() const { return 0; }
 };
 
 }  // namespace net

@@ -1,5 +1,7 @@
 #include "src/net/tcp.h"
 
+#include "src/net/internal/tcp_info.h"
+
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -464,6 +466,8 @@ StatusOr<std::unique_ptr<Stream>> TcpListener::Accept(Clock::TimePoint deadline)
     if (pr < 0 && errno != EINTR) return ErrnoError("accept on " + address_ + ": poll", errno);
   }
 }
+
+double TcpStream::DeliveryRateBytesPerSecond() const { return internal::KernelDeliveryRate(fd_); }
 
 }  // namespace net
 }  // namespace stella

@@ -39,6 +39,8 @@ class TcpStream final : public Stream {
   // Also sends FIN to the peer (shutdown(2) SHUT_RDWR). The fd itself is
   // closed only by the destructor, so a concurrent call never sees a reused fd.
   void Shutdown() override;
+  // tcpi_delivery_rate of the connection (Linux >= 4.9); 0 if unavailable.
+  double DeliveryRateBytesPerSecond() const override;
 
   const std::string& peer() const { return peer_; }
 

@@ -1,3 +1,4 @@
+#include "src/net/memory_stream.h"
 #include "src/net/tcp.h"
 
 #include <gmock/gmock.h>
@@ -61,6 +62,23 @@ TEST(TcpTest, ExchangesBytesBothWays) {
   ASSERT_TRUE(server->WriteAll("yo", 2, In(kLong)).ok());
   ASSERT_TRUE(client->ReadAll(buf, 2, In(kLong)).ok());
   EXPECT_EQ(std::string(buf, 2), "yo");
+}
+
+// The kernel's delivery rate is what the tuner reads over real (or
+// kernel-shaped) links; after a transfer it is known and positive.
+TEST(TcpTest, ReportsKernelDeliveryRateAfterATransfer) {
+  auto [client, server] = ConnectedPair();
+  std::vector<char> block(1 << 20, 'x');
+  std::thread reader([&server = server, &block] {
+    std::vector<char> in(block.size());
+    for (int i = 0; i < 4; ++i) EXPECT_TRUE(server->ReadAll(in.data(), in.size(), In(kLong)).ok());
+  });
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(client->WriteAll(block.data(), block.size(), In(kLong)).ok());
+  reader.join();
+  EXPECT_GT(client->DeliveryRateBytesPerSecond(), 0.0);
+  // A stream with no transport estimate reports 0.
+  auto memory = CreateMemoryStreamPair();
+  EXPECT_EQ(memory.first->DeliveryRateBytesPerSecond(), 0.0);
 }
 
 TEST(TcpTest, AcceptTimesOutWithoutClient) {
