@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -81,8 +82,11 @@ class Peer {
     // so write-timed goodput is meaningless: prefer TCP's own delivery rate.
     // The in-process shaper is the bottleneck in local runs; its write-timed
     // goodput (the fallback) is exact there.
+    // Application-limited samples read as 0; keep the last path sample.
     const double delivery = conn_->stream().DeliveryRateBytesPerSecond();
-    p.goodput_bytes_per_second = delivery > 0 ? delivery : s.goodput_bytes_per_s;
+    if (delivery > 0) last_delivery_rate_.store(delivery);
+    const double path_rate = last_delivery_rate_.load();
+    p.goodput_bytes_per_second = path_rate > 0 ? path_rate : s.goodput_bytes_per_s;
     return p;
   }
 
@@ -114,6 +118,7 @@ class Peer {
   const std::string name_;
   std::unique_ptr<net::FramedConnection> conn_;
   net::ShapedStream* shaped_;  // owned by conn_ (it wraps the stream); null if unshaped
+  mutable std::atomic<double> last_delivery_rate_{0};  // last non-app-limited TCP sample
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint32_t, std::vector<uint8_t>> rounds_;  // guarded by mu_

@@ -50,7 +50,8 @@ class Stream {
   // bytes (bytes/s), or 0 when the stream has none. For TCP this is the
   // kernel's delivery rate (TCP_INFO), the only honest measure when the
   // bottleneck is in the network: write times only say how fast the kernel's
-  // send buffer filled. Safe to call from any thread.
+  // send buffer filled. 0 also when the latest sample is not a path
+  // measurement (TCP: application-limited). Safe to call from any thread.
   virtual double DeliveryRateBytesPerSecond() const { return 0; }
 };
 

@@ -16,6 +16,7 @@ double KernelDeliveryRate(int fd) {
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return 0;
   // Older kernels fill a shorter struct without the field.
   if (len < offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof(info.tcpi_delivery_rate)) return 0;
+  if (info.tcpi_delivery_rate_app_limited) return 0;
   return static_cast<double>(info.tcpi_delivery_rate);
 }
 

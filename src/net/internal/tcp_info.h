@@ -7,7 +7,9 @@
 namespace stella::net::internal {
 
 // tcpi_delivery_rate (bytes/s) of the TCP socket fd; 0 if the kernel does not
-// report it (Linux < 4.9) or fd is not a TCP socket.
+// report it (Linux < 4.9), fd is not a TCP socket, or the last sample was
+// application-limited (the sender ran out of data, so the sample says nothing
+// about the path; over a token bucket it may even show the burst rate).
 double KernelDeliveryRate(int fd);
 
 }  // namespace stella::net::internal
