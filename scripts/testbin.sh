@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control-plane binaries the operator's tests run
-# against (etcd, kube-apiserver, kube-controller-manager, kube-scheduler),
-# plus kwok and helm, from their Go modules (nothing prebuilt can be fetched
+# against (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubectl of the same release), plus kwok and helm, from their Go modules (nothing prebuilt can be fetched
 # here), and caches them by version. Prints the directory holding them.
 #
 #   scripts/testbin.sh            # build what is missing, print the bin dir
@@ -22,11 +22,13 @@ export GOFLAGS=-mod=mod
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 have_all() {
-  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm; do
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
     [ -x "$cache/$b" ] || return 1
   done
 }
 if have_all; then echo "$cache"; exit 0; fi
+# The Go toolchain of the machine image lives here when not on PATH.
+[ -x /usr/local/go/bin/go ] && PATH=$PATH:/usr/local/go/bin
 command -v go >/dev/null || { echo "testbin: the Go toolchain is required (go not found)" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -56,12 +58,13 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
 (
   cd "$work/k8s"
   go mod tidy -e >&2
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     [ -x "$cache/$cmd" ] || go build -o "$cache/$cmd" "k8s.io/kubernetes/cmd/$cmd" >&2
   done
 )
