@@ -298,7 +298,7 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
                           compute::Trainer::Create(to, s->train.rows, s->train.cols, s->train.num_classes));
 
   // Metrics first, so a scrape during the (possibly slow) rendezvous works.
-  metrics::Labels labels{{"job", o.job.metadata.name},
+  metrics::Labels labels{{"stella_job", o.job.metadata.name},  // "job" is Prometheus's scrape job
                          {"cluster", cluster.name},
                          {"worker", std::to_string(s->global_rank)}};
   s->metrics = std::make_unique<WorkerMetrics>(s->registry, labels);

@@ -83,7 +83,7 @@ TEST(LiveJobTest, MetricsArePromtoolCleanScrapedByPrometheusAndCtrlCStopsTheJob)
   std::string promtool = Shell("promtool check metrics < " + dir + "/scrape.txt 2>&1", &rc);
   EXPECT_EQ(rc, 0) << promtool;
   EXPECT_EQ(promtool, "") << promtool;
-  EXPECT_NE(scrape.find("job=\"live-metrics\""), std::string::npos);
+  EXPECT_NE(scrape.find("stella_job=\"live-metrics\""), std::string::npos);
   EXPECT_NE(scrape.find("peer=\"west\""), std::string::npos);
 
   // A real Prometheus scrapes both workers.
