@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <unordered_map>
 
 #include "runtime/compute/model_zoo.h"
 
@@ -36,7 +37,37 @@ struct Trainer::Impl {
   std::vector<torch::Tensor> params;
   std::vector<int64_t> sizes;
   int64_t total = 0;
+  std::vector<size_t> offsets;                 // flat offset per tensor
+  std::vector<std::vector<size_t>> layers;     // tensor indices per Sequential entry
+  std::vector<torch::Tensor> staging;          // pinned host copies (CUDA only), lazily made
   std::unique_ptr<torch::optim::Optimizer> optimizer;
+  // Set only during ForwardBackwardPipelined; the hooks read it.
+  const GradientSink* sink = nullptr;
+
+  // Autograd hook of tensor i: the gradient backward just produced for it.
+  void OnGradient(size_t i, const torch::Tensor& grad) {
+    if (sink == nullptr) return;
+    torch::NoGradGuard no_grad;
+    torch::Tensor host;
+    if (grad.device().is_cpu()) {
+      host = grad.contiguous();
+    } else {
+      if (!staging[i].defined()) {
+        staging[i] = torch::empty(grad.sizes(), torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(true));
+      }
+      staging[i].copy_(grad);  // synchronous: the bytes are on the host when it returns
+      host = staging[i];
+    }
+    const float* src = host.data_ptr<float>();
+    float* dst = sink->buffer + offsets[i];
+    const size_t n = static_cast<size_t>(sizes[i]);
+    if (sink->scale == 1.0f) {
+      std::memcpy(dst, src, sizeof(float) * n);
+    } else {
+      for (size_t k = 0; k < n; ++k) dst[k] = src[k] * sink->scale;
+    }
+    sink->ready(i);
+  }
 };
 
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -65,9 +96,23 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o, int 
     STELLA_ASSIGN_OR_RETURN(impl->model, BuildModel(mo));
     impl->model->to(impl->device);
     impl->params = impl->model->parameters();
-    for (const auto& p : impl->params) {
+    std::unordered_map<const void*, size_t> index;
+    for (size_t i = 0; i < impl->params.size(); ++i) {
+      const auto& p = impl->params[i];
+      index[p.unsafeGetTensorImpl()] = i;
+      impl->offsets.push_back(static_cast<size_t>(impl->total));
       impl->sizes.push_back(p.numel());
       impl->total += p.numel();
+    }
+    for (const auto& layer : *impl->model) {
+      std::vector<size_t> tensors;
+      for (const auto& p : layer.ptr()->parameters()) tensors.push_back(index.at(p.unsafeGetTensorImpl()));
+      impl->layers.push_back(std::move(tensors));
+    }
+    impl->staging.resize(impl->params.size());
+    Impl* raw = impl.get();  // outlives the parameters' hooks: both die with the Trainer
+    for (size_t i = 0; i < impl->params.size(); ++i) {
+      impl->params[i].register_hook([raw, i](const torch::Tensor& grad) { raw->OnGradient(i, grad); });
     }
     if (o.optimizer == "sgd") {
       impl->optimizer = std::make_unique<torch::optim::SGD>(
@@ -117,6 +162,37 @@ StatusOr<float> Trainer::ForwardBackward(const data::Dataset& d, const std::vect
     return InternalError(std::string("forward/backward: ") + e.what_without_backtrace());
   }
 }
+
+StatusOr<float> Trainer::ForwardBackwardPipelined(const data::Dataset& d, const std::vector<int64_t>& idx,
+                                                  const LayerGate& gate, const GradientSink& sink) {
+  struct SinkScope {  // the hooks see the sink for this backward only
+    Impl* impl;
+    ~SinkScope() { impl->sink = nullptr; }
+  } scope{impl_.get()};
+  try {
+    impl_->model->train();
+    auto [x, y] = MakeBatch(d, idx);
+    x = x.to(impl_->device);
+    y = y.to(impl_->device);
+    for (auto& p : impl_->params) {
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
+    size_t k = 0;
+    for (auto& layer : *impl_->model) {
+      const auto& tensors = impl_->layers[k++];
+      if (!tensors.empty()) STELLA_RETURN_IF_ERROR(gate(tensors));
+      x = layer.forward(x);
+    }
+    auto loss = torch::nn::functional::cross_entropy(x, y);
+    impl_->sink = &sink;
+    loss.backward();
+    return loss.item<float>();
+  } catch (const c10::Error& e) {
+    return InternalError(std::string("forward/backward: ") + e.what_without_backtrace());
+  }
+}
+
+const std::vector<std::vector<size_t>>& Trainer::layer_tensors() const { return impl_->layers; }
 
 void Trainer::CopyGradientsTo(float* out) const {
   torch::NoGradGuard no_grad;

@@ -10,6 +10,7 @@
 #ifndef STELLA_RUNTIME_COMPUTE_TRAINER_H_
 #define STELLA_RUNTIME_COMPUTE_TRAINER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,6 +60,27 @@ class Trainer {
   // Zeroes gradients, runs forward and backward on the given examples and
   // returns the mean cross-entropy loss. Gradients stay in the model.
   StatusOr<float> ForwardBackward(const data::Dataset& data, const std::vector<int64_t>& indices);
+
+  // The per-tensor pipeline's path. Before each layer of the model (in
+  // forward order) `gate` gets that layer's tensor indices and may wait for
+  // and install their parameters (layers without parameters are not gated);
+  // an error from it aborts the step. During backward an autograd hook on
+  // every parameter copies its gradient, times `scale`, into `buffer` at the
+  // tensor's flat offset (through a pinned host tensor on CUDA) and then
+  // calls ready(i) — possibly on an autograd device thread. Tensors that get
+  // no gradient are not reported. The copied values equal what
+  // CopyGradientsTo would give after ForwardBackward.
+  struct GradientSink {
+    float* buffer = nullptr;  // num_parameters() floats
+    float scale = 1.0f;       // unequal batches weigh a worker's gradient
+    std::function<void(size_t tensor)> ready;
+  };
+  using LayerGate = std::function<Status(const std::vector<size_t>& tensors)>;
+  StatusOr<float> ForwardBackwardPipelined(const data::Dataset& data, const std::vector<int64_t>& indices,
+                                           const LayerGate& gate, const GradientSink& sink);
+  // Tensor indices of each layer, forward order (empty for parameterless
+  // layers).
+  const std::vector<std::vector<size_t>>& layer_tensors() const;
 
   // Flat fp32 copies of all gradients / parameters (num_parameters() floats).
   void CopyGradientsTo(float* out) const;

@@ -33,6 +33,8 @@ StatusOr<std::unique_ptr<CpuOptimizer>> CpuOptimizer::Create(const CpuOptimizerO
     o->optimizers_.push_back(std::move(t).value());
     total += static_cast<size_t>(n);
   }
+  o->offsets_.assign(1, 0);
+  for (int64_t n : options.tensor_sizes) o->offsets_.push_back(o->offsets_.back() + static_cast<size_t>(n));
   o->master_.assign(initial_parameters, initial_parameters + total);
   if (options.threads > 1) {
     optim::ThreadPool::Options po;
@@ -45,17 +47,26 @@ StatusOr<std::unique_ptr<CpuOptimizer>> CpuOptimizer::Create(const CpuOptimizerO
 
 Status CpuOptimizer::Apply(const float* gradient, const std::vector<std::vector<uint32_t>>& touched,
                            uint32_t block_size) {
-  if (touched.size() != optimizers_.size()) {
+  return ApplyTensors(0, optimizers_.size(), gradient, touched, block_size);
+}
+
+Status CpuOptimizer::ApplyTensors(size_t first, size_t end, const float* gradient,
+                                  const std::vector<std::vector<uint32_t>>& touched, uint32_t block_size) {
+  if (first > end || end > optimizers_.size()) {
+    return InvalidArgumentError("cpu optimizer: tensor range [" + std::to_string(first) + ", " + std::to_string(end) +
+                                ") outside the " + std::to_string(optimizers_.size()) + " tensors");
+  }
+  if (touched.size() != end - first) {
     return InvalidArgumentError("cpu optimizer: " + std::to_string(touched.size()) + " touched lists for " +
-                                std::to_string(optimizers_.size()) + " tensors");
+                                std::to_string(end - first) + " tensors");
   }
   if (block_size == 0) return InvalidArgumentError("cpu optimizer: block size 0");
-  size_t offset = 0;
-  for (size_t i = 0; i < optimizers_.size(); ++i) {
+  size_t offset = 0;  // relative to tensor `first`
+  for (size_t i = first; i < end; ++i) {
     const size_t n = static_cast<size_t>(sizes_[i]);
-    float* param = master_.data() + offset;
+    float* param = master_.data() + offsets_[i];
     const float* grad = gradient + offset;
-    const auto& blocks = touched[i];
+    const auto& blocks = touched[i - first];
     if (n > 0 && CoversAllBlocks(blocks, compress::NumBlocks(n, block_size))) {
       optimizers_[i]->StepDense(param, grad, pool_.get());
     } else {

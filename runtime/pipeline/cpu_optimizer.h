@@ -47,6 +47,18 @@ class CpuOptimizer {
   // do not fit the tensors (nothing is changed for that tensor or later ones).
   Status Apply(const float* gradient, const std::vector<std::vector<uint32_t>>& touched, uint32_t block_size);
 
+  // The same step restricted to tensors [first, end) (the per-tensor
+  // pipeline steps one bucket of tensors at a time): `gradient` starts at
+  // tensor `first`'s offset and `touched` has end - first lists. Stepping
+  // every tensor once through any partition into ranges is bit-identical to
+  // one Apply. InvalidArgument for a bad range or lists.
+  Status ApplyTensors(size_t first, size_t end, const float* gradient,
+                      const std::vector<std::vector<uint32_t>>& touched, uint32_t block_size);
+
+  // Offset of tensor i in the master copy (i <= number of tensors).
+  size_t tensor_offset(size_t i) const { return offsets_[i]; }
+  size_t num_tensors() const { return sizes_.size(); }
+
   // The master copy (num_parameters() floats).
   const float* parameters() const { return master_.data(); }
   size_t num_parameters() const { return master_.size(); }
@@ -56,6 +68,7 @@ class CpuOptimizer {
   CpuOptimizer() = default;
 
   std::vector<int64_t> sizes_;
+  std::vector<size_t> offsets_;  // prefix sums of sizes_ (one more entry)
   std::vector<float> master_;
   std::vector<std::unique_ptr<optim::TensorOptimizer>> optimizers_;
   std::unique_ptr<optim::ThreadPool> pool_;  // null for one thread

@@ -25,42 +25,92 @@ StatusOr<std::unique_ptr<SparseSync>> SparseSync::Create(const SparseSyncOptions
   oo.threads = options.optimizer_threads;
   STELLA_ASSIGN_OR_RETURN(s->optimizer_, CpuOptimizer::Create(oo, initial_parameters));
   s->num_parameters_ = s->optimizer_->num_parameters();
-  if (group->rank() == 0) {
-    SparseExchangeOptions xo;
-    xo.tensor_sizes = options.tensor_sizes;
-    xo.compressor = options.compressor;
-    xo.precision = options.precision;
-    xo.error_feedback = options.error_feedback;
-    xo.momentum_correction = options.momentum_correction;
-    xo.num_control = options.num_control;
-    xo.world_size = options.world_size;
-    xo.cluster_index = mesh == nullptr ? 0 : options.cluster_index;
-    xo.clock = options.clock;
-    STELLA_ASSIGN_OR_RETURN(s->exchange_, SparseExchange::Create(xo, mesh));
+  s->gateway_ = group->rank() == 0;
+
+  const size_t num_tensors = options.tensor_sizes.size();
+  std::vector<std::pair<size_t, size_t>> buckets = options.buckets;
+  if (buckets.empty()) buckets.emplace_back(0, num_tensors);
+  // The buckets must partition the tensors exactly once.
+  std::vector<int> covered(num_tensors, 0);
+  for (const auto& [first, end] : buckets) {
+    if (first >= end || end > num_tensors) {
+      return InvalidArgumentError("sparse sync: bucket [" + std::to_string(first) + ", " + std::to_string(end) +
+                                  ") is empty or outside the " + std::to_string(num_tensors) + " tensors");
+    }
+    for (size_t i = first; i < end; ++i) ++covered[i];
   }
-  s->mask_words_ = BlockMaskWords(options.tensor_sizes, s->block_size_);
-  s->message_.resize(s->num_parameters_ + options.num_control + s->mask_words_);
+  for (size_t i = 0; i < num_tensors; ++i) {
+    if (covered[i] != 1) {
+      return InvalidArgumentError("sparse sync: tensor " + std::to_string(i) + " is in " +
+                                  std::to_string(covered[i]) + " buckets, expected exactly 1");
+    }
+  }
+  for (const auto& [first, end] : buckets) {
+    Range r;
+    r.first = first;
+    r.end = end;
+    r.sizes.assign(options.tensor_sizes.begin() + static_cast<std::ptrdiff_t>(first),
+                   options.tensor_sizes.begin() + static_cast<std::ptrdiff_t>(end));
+    for (int64_t n : r.sizes) r.elements += static_cast<size_t>(n);
+    r.num_control = first == 0 ? options.num_control : 0;
+    if (s->gateway_) {
+      SparseExchangeOptions xo;
+      xo.tensor_sizes = r.sizes;
+      xo.compressor = options.compressor;
+      xo.precision = options.precision;
+      xo.error_feedback = options.error_feedback;
+      xo.momentum_correction = options.momentum_correction;
+      xo.num_control = r.num_control;
+      xo.world_size = options.world_size;
+      xo.cluster_index = mesh == nullptr ? 0 : options.cluster_index;
+      xo.clock = options.clock;
+      STELLA_ASSIGN_OR_RETURN(r.exchange, SparseExchange::Create(xo, mesh));
+    }
+    r.mask_words = BlockMaskWords(r.sizes, s->block_size_);
+    r.sum.resize(r.elements + r.num_control);
+    r.message.resize(r.elements + r.num_control + r.mask_words);
+    s->ranges_.push_back(std::move(r));
+  }
   return s;
 }
 
 Status SparseSync::Step(uint32_t step, float* buffer, SyncStepStats* stats) {
+  STELLA_CHECK(ranges_.size() == 1);
+  return RunRange(step, ranges_[0], buffer, buffer + num_parameters_, stats);
+}
+
+Status SparseSync::StepBucket(uint32_t step, size_t bucket, float* gradient, float* control, SyncStepStats* stats) {
+  STELLA_CHECK(bucket < ranges_.size());
+  // Unique per (step, bucket), so a frame can never be taken for another
+  // bucket's (the mesh matches frames by tag).
+  const uint32_t tag = static_cast<uint32_t>(static_cast<uint64_t>(step) * ranges_.size() + bucket);
+  Status st = RunRange(tag, ranges_[bucket], gradient, control, stats);
+  if (!st.ok()) return st.WithContext("bucket " + std::to_string(bucket));
+  return st;
+}
+
+Status SparseSync::RunRange(uint32_t tag, Range& r, float* gradient, float* control, SyncStepStats* stats) {
   const Clock& clock = *options_.clock;
   SyncStepStats local;
-  const size_t n = num_parameters_;
-  const size_t c = options_.num_control;
-  const std::string where = "step " + std::to_string(step) + " ";
+  const size_t n = r.elements;
+  const size_t c = r.num_control;
+  const std::string where = "step " + std::to_string(tag) + " ";
+  if (c > 0) STELLA_CHECK(control != nullptr);
 
   const auto t0 = clock.Now();
-  Status st = group_->AllReduceSum(buffer, n + c);
+  // One collective for gradient and control together.
+  std::copy(gradient, gradient + n, r.sum.data());
+  if (c > 0) std::copy(control, control + c, r.sum.data() + n);
+  Status st = group_->AllReduceSum(r.sum.data(), n + c);
   if (!st.ok()) return st.WithContext(where + "intra-cluster gradient sum");
   const auto t1 = clock.Now();
 
-  if (exchange_ != nullptr) {
+  if (r.exchange != nullptr) {
     ExchangeStats xs;
-    STELLA_RETURN_IF_ERROR(exchange_->Exchange(step, density_.load(), buffer, buffer + n, message_.data(),
-                                               message_.data() + n, &touched_, &xs,
-                                               clock.Now() + options_.timeout));
-    PackBlockMask(touched_, options_.tensor_sizes, block_size_, message_.data() + n + c);
+    STELLA_RETURN_IF_ERROR(r.exchange->Exchange(tag, density_.load(), r.sum.data(), r.sum.data() + n,
+                                                r.message.data(), r.message.data() + n, &r.touched, &xs,
+                                                clock.Now() + options_.timeout));
+    PackBlockMask(r.touched, r.sizes, block_size_, r.message.data() + n + c);
     local.compress_seconds = xs.compress_seconds;
     local.wan_seconds = xs.wan_seconds + xs.aggregate_seconds;
     local.payload_bytes = xs.payload_bytes;
@@ -69,17 +119,17 @@ Status SparseSync::Step(uint32_t step, float* buffer, SyncStepStats* stats) {
   const auto t2 = clock.Now();
   // Every member decodes the broadcast message, the gateway included, so all
   // of them run the optimizer on exactly the same inputs.
-  st = group_->Broadcast(message_.data(), message_.size(), 0);
+  st = group_->Broadcast(r.message.data(), r.message.size(), 0);
   if (!st.ok()) return st.WithContext(where + "intra-cluster broadcast of the aggregate");
   const auto t3 = clock.Now();
 
-  st = UnpackBlockMask(message_.data() + n + c, options_.tensor_sizes, block_size_, &touched_);
+  st = UnpackBlockMask(r.message.data() + n + c, r.sizes, block_size_, &r.touched);
   if (!st.ok()) return st.WithContext(where + "aggregate from the gateway");
-  STELLA_RETURN_IF_ERROR(optimizer_->Apply(message_.data(), touched_, block_size_));
-  std::copy(message_.data() + n, message_.data() + n + c, buffer + n);
-  for (size_t i = 0; i < touched_.size(); ++i) {
-    const size_t size = static_cast<size_t>(options_.tensor_sizes[i]);
-    for (uint32_t b : touched_[i]) {
+  STELLA_RETURN_IF_ERROR(optimizer_->ApplyTensors(r.first, r.end, r.message.data(), r.touched, block_size_));
+  if (c > 0) std::copy(r.message.data() + n, r.message.data() + n + c, control);
+  for (size_t i = 0; i < r.touched.size(); ++i) {
+    const size_t size = static_cast<size_t>(r.sizes[i]);
+    for (uint32_t b : r.touched[i]) {
       const size_t start = static_cast<size_t>(b) * block_size_;
       local.touched_elements += std::min<size_t>(block_size_, size - start);
     }

@@ -9,6 +9,14 @@
 // Every worker of every cluster applies the same bits to the same master
 // copy, so parameters stay identical everywhere.
 //
+// Per-tensor pipelining: with `buckets` set, the same four stages run per
+// bucket of consecutive tensors (StepBucket), so the communication of the
+// late layers' gradients starts while backward is still producing the early
+// ones. Each bucket has its own exchange state (compressors, error feedback:
+// both per tensor anyway, so the numerics do not depend on the bucketing) and
+// its own WAN frame tag, step * num_buckets + bucket. The control section
+// rides with the bucket that holds tensor 0 (the last one backward produces).
+//
 // Thread safety: not thread-safe; one thread (the pipeline's communication
 // thread) drives it, calling Step in the same order on every worker, since
 // the collectives must match up.
@@ -19,6 +27,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "runtime/compress/compressor.h"
@@ -54,6 +63,10 @@ struct SparseSyncOptions {
   int cluster_index = 0;
   // Control floats after the gradient in each step's buffer. Default 0.
   size_t num_control = 0;
+  // Tensor ranges [first, end) that StepBucket steps, a partition of all
+  // tensors; the one with first == 0 carries the control section. Default
+  // empty: one bucket of all tensors, driven by Step.
+  std::vector<std::pair<size_t, size_t>> buckets;
   // Bound on the WAN round of a step (the Gloo group carries its own).
   // Default 120 s.
   std::chrono::milliseconds timeout{120000};
@@ -86,11 +99,21 @@ class SparseSync {
   // followed by num_control floats; it is used as scratch. On success the
   // control floats hold the job-wide mean and parameters() includes this
   // step's update.
+  // Only without `buckets` (a single bucket).
   Status Step(uint32_t step, float* buffer, SyncStepStats* stats);
+
+  // One bucket of one step: `gradient` holds this worker's gradient of the
+  // bucket's tensors (contiguous, model order) and is used as scratch;
+  // `control` (num_control floats) is read and replaced by the job-wide mean
+  // for the bucket holding tensor 0 and ignored (may be null) otherwise.
+  // Every worker must call it for the same (step, bucket) sequence. On
+  // success parameters() includes the update of the bucket's tensors.
+  Status StepBucket(uint32_t step, size_t bucket, float* gradient, float* control, SyncStepStats* stats);
+  size_t num_buckets() const { return ranges_.size(); }
 
   const float* parameters() const { return optimizer_->parameters(); }
   size_t num_parameters() const { return optimizer_->num_parameters(); }
-  bool is_gateway() const { return exchange_ != nullptr; }
+  bool is_gateway() const { return gateway_; }
 
   // The density the gateway compresses at; takes effect at the next step.
   // Only the gateway's value matters. Thread-safe (a tuner may set it).
@@ -98,19 +121,31 @@ class SparseSync {
   double density() const { return density_.load(); }
 
  private:
+  // The state of one bucket of tensors.
+  struct Range {
+    size_t first = 0;        // tensors [first, end)
+    size_t end = 0;
+    size_t elements = 0;     // gradient floats of the range
+    size_t num_control = 0;  // control floats it carries (0 or num_control)
+    std::vector<int64_t> sizes;
+    std::unique_ptr<SparseExchange> exchange;  // gateway only
+    size_t mask_words = 0;
+    std::vector<float> sum;      // [gradient | control], the intra-cluster sum
+    std::vector<float> message;  // [aggregate | control | mask], broadcast from the gateway
+    std::vector<std::vector<uint32_t>> touched;
+  };
+
   SparseSync() = default;
+  Status RunRange(uint32_t tag, Range& r, float* gradient, float* control, SyncStepStats* stats);
 
   SparseSyncOptions options_;
   exchange::IntraClusterGroup* group_ = nullptr;  // not owned
-  std::unique_ptr<SparseExchange> exchange_;      // gateway only
   std::unique_ptr<CpuOptimizer> optimizer_;
   std::atomic<double> density_{0.01};
   uint32_t block_size_ = 1;
   size_t num_parameters_ = 0;
-  size_t mask_words_ = 0;
-  // [aggregate | control | mask], broadcast from the gateway.
-  std::vector<float> message_;
-  std::vector<std::vector<uint32_t>> touched_;
+  bool gateway_ = false;
+  std::vector<Range> ranges_;  // one per bucket
 };
 
 }  // namespace stella::pipeline
