@@ -1,4 +1,4 @@
-// TensorPipeline: the per-tensor version of StalePipeline. The unit of work
+// TensorPipeline: the bounded-staleness pipeline of the stella mode. The unit of work
 // is a bucket of consecutive parameter tensors, not the whole step, so the
 // communication of step t starts as soon as backward has produced the
 // gradients of the last layers, and the forward pass of step t+1+s gates each
