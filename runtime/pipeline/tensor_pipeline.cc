@@ -135,7 +135,10 @@ void TensorPipeline::CommunicationLoop() {
   for (int64_t step = 0;; ++step) {
     Slot& slot = slots_[static_cast<size_t>(step) % ring];
     for (size_t b = 0; b < options_.buckets.size(); ++b) {
-      const auto [first, end] = options_.buckets[b];
+      // Plain variables, not a structured binding: lambdas may not capture
+      // those in C++17 (clang rejects it).
+      const size_t first = options_.buckets[b].first;
+      const size_t end = options_.buckets[b].second;
       const bool last = b + 1 == options_.buckets.size();
       {
         std::unique_lock<std::mutex> lock(mu_);
