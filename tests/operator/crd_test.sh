@@ -41,8 +41,16 @@ done
 sync=$(kubectl get sj fashion-cnn-demo -o jsonpath='{.spec.sync.mode} {.spec.sync.density} {.spec.sync.staleness} {.spec.clusters[0].gateway.port} {.spec.runPolicy.backoffLimit}')
 [ "$sync" = "ddp 0.01 1 29500 3" ] && ok "defaults filled" || fail "defaults filled: got '$sync'"
 
-kubectl explain stellajob.spec.clusters 2>&1 | grep -q "each runs its workers and one WAN gateway" \
-  && ok "kubectl explain documents spec.clusters" || fail "kubectl explain documents spec.clusters"
+# The server publishes a new CRD's OpenAPI document a moment after it is
+# Established: retry for up to 30 s.
+explained=no
+for _ in $(seq 60); do
+  if kubectl explain stellajob.spec.clusters 2>&1 | grep -q "each runs its workers and one WAN gateway"; then
+    explained=yes; break
+  fi
+  sleep 0.5
+done
+[ "$explained" = yes ] && ok "kubectl explain documents spec.clusters" || fail "kubectl explain documents spec.clusters"
 kubectl get crd stellajobs.stella.dev -o jsonpath='{.spec.names.shortNames[0]}' | grep -qx sj \
   && ok "short name sj" || fail "short name sj"
 

@@ -242,8 +242,10 @@ TEST(TensorPipelineTest, AgreedStopEndsAfterTheStep) {
       if (st->finished) break;
       ++ran;
     }
-    // Step 3 voted stop; steps 4 .. 3 + s were already running.
-    EXPECT_EQ(ran, 4 + s) << "s=" << s;
+    // Step 3 voted stop. Up to s later steps may already have started
+    // (how many depends on thread timing); none of them is ever applied.
+    EXPECT_GE(ran, 4) << "s=" << s;
+    EXPECT_LE(ran, 4 + s) << "s=" << s;
     auto fin = solo.pipe->Finish(solo.install);
     ASSERT_TRUE(fin.ok()) << fin.status().ToString();
     EXPECT_TRUE(fin->finished);
