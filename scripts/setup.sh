@@ -11,7 +11,7 @@ DEFAULT_PACKAGES=(
   libtorch-dev libgloo-dev libcpprest-dev libyaml-cpp-dev libssl-dev zlib1g-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   # data, baselines, observability, traffic shaping, plots
-  dataset-fashion-mnist python3-torch prometheus iproute2 gnuplot-nox curl procps
+  dataset-fashion-mnist python3-torch prometheus iproute2 gnuplot-nox curl procps ccache
   # stella bench (bench/*.py): manifests and the DDP baseline's data
   python3-yaml python3-numpy
 )
