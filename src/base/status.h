@@ -27,6 +27,7 @@ enum class StatusCode {
   kUnavailable,       // a peer is unreachable; retrying may help
   kDeadlineExceeded,  // a blocking call ran past its timeout
   kCancelled,         // stopped on request (signal, shutdown)
+  kAborted,           // lost a race (e.g. a write conflict); retry after re-reading
   kInternal,
 };
 
@@ -67,6 +68,7 @@ inline Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m
 inline Status UnavailableError(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status DeadlineExceededError(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
 inline Status CancelledError(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+inline Status AbortedError(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
 // An errno-based IoError: "what: strerror(errno)".

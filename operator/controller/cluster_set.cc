@@ -1,0 +1,188 @@
+#include "operator/controller/cluster_set.h"
+
+#include "operator/controller/names.h"
+
+namespace stella::op {
+namespace {
+
+using json = nlohmann::json;
+
+// Secret data values are base64 (RFC 4648, with padding).
+bool DecodeBase64(const std::string& in, std::string* out) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  out->clear();
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=' || c == '\n' || c == '\r') continue;
+    int v = value(c);
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Member::Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Client* client, const std::string& origin)
+    : id_(std::move(id)), owned_(std::move(owned)), client_(owned_ ? owned_.get() : client) {
+  const std::string selector = OriginSelector(origin);
+  pods_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "pods", ""), selector);
+  services_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "services", ""), selector);
+  nodes_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "nodes", ""));
+}
+
+Member::~Member() { Stop(); }
+
+void Member::Start() {
+  pods_->Start();
+  services_->Start();
+  nodes_->Start();
+}
+
+void Member::Stop() {
+  pods_->Stop();
+  services_->Stop();
+  nodes_->Stop();
+}
+
+bool Member::Synced() const { return pods_->HasSynced() && services_->HasSynced() && nodes_->HasSynced(); }
+
+bool Member::Healthy() const { return pods_->Healthy() && services_->Healthy() && nodes_->Healthy(); }
+
+std::string Member::LastError() const {
+  for (const kube::Informer* inf : {pods_.get(), services_.get(), nodes_.get()}) {
+    std::string e = inf->LastError();
+    if (!e.empty()) return e;
+  }
+  return "";
+}
+
+ClusterSet::ClusterSet(kube::Client* hub, std::string origin, Logger* log,
+                       std::function<void(const json&)> on_child_event,
+                       std::function<void(const std::string&, const std::string&, int)> on_request)
+    : hub_client_(hub),
+      origin_(std::move(origin)),
+      log_(log),
+      on_child_event_(std::move(on_child_event)),
+      on_request_(std::move(on_request)) {
+  hub_ = std::make_unique<Member>("hub", nullptr, hub_client_, origin_);
+  auto forward = [this](kube::EventType, const json& obj) { on_child_event_(obj); };
+  hub_->pods().AddHandler(forward);
+  hub_->services().AddHandler(forward);
+  hub_->Start();
+}
+
+ClusterSet::~ClusterSet() { Stop(); }
+
+void ClusterSet::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (hub_) hub_->Stop();
+  for (auto& [id, m] : members_) m->Stop();
+  for (auto& m : retired_) m->Stop();
+}
+
+StatusOr<std::string> ClusterSet::ReadKubeconfig(const std::string& ns, const std::string& name,
+                                                 const std::string& key) {
+  const std::string where = "Secret " + ns + "/" + name;
+  auto resp = hub_client_->Get(kube::ResourcePath("v1", "secrets", ns, name));
+  if (!resp.ok()) return resp.status().WithContext("reading " + where);
+  if (resp->code == 404) return NotFoundError(where + " not found (spec.clusters[].kubeconfigSecret)");
+  if (resp->code != 200) {
+    return UnavailableError("reading " + where + ": HTTP " + std::to_string(resp->code) + ": " +
+                            kube::ApiMessage(*resp));
+  }
+  const json data = resp->body.value("data", json::object());
+  if (!data.contains(key) || !data[key].is_string()) {
+    return InvalidArgumentError(where + " has no key \"" + key + "\" (spec.clusters[].kubeconfigSecret.key)");
+  }
+  std::string text;
+  if (!DecodeBase64(data[key].get<std::string>(), &text)) {
+    return InvalidArgumentError(where + " key \"" + key + "\" is not valid base64");
+  }
+  return text;
+}
+
+StatusOr<std::unique_ptr<Member>> ClusterSet::Connect(const std::string& id, const std::string& kubeconfig) {
+  auto config = kube::ParseKubeconfig(kubeconfig);
+  if (!config.ok()) return config.status().WithContext("kubeconfig of member " + id);
+  config->name = id;
+  kube::ClientOptions co;
+  co.on_request = [this, id](const std::string& verb, int code) { on_request_(id, verb, code); };
+  auto client = kube::Client::Create(*config, co);
+  if (!client.ok()) return client.status().WithContext("client for member " + id);
+  auto m = std::make_unique<Member>(id, std::move(client).value(), nullptr, origin_);
+  m->kubeconfig_digest = kubeconfig;
+  auto forward = [this](kube::EventType, const json& obj) { on_child_event_(obj); };
+  m->pods().AddHandler(forward);
+  m->services().AddHandler(forward);
+  m->Start();
+  return m;
+}
+
+StatusOr<Member*> ClusterSet::ForCluster(const std::string& job_namespace,
+                                         const std::optional<spec::SecretKeyRef>& ref) {
+  if (!ref) return hub_.get();
+  const std::string id = job_namespace + "/" + ref->name + "/" + ref->key;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = members_.find(id);
+    if (it != members_.end()) return it->second.get();
+  }
+  STELLA_ASSIGN_OR_RETURN(std::string kubeconfig, ReadKubeconfig(job_namespace, ref->name, ref->key));
+  STELLA_ASSIGN_OR_RETURN(std::unique_ptr<Member> m, Connect(id, kubeconfig));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, inserted] = members_.emplace(id, std::move(m));
+  if (!inserted) retired_.push_back(std::move(m));  // another thread connected first
+  else log_->Info("member cluster connected: " + id + " server=" + it->second->client()->config().server);
+  return it->second.get();
+}
+
+void ClusterSet::Refresh() {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, m] : members_) ids.push_back(id);
+  }
+  for (const auto& id : ids) {
+    // id is ns/name/key; names and keys contain no '/'.
+    size_t a = id.find('/'), b = id.find('/', a + 1);
+    auto text = ReadKubeconfig(id.substr(0, a), id.substr(a + 1, b - a - 1), id.substr(b + 1));
+    if (!text.ok()) continue;  // keep the old connection; reconciles report the error
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (members_[id]->kubeconfig_digest == *text) continue;
+    }
+    auto m = Connect(id, *text);
+    if (!m.ok()) {
+      log_->Warn("member " + id + ": new kubeconfig unusable, keeping the old one: " + m.status().ToString());
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    members_[id]->Stop();
+    retired_.push_back(std::move(members_[id]));  // reconciles may still hold the pointer
+    members_[id] = std::move(m).value();
+    log_->Info("member cluster " + id + ": kubeconfig changed, reconnected");
+  }
+}
+
+std::vector<Member*> ClusterSet::All() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Member*> out = {hub_.get()};
+  for (auto& [id, m] : members_) out.push_back(m.get());
+  return out;
+}
+
+}  // namespace stella::op

@@ -1,0 +1,108 @@
+// ClusterSet: the operator's connections to the hub and to member clusters.
+//
+// A member is named by the Secret holding its kubeconfig (namespace/name/key);
+// jobs that name the same Secret share one connection and one set of caches:
+// informers on the Pods and Services this operator made there (selected by
+// the origin label) and on the member's Nodes (for gateway addresses). The
+// hub itself is a member too (clusters without kubeconfigSecret).
+//
+// Thread safety: all methods are thread-safe. Members live until Stop().
+#ifndef STELLA_OPERATOR_CONTROLLER_CLUSTER_SET_H_
+#define STELLA_OPERATOR_CONTROLLER_CLUSTER_SET_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "operator/controller/log.h"
+#include "operator/kube/client.h"
+#include "operator/kube/config.h"
+#include "operator/kube/informer.h"
+#include "src/base/status.h"
+#include "src/spec/stella_job.h"
+
+namespace stella::op {
+
+class Member {
+ public:
+  Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Client* client, const std::string& origin);
+  ~Member();
+  Member(const Member&) = delete;
+  Member& operator=(const Member&) = delete;
+
+  const std::string& id() const { return id_; }  // "hub" or "ns/secret/key"
+  kube::Client* client() const { return client_; }
+  kube::Informer& pods() { return *pods_; }
+  kube::Informer& services() { return *services_; }
+  kube::Informer& nodes() { return *nodes_; }
+
+  // True once every cache listed at least once and the watches are healthy.
+  bool Synced() const;
+  // False while any watch is failing after having worked (or never worked).
+  bool Healthy() const;
+  // Whether the member's API server answered (or failed) a first time; a
+  // member that has never answered is unreachable only after this is true.
+  std::string LastError() const;
+
+  void Start();
+  void Stop();
+
+  // The kubeconfig text this member was built from (to notice rotation).
+  std::string kubeconfig_digest;
+
+ private:
+  std::string id_;
+  std::unique_ptr<kube::Client> owned_;
+  kube::Client* client_;
+  std::unique_ptr<kube::Informer> pods_, services_, nodes_;
+};
+
+class ClusterSet {
+ public:
+  // `hub` outlives the set. `on_child_event` receives every pod/service event
+  // from every member (to enqueue the owning job); `on_request` is each new
+  // client's request hook labelled with the member's id.
+  ClusterSet(kube::Client* hub, std::string origin, Logger* log,
+             std::function<void(const nlohmann::json&)> on_child_event,
+             std::function<void(const std::string& cluster, const std::string& verb, int code)> on_request);
+  ~ClusterSet();
+
+  Member* Hub() { return hub_.get(); }
+
+  // The member for a job's cluster: the hub when `ref` is absent, else the
+  // member behind Secret job_namespace/ref.name key ref.key, connecting on
+  // first use. Fails (kNotFound / kInvalidArgument / kUnavailable) with a
+  // message naming the Secret when it is missing or holds no usable
+  // kubeconfig.
+  StatusOr<Member*> ForCluster(const std::string& job_namespace, const std::optional<spec::SecretKeyRef>& ref);
+
+  // Re-reads every member's Secret and reconnects members whose kubeconfig
+  // changed (credential rotation). Called by the periodic sweep.
+  void Refresh();
+
+  std::vector<Member*> All();
+  void Stop();
+
+ private:
+  StatusOr<std::string> ReadKubeconfig(const std::string& ns, const std::string& name, const std::string& key);
+  StatusOr<std::unique_ptr<Member>> Connect(const std::string& id, const std::string& kubeconfig);
+
+  kube::Client* hub_client_;
+  std::string origin_;
+  Logger* log_;
+  std::function<void(const nlohmann::json&)> on_child_event_;
+  std::function<void(const std::string&, const std::string&, int)> on_request_;
+  std::unique_ptr<Member> hub_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Member>> members_;  // by id
+  std::vector<std::unique_ptr<Member>> retired_;            // replaced members, stopped
+};
+
+}  // namespace stella::op
+
+#endif  // STELLA_OPERATOR_CONTROLLER_CLUSTER_SET_H_
