@@ -23,7 +23,7 @@
 namespace {
 
 constexpr char kUsage[] =
-    "usage: stella-runtime --job FILE --cluster-index C --local-rank R [--store-host H] [--store-port P]\n"
+    "usage: stella-runtime --job FILE|env:VAR --cluster-index C --local-rank R [--store-host H] [--store-port P]\n"
     "       [--bind-host H] [--wan-ports p0,p1,...] [--wan-addresses h0:p0,...] [--metrics-port M]\n"
     "       [--metrics-bind ADDR] [--threads T] [--device auto|cpu|cuda] [--dump-parameters FILE]\n";
 
@@ -95,7 +95,16 @@ int main(int argc, char** argv) {
   for (const auto& p : SplitCommas(wan_ports)) o.wan_addresses.push_back("127.0.0.1:" + p);
   for (const auto& a : SplitCommas(wan_addresses)) o.wan_addresses.push_back(a);
 
-  auto job = stella::spec::LoadStellaJobFile(job_path);
+  // "--job env:NAME" reads the manifest from an environment variable: the
+  // operator hands it to pods that way (no ConfigMap per job).
+  auto job = [&]() -> stella::StatusOr<stella::spec::StellaJob> {
+    if (job_path.rfind("env:", 0) != 0) return stella::spec::LoadStellaJobFile(job_path);
+    const char* text = std::getenv(job_path.substr(4).c_str());
+    if (!text) return stella::NotFoundError("--job " + job_path + ": environment variable " + job_path.substr(4) + " is not set");
+    auto parsed = stella::spec::ParseStellaJob(text);
+    if (!parsed.ok()) return parsed.status().WithContext("--job " + job_path);
+    return parsed;
+  }();
   if (!job.ok()) {
     std::fprintf(stderr, "stella-runtime: %s\n", job.status().ToString().c_str());
     return 1;
