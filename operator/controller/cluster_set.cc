@@ -64,8 +64,8 @@ bool Member::Healthy() const { return pods_->Healthy() && services_->Healthy() &
 
 std::string Member::LastError() const {
   for (const kube::Informer* inf : {pods_.get(), services_.get(), nodes_.get()}) {
-    std::string e = inf->LastError();
-    if (!e.empty()) return e;
+    Status e = inf->LastError();
+    if (!e.ok()) return e.message();
   }
   return "";
 }

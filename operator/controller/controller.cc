@@ -63,7 +63,9 @@ struct Controller::Observed {
 
 Controller::Controller(kube::Client* hub, ControllerOptions options, OperatorMetrics* metrics, Logger* log)
     : hub_(hub), options_(std::move(options)), metrics_(metrics), log_(log) {
-  queue_ = std::make_unique<kube::WorkQueue>();
+  auto queue = kube::WorkQueue::Create();
+  STELLA_CHECK(queue.ok());  // default options are valid
+  queue_ = std::move(queue).value();
   auto enqueue_job = [this](kube::EventType, const json& obj) {
     Enqueue(JobKey(obj.value("/metadata/namespace"_json_pointer, std::string()), Name(obj)));
   };
@@ -112,7 +114,7 @@ bool Controller::Ready() const {
 
 void Controller::Enqueue(const std::string& key) {
   queue_->Add(key);
-  metrics_->QueueDepth(queue_->Len());
+  metrics_->QueueDepth(static_cast<int>(queue_->Len()));
 }
 
 void Controller::OnChildEvent(const json& obj) {
@@ -121,8 +123,8 @@ void Controller::OnChildEvent(const json& obj) {
 }
 
 void Controller::WorkerLoop() {
-  std::string key;
-  while (queue_->Get(&key)) {
+  while (std::optional<std::string> next = queue_->Get()) {
+    const std::string& key = *next;
     auto t0 = std::chrono::steady_clock::now();
     auto result = Reconcile(key);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -141,7 +143,7 @@ void Controller::WorkerLoop() {
       queue_->Forget(key);
     }
     queue_->Done(key);
-    metrics_->QueueDepth(queue_->Len());
+    metrics_->QueueDepth(static_cast<int>(queue_->Len()));
   }
 }
 
