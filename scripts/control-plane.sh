@@ -4,8 +4,17 @@
 # RBAC on, and a kubeconfig. Several can run side by side (hub + members),
 # each in its own directory.
 #
-#   scripts/control-plane.sh start DIR   # prints DIR/kubeconfig when ready
-#   scripts/control-plane.sh stop DIR    # stops it and removes DIR
+#   scripts/control-plane.sh start DIR            # prints DIR/kubeconfig when ready
+#   scripts/control-plane.sh stop DIR             # stops it and removes DIR
+#   scripts/control-plane.sh stop-apiserver DIR   # stops only kube-apiserver (etcd keeps the data)
+#   scripts/control-plane.sh start-apiserver DIR  # starts it again on the same port, waits until ready
+#
+# Besides DIR/kubeconfig (static admin token), `start` writes
+# DIR/kubeconfig-cert (the same admin authenticated by a client certificate
+# signed by DIR/certs/client-ca.crt, files referenced by path) and
+# DIR/etcd.url (etcd's client URL, for tests that act on storage directly).
+# Extra kube-apiserver flags may be given in STELLA_APISERVER_ARGS (split on
+# spaces), e.g. "--watch-cache-sizes=podtemplates#0".
 set -euo pipefail
 
 cmd=${1:?usage: control-plane.sh start|stop DIR}
@@ -28,10 +37,46 @@ stop() {
   rm -rf "$dir"
 }
 
+stop_apiserver() {
+  if [ -f "$dir/apiserver.pid" ]; then
+    pid=$(cat "$dir/apiserver.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$dir/apiserver.pid"
+  fi
+}
+
+# Starts kube-apiserver with the flags saved in DIR/apiserver.args (one per
+# line) and waits until /readyz answers; on failure prints the log tail.
+start_apiserver() {
+  mapfile -t args <"$dir/apiserver.args"
+  "$bin/kube-apiserver" "${args[@]}" >>"$dir/apiserver.log" 2>&1 &
+  echo $! >"$dir/apiserver.pid"
+  local token port
+  token=$(cut -d, -f1 "$dir/tokens.csv")
+  port=$(cat "$dir/apiserver.port")
+  for _ in $(seq 240); do
+    if curl -skf -H "Authorization: Bearer $token" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+      return 0
+    fi
+    if ! kill -0 "$(cat "$dir/apiserver.pid")" 2>/dev/null; then break; fi
+    sleep 0.5
+  done
+  echo "control-plane.sh: kube-apiserver did not become ready; last log lines:" >&2
+  tail -20 "$dir/apiserver.log" >&2
+  return 1
+}
+
 case "$cmd" in
   stop) stop; exit 0 ;;
+  stop-apiserver) stop_apiserver; exit 0 ;;
+  start-apiserver)
+    [ -f "$dir/apiserver.args" ] || { echo "control-plane.sh: $dir holds no control plane (no apiserver.args)" >&2; exit 2; }
+    bin=$(bash "$here/testbin.sh")
+    start_apiserver; exit $? ;;
   start) ;;
-  *) echo "control-plane.sh: unknown command $cmd (start|stop)" >&2; exit 2 ;;
+  *) echo "control-plane.sh: unknown command $cmd (start|stop|stop-apiserver|start-apiserver)" >&2; exit 2 ;;
 esac
 
 bin=$(bash "$here/testbin.sh")
@@ -50,15 +95,30 @@ openssl rsa -in "$dir/certs/sa.key" -pubout -out "$dir/certs/sa.pub" 2>/dev/null
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 echo "$token,admin,admin,system:masters" >"$dir/tokens.csv"
 
-"$bin/kube-apiserver" \
-  --etcd-servers "http://127.0.0.1:$etcd_port" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-  --cert-dir "$dir/certs" --token-auth-file "$dir/tokens.csv" \
-  --service-account-issuer https://kubernetes.default.svc \
-  --service-account-key-file "$dir/certs/sa.pub" --service-account-signing-key-file "$dir/certs/sa.key" \
-  --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC --allow-privileged=true \
-  >"$dir/apiserver.log" 2>&1 &
-echo $! >"$dir/apiserver.pid"
+# A client CA and an admin client certificate (CN=admin, O=system:masters),
+# for clients that authenticate with a certificate instead of a token.
+openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=stella-test-client-ca" \
+  -keyout "$dir/certs/client-ca.key" -out "$dir/certs/client-ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=admin" \
+  -keyout "$dir/certs/admin.key" -out "$dir/certs/admin.csr" 2>/dev/null
+openssl x509 -req -in "$dir/certs/admin.csr" -CA "$dir/certs/client-ca.crt" -CAkey "$dir/certs/client-ca.key" \
+  -CAcreateserial -days 365 -out "$dir/certs/admin.crt" 2>/dev/null
+echo "http://127.0.0.1:$etcd_port" >"$dir/etcd.url"
+echo "$api_port" >"$dir/apiserver.port"
+
+args=(
+  --etcd-servers "http://127.0.0.1:$etcd_port"
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port"
+  --cert-dir "$dir/certs" --token-auth-file "$dir/tokens.csv" --client-ca-file "$dir/certs/client-ca.crt"
+  --service-account-issuer https://kubernetes.default.svc
+  --service-account-key-file "$dir/certs/sa.pub" --service-account-signing-key-file "$dir/certs/sa.key"
+  --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC --allow-privileged=true
+)
+if [ -n "${STELLA_APISERVER_ARGS:-}" ]; then
+  # shellcheck disable=SC2206  # deliberate word splitting of the extra flags
+  args+=(${STELLA_APISERVER_ARGS})
+fi
+printf '%s\n' "${args[@]}" >"$dir/apiserver.args"
 
 cat >"$dir/kubeconfig" <<KC
 apiVersion: v1
@@ -78,15 +138,28 @@ contexts:
 current-context: local
 KC
 
-for _ in $(seq 240); do
-  if curl -skf -H "Authorization: Bearer $token" "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; then
-    echo "$dir/kubeconfig"
-    exit 0
-  fi
-  if ! kill -0 "$(cat "$dir/apiserver.pid")" 2>/dev/null; then break; fi
-  sleep 0.5
-done
-echo "control-plane.sh: kube-apiserver did not become ready; last log lines:" >&2
-tail -20 "$dir/apiserver.log" >&2
+cat >"$dir/kubeconfig-cert" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority: certs/apiserver.crt
+users:
+- name: admin-cert
+  user:
+    client-certificate: certs/admin.crt
+    client-key: certs/admin.key
+contexts:
+- name: local
+  context: {cluster: local, user: admin-cert}
+current-context: local
+KC
+
+if start_apiserver; then
+  echo "$dir/kubeconfig"
+  exit 0
+fi
 stop
 exit 1
