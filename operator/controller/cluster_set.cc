@@ -82,8 +82,9 @@ ClusterSet::ClusterSet(kube::Client* hub, std::string origin, Logger* log,
   auto forward = [this](kube::EventType, const json& obj) { on_child_event_(obj); };
   hub_->pods().AddHandler(forward);
   hub_->services().AddHandler(forward);
-  hub_->Start();
 }
+
+void ClusterSet::Start() { hub_->Start(); }
 
 ClusterSet::~ClusterSet() { Stop(); }
 

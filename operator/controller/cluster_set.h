@@ -72,6 +72,9 @@ class ClusterSet {
              std::function<void(const std::string& cluster, const std::string& verb, int code)> on_request);
   ~ClusterSet();
 
+  // Starts the hub's caches (members start on first use).
+  void Start();
+
   Member* Hub() { return hub_.get(); }
 
   // The member for a job's cluster: the hub when `ref` is absent, else the

@@ -85,6 +85,7 @@ Controller::~Controller() { Stop(); }
 
 void Controller::Start() {
   if (started_.exchange(true)) return;
+  clusters_->Start();
   for (auto& inf : jobs_) inf->Start();
   for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
   sweeper_ = std::thread([this] { SweepLoop(); });
