@@ -109,10 +109,9 @@ def main():
     args = ap.parse_args()
 
     d = tempfile.mkdtemp(prefix="stella-scale-")
-    env = dict(os.environ, STELLA_KWOK_NODES=str(args.nodes))
     t0 = time.time()
-    subprocess.run(["bash", os.path.join(SRC, "scripts", "test-clusters.sh"), "start", d], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["bash", os.path.join(SRC, "scripts", "test-clusters.sh"), "start", d, "--member-nodes",
+                    str(args.nodes)], check=True, stdout=subprocess.DEVNULL)
     print("control planes up in %.1f s" % (time.time() - t0), flush=True)
     op = None
     try:

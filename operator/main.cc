@@ -232,10 +232,25 @@ int main(int argc, char** argv) {
     };
     lo.on_stopped_leading = [&] {
       om.Leader(false);
+      bool shutting_down;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        shutting_down = done;
+      }
+      if (shutting_down) return;  // Stop() released the Lease on purpose
       log.Error("leader: lost Lease " + flags.lease_namespace + "/" + flags.lease_name + "; exiting to restart clean");
       finish(1);
     };
-    elector = std::make_unique<kube::LeaderElector>(hub->get(), lo);
+    lo.on_new_leader = [&](const std::string& who) {
+      if (who != flags.identity) log.Info("leader: Lease held by " + (who.empty() ? std::string("nobody") : who));
+    };
+    auto e = kube::LeaderElector::Create(*config, lo);
+    if (!e.ok()) {
+      std::fprintf(stderr, "stella-operator: leader election: %s\n", e.status().ToString().c_str());
+      return 1;
+    }
+    elector = std::move(e).value();
+    om.Leader(false);
     elector->Start();
     log.Info("waiting for Lease " + flags.lease_namespace + "/" + flags.lease_name + " as " + flags.identity);
   } else {

@@ -307,10 +307,8 @@ class OperatorE2E(unittest.TestCase):
         c = self.clusters
         self.start_job("lost")
         self.wait_phase("lost", "Running")
-        pid_file = os.path.join(c.dir, "member-b", "apiserver.pid")
-        pid = int(open(pid_file).read())
-        cmdline = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")[:-1]
-        os.kill(pid, signal.SIGKILL)
+        plane = ["bash", os.path.join(SRC, "scripts", "control-plane.sh")]
+        subprocess.run(plane + ["stop-apiserver", os.path.join(c.dir, "member-b")], check=True, timeout=60)
         try:
             job = wait_for("ClusterUnreachable", lambda: (condition(c.job("lost"), "ClusterUnreachable") or {})
                            .get("status") == "True" and c.job("lost"))
@@ -321,10 +319,7 @@ class OperatorE2E(unittest.TestCase):
             # Pods in member-a are left alone meanwhile.
             self.assertEqual(len(c.pods("member-a", "lost")), 2)
         finally:
-            log = open(os.path.join(c.dir, "member-b", "apiserver.log"), "ab")
-            proc = subprocess.Popen([a.decode() for a in cmdline], stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-            open(pid_file, "w").write(str(proc.pid))
+            subprocess.run(plane + ["start-apiserver", os.path.join(c.dir, "member-b")], check=True, timeout=120)
         job = wait_for("cluster reachable again", lambda: (condition(c.job("lost"), "ClusterUnreachable") or {})
                        .get("status") == "False" and c.job("lost"), timeout=90)
         self.wait_phase("lost", "Running")
