@@ -190,6 +190,22 @@ if h template stella "$chart" --set replicaCount=0 --set leaderElection.enabled=
   ok "accepts replicaCount 0 without leader election"
 else fail "accepts replicaCount 0 without leader election"; fi
 
+# --- scripts/sa-kubeconfig.sh refuses bad flags, writing nothing -----------
+sa_refuse() {
+  local expect=$1; shift
+  local out
+  if out=$(bash "$root/scripts/sa-kubeconfig.sh" "$@" --out "$tmp/sa.kubeconfig" 2>&1); then
+    fail "sa-kubeconfig.sh $* is refused (was accepted)"
+  elif [ -e "$tmp/sa.kubeconfig" ]; then fail "sa-kubeconfig.sh $*: wrote its output although refused"
+  elif grep -qF -- "$expect" <<<"$out"; then ok "sa-kubeconfig.sh refuses $*: $expect"
+  else fail "sa-kubeconfig.sh $*: want '$expect' in: $out"; fi
+}
+sa_refuse "--namespace: required" --service-account s
+sa_refuse "--service-account: required" --namespace n
+sa_refuse "--duration: '1year' is not a duration; expected e.g. 3600s, 90m or 8760h" --namespace n --service-account s --duration 1year
+sa_refuse "--duration '1h' and --token-secret 't': expected at most one" --namespace n --service-account s --duration 1h --token-secret t
+sa_refuse "unknown argument '--bogus'" --namespace n --service-account s --bogus
+
 # --- package ----------------------------------------------------------------
 # The packaged chart must carry the linked files' content (not the links)
 # and render exactly as the chart directory does.

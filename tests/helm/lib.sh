@@ -9,7 +9,10 @@
 # NAMESPACE (created when missing) on the API server of HUB_KUBECONFIG, and
 # writes to SA_KUBECONFIG a kubeconfig that authenticates as the chart's
 # operator ServiceAccount (a TokenRequest token, 24 h): run the operator
-# with --kubeconfig SA_KUBECONFIG to give it exactly the chart's RBAC.
+# with --kubeconfig SA_KUBECONFIG to give it exactly the chart's RBAC. Out of
+# a pod, also pass --leader-election-namespace NAMESPACE (its Lease rights
+# are there only) and, with watchNamespaces set, the same --namespaces.
+# The test API servers run no scheduler, so the chart's own pods never start.
 
 STELLA_ROOT=${STELLA_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 STELLA_CHART=$STELLA_ROOT/helm/stella
@@ -33,11 +36,6 @@ stella_testbin_path() {
 # dashboards/ link to the repository's single copies); drop those lines only.
 stella_helm() {
   helm "$@" 2> >(grep -v 'found symbolic link in path' >&2)
-}
-
-# The chart's full name for RELEASE with default values.
-stella_fullname() {
-  case "$1" in *stella*) echo "$1" ;; *) echo "$1-stella" ;; esac
 }
 
 stella_install_chart() {
