@@ -362,10 +362,16 @@ check "the kubeconfig from the hub's Secret creates and deletes a pod on the mem
 check "no member Secret outside the watched namespaces" bash -c "! kubectl -n other get secret stella-member-onprem 2>/dev/null"
 
 # === uninstall ===============================================================
-if h uninstall stella -n stella-system >"$dir/uninstall.out"; then ok "helm uninstall (hub)"; else fail "helm uninstall: $(cat "$dir/uninstall.out")"; fi
 sel=app.kubernetes.io/instance=stella
-left=$(kubectl get deployments,serviceaccounts,services,configmaps,secrets,roles,rolebindings -A -l "$sel" -o name 2>&1;
-       kubectl get clusterroles,clusterrolebindings -l "$sel" -o name 2>&1)
+release_objects() {
+  kubectl get deployments,serviceaccounts,services,configmaps,secrets,roles,rolebindings -A -l "$sel" -o name 2>&1
+  kubectl get clusterroles,clusterrolebindings -l "$sel" -o name 2>&1
+}
+before=$(release_objects | wc -l)
+[ "$before" -ge 12 ] && ok "before uninstall: $before objects carry the release label" ||
+  fail "before uninstall: only $before objects carry the release label: $(release_objects)"
+if h uninstall stella -n stella-system >"$dir/uninstall.out"; then ok "helm uninstall (hub)"; else fail "helm uninstall: $(cat "$dir/uninstall.out")"; fi
+left=$(release_objects)
 [ -z "$left" ] && ok "uninstall removed every object of the release" || fail "uninstall left: $left"
 check "uninstall kept the CRD (Helm's CRD policy)" kubectl get crd stellajobs.stella.dev
 check "uninstall kept the StellaJobs" kubectl -n team-a get stellajob fashion-cnn-demo
