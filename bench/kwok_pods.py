@@ -10,7 +10,8 @@ kubeconfig), and watches the namespace until every pod is Running with
 condition Ready True (scheduled by kube-scheduler, started by kwok). Prints
 one JSON object: pods, seconds to create them all, seconds until the last was
 scheduled (spec.nodeName set) and until the last was Running+Ready, both from
-the first create request. Deletes the namespace at the end unless --keep.
+the first create request. Deletes the namespace at the end and waits until it
+is gone (deleted_s), unless --keep.
 Exit status 1 if not every pod was Running+Ready within --timeout seconds.
 """
 
@@ -185,7 +186,17 @@ def main():
     if ok:
         out["pods_per_s"] = round(args.pods / out["running_s"], 1)
     if not args.keep:
+        # Wait until the namespace is gone, so that a following run starts on
+        # empty nodes (pods still terminating would fill them: Unschedulable).
+        t_del = time.monotonic()
         api.call("DELETE", f"/api/v1/namespaces/{ns}")
+        while api.call("GET", f"/api/v1/namespaces/{ns}")[0] != 404:
+            if time.monotonic() - t_del > 180:
+                out["error"] = out.get("error", f"namespace {ns} not deleted within 180 s")
+                break
+            time.sleep(0.5)
+        else:
+            out["deleted_s"] = round(time.monotonic() - t_del, 2)
     print(json.dumps(out))
     if not ok:
         print(f"kwok_pods: not every pod was Running+Ready within {args.timeout} s "
