@@ -15,7 +15,9 @@
 # on any failure it stops what it started, prints the failing log and exits 1.
 #
 # Nodes: fake-gpu-0 .. fake-gpu-(N-1), annotated kwok.x-k8s.io/node=fake (kwok
-# manages only those), labelled type=kwok, untainted, with capacity and
+# manages only those), labelled type=kwok, untainted (the not-ready taint the
+# API server puts on new nodes is lifted here: no node-lifecycle controller
+# runs, so nodes never turn NotReady either), with capacity and
 # allocatable cpu 32, memory 256Gi, pods P (default 110), nvidia.com/gpu G
 # (default 8), and an InternalIP 10.240.X.Y set at creation (kwok keeps it).
 # Pod IPs come from kwok's pool 10.64.0.0/12.
@@ -37,8 +39,8 @@
 # finishes on its own. Unlike kwok's default stages, Job-owned pods do NOT
 # complete by themselves. Writing the pod's status through the /status
 # subresource also works: kwok only acts on Pending pods without a podIP and on
-# Running pods with the annotation, so a Succeeded/Failed status written by a
-# test is never overwritten.
+# Running pods with the annotation, so a status a test writes (Failed without
+# a podIP, Ready False, ...) is left as it is.
 #
 # Scale: kwok's client has no rate limiter (sigs.k8s.io/kwok pkg/utils/client
 # uses a fake always-allow limiter); its pod stage workers are raised to 32.
@@ -157,11 +159,17 @@ wait_healthz() {
 }
 
 # --- kube-controller-manager --------------------------------------------------
+# The CA handed to pods (kube-root-ca.crt, token secrets): a CA if the control
+# plane has one, else the API server's self-signed serving certificate.
+root_ca=()
+for f in "$dir/certs/ca.crt" "$dir/certs/apiserver.crt"; do
+  if [ -f "$f" ]; then root_ca=(--root-ca-file "$f"); break; fi
+done
 kcm_port=$(free_port)
 kube-controller-manager \
   --kubeconfig "$kubeconfig" \
   --controllers "$controllers" \
-  --service-account-private-key-file "$dir/certs/sa.key" --root-ca-file "$dir/certs/apiserver.crt" \
+  --service-account-private-key-file "$dir/certs/sa.key" "${root_ca[@]}" \
   --use-service-account-credentials=false --leader-elect=false \
   --kube-api-qps 1000 --kube-api-burst 2000 \
   --bind-address 127.0.0.1 --secure-port "$kcm_port" \
