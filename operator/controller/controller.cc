@@ -427,8 +427,9 @@ StatusOr<ReconcileResult> Controller::Reconcile(const std::string& key) {
     if (st.status.value("phase", "").empty() || st.status.value("phase", "") == kPhasePending) {
       st.status["phase"] = kPhaseCreated;
     }
-    SetCondition(&st.status, "Created", true, "ServicesCreated", msg, st.generation, st.now);
+    bool first = SetCondition(&st.status, "Created", true, "ServicesCreated", msg, st.generation, st.now);
     STELLA_RETURN_IF_ERROR(WriteStatus(st));
+    if (first) Event(st, "Normal", "Created", "services created in " + std::to_string(nc) + " clusters; " + msg);
     return ReconcileResult{milliseconds(2000)};
   }
   if (decided_now) {

@@ -345,6 +345,34 @@ class OperatorE2E(unittest.TestCase):
         self.assertEqual(len(uids), 1)
         c.k("hub", "delete", "stellajob", "crash", "-n", "default")
 
+    def test_5b_orphans_swept_deadline_and_ttl(self):
+        c = self.clusters
+        # A child whose job no longer exists (e.g. its finalizer was removed by
+        # hand while the member was down) is removed by the periodic sweep.
+        orphan = {"apiVersion": "v1", "kind": "Service",
+                  "metadata": {"name": "orphan-gw", "namespace": "default", "labels": {
+                      "app.kubernetes.io/managed-by": "stella-operator", "stella.dev/origin": "hub",
+                      "stella.dev/job-name": "gone", "stella.dev/job-namespace": "default",
+                      "stella.dev/job-uid": "00000000-dead-beef-0000-000000000000"}},
+                  "spec": {"ports": [{"port": 29500}]}}
+        c.k("member-b", "apply", "-f", "-", input=json.dumps(orphan))
+        wait_for("orphan swept", lambda: c.get("member-b", "service", "orphan-gw", "-n", "default") is None,
+                 timeout=30)
+        # activeDeadlineSeconds: Failed with DeadlineExceeded, workers deleted.
+        m = json.loads(manifest("deadline"))
+        m["spec"]["runPolicy"]["activeDeadlineSeconds"] = 4
+        m["spec"]["runPolicy"]["ttlSecondsAfterFinished"] = 3
+        c.k("hub", "apply", "-f", "-", input=json.dumps(m))
+        svc = wait_for("gateway service", lambda: [s for s in c.services("member-a", "deadline")
+                                                    if s["metadata"]["name"].endswith("-gw")])
+        c.set_lb_ingress("member-a", svc[0]["metadata"]["name"], "198.51.100.8")
+        job = self.wait_phase("deadline", "Failed", timeout=30)
+        self.assertEqual(condition(job, "Failed")["reason"], "DeadlineExceeded")
+        # ttlSecondsAfterFinished: the finished job and all its children go.
+        wait_for("job deleted by TTL", lambda: c.job("deadline") is None, timeout=30)
+        wait_for("children gone", lambda: not any(c.pods(m, "deadline") or c.services(m, "deadline")
+                                                  for m in ("member-a", "member-b")))
+
     def test_6_two_replicas_one_leader(self):
         c = self.clusters
         cls = type(self)
