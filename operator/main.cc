@@ -92,11 +92,17 @@ int ParseFlags(int argc, char** argv, Flags* f) {
       std::fputs(kUsage, stdout);
       return -1;
     }
-    if (i + 1 >= argc) {
+    // Both "--flag value" and "--flag=value" (the Helm chart's spelling).
+    std::string v;
+    if (size_t eq = flag.find('='); eq != std::string::npos) {
+      v = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    } else if (i + 1 >= argc) {
       std::fprintf(stderr, "stella-operator: %s needs a value\n%s", flag.c_str(), kUsage);
       return 2;
+    } else {
+      v = argv[++i];
     }
-    std::string v = argv[++i];
     bool ok = true;
     if (flag == "--kubeconfig") f->kubeconfig = v;
     else if (flag == "--namespaces") f->namespaces = SplitCommas(v);

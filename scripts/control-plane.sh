@@ -112,7 +112,7 @@ args=(
   --cert-dir "$dir/certs" --token-auth-file "$dir/tokens.csv" --client-ca-file "$dir/certs/client-ca.crt"
   --service-account-issuer https://kubernetes.default.svc
   --service-account-key-file "$dir/certs/sa.pub" --service-account-signing-key-file "$dir/certs/sa.key"
-  --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC --allow-privileged=true
+  --service-cluster-ip-range 10.96.0.0/16 --authorization-mode RBAC --allow-privileged=true
 )
 if [ -n "${STELLA_APISERVER_ARGS:-}" ]; then
   # shellcheck disable=SC2206  # deliberate word splitting of the extra flags
