@@ -106,6 +106,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(SRC, "build"))
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--operator-workers", type=int, default=4, help="stella-operator --workers")
     args = ap.parse_args()
 
     d = tempfile.mkdtemp(prefix="stella-scale-")
@@ -119,7 +120,8 @@ def main():
         log = open(os.path.join(d, "operator.log"), "w")
         op = subprocess.Popen([os.path.join(args.build, "bin", "stella-operator"), "--kubeconfig",
                                os.path.join(d, "hub", "kubeconfig"), "--leader-elect", "false",
-                               "--metrics-bind-address", "127.0.0.1:%d" % port, "--log-level", "warn"],
+                               "--metrics-bind-address", "127.0.0.1:%d" % port, "--log-level", "warn",
+                               "--workers", str(args.operator_workers)],
                               stdout=log, stderr=subprocess.STDOUT)
         hub = Api(os.path.join(d, "hub", "kubeconfig"))
         time.sleep(1)
@@ -158,6 +160,7 @@ def main():
         peak_mib, cpu = proc_stats(op.pid)
         result = {
             "jobs": args.jobs, "workers_per_cluster": args.workers, "members": 2,
+            "operator_workers": args.operator_workers, "load_average_1m": os.getloadavg()[0],
             "pods": args.jobs * 2 * args.workers,
             "create_seconds": round(t_last - t_first, 2),
             "running_after_last_create_seconds": round(t_running - t_last, 2),

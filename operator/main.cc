@@ -9,6 +9,7 @@
 // SIGTERM/SIGINT: stop taking work, finish in-flight reconciles, release the
 // Lease (a standby takes over at once), exit 0. Losing the Lease exits 1 so
 // the replica restarts clean, as controller-runtime managers do.
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -154,6 +155,10 @@ stella::StatusOr<stella::kube::ClusterConfig> HubConfig(const Flags& f) {
 
 int main(int argc, char** argv) {
   using namespace stella;
+  // glibc gives every thread that allocates its own arena; with a dozen
+  // client, informer and worker threads that fragmentation dominated the
+  // resident size (measured in docs/benchmarks.md). Two arenas suffice.
+  mallopt(M_ARENA_MAX, 2);
   Flags flags;
   if (int rc = ParseFlags(argc, argv, &flags); rc != 0) return rc < 0 ? 0 : rc;
   op::LogLevel level = op::LogLevel::kInfo;

@@ -34,14 +34,82 @@ bool DecodeBase64(const std::string& in, std::string* out) {
   return true;
 }
 
+// The caches hold thousands of children: keep only what reconciles read
+// (measured: 500 jobs x 8 pods took 877 MiB with whole objects).
+json Pick(const json& from, std::initializer_list<const char*> keys) {
+  json out = json::object();
+  if (!from.is_object()) return out;
+  for (const char* k : keys) {
+    auto it = from.find(k);
+    if (it != from.end()) out[k] = *it;
+  }
+  return out;
+}
+
+json SlimMeta(const json& obj) {
+  json meta = Pick(obj.value("metadata", json::object()),
+                   {"name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp"});
+  const json ann = obj.value("/metadata/annotations"_json_pointer, json::object());
+  if (ann.contains(kAnnotationAttempt)) meta["annotations"] = {{kAnnotationAttempt, ann[kAnnotationAttempt]}};
+  return meta;
+}
+
+void SlimPod(json* pod) {
+  const json status = pod->value("status", json::object());
+  json slim_status = Pick(status, {"phase", "reason", "message", "podIP", "hostIP"});
+  json conds = json::array();
+  for (const auto& c : status.value("conditions", json::array())) {
+    if (c.value("type", "") == "Ready") conds.push_back(Pick(c, {"type", "status"}));
+  }
+  slim_status["conditions"] = conds;
+  json containers = json::array();
+  for (const auto& cs : status.value("containerStatuses", json::array())) {
+    json state = json::object();
+    if (cs.contains("state") && cs["state"].contains("terminated")) {
+      state["terminated"] = Pick(cs["state"]["terminated"], {"exitCode", "reason", "message"});
+    }
+    containers.push_back({{"name", cs.value("name", "")}, {"state", state}});
+  }
+  slim_status["containerStatuses"] = containers;
+  *pod = {{"metadata", SlimMeta(*pod)},
+          {"spec", Pick(pod->value("spec", json::object()), {"nodeName"})},
+          {"status", slim_status}};
+}
+
+void SlimService(json* svc) {
+  *svc = {{"metadata", SlimMeta(*svc)},
+          {"spec", Pick(svc->value("spec", json::object()), {"type", "ports"})},
+          {"status", Pick(svc->value("status", json::object()), {"loadBalancer"})}};
+}
+
+void SlimNode(json* node) {
+  const json status = node->value("status", json::object());
+  json conds = json::array();
+  for (const auto& c : status.value("conditions", json::array())) {
+    if (c.value("type", "") == "Ready") conds.push_back(Pick(c, {"type", "status"}));
+  }
+  *node = {{"metadata", Pick(node->value("metadata", json::object()), {"name", "uid", "resourceVersion", "labels"})},
+           {"spec", Pick(node->value("spec", json::object()), {"unschedulable"})},
+           {"status", {{"addresses", status.value("addresses", json::array())}, {"conditions", conds}}}};
+}
+
+kube::InformerOptions WithTransform(void (*fn)(json*)) {
+  kube::InformerOptions o;
+  o.transform = fn;
+  return o;
+}
+
 }  // namespace
 
 Member::Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Client* client, const std::string& origin)
     : id_(std::move(id)), owned_(std::move(owned)), client_(owned_ ? owned_.get() : client) {
   const std::string selector = OriginSelector(origin);
-  pods_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "pods", ""), selector);
-  services_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "services", ""), selector);
-  nodes_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "nodes", ""));
+  pods_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "pods", ""), selector,
+                                           WithTransform(SlimPod));
+  services_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "services", ""), selector,
+                                               WithTransform(SlimService));
+  nodes_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "nodes", ""), "",
+                                            WithTransform(SlimNode));
 }
 
 Member::~Member() { Stop(); }

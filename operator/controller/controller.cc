@@ -71,7 +71,12 @@ Controller::Controller(kube::Client* hub, ControllerOptions options, OperatorMet
   };
   if (options_.namespaces.empty()) options_.namespaces.push_back("");
   for (const auto& ns : options_.namespaces) {
-    jobs_.push_back(std::make_unique<kube::Informer>(hub_, JobsPath(ns)));
+    kube::InformerOptions io;
+    // managedFields are large and never read; a PUT without them leaves them as they are.
+    io.transform = [](json* job) {
+      if (job->contains("metadata")) (*job)["metadata"].erase("managedFields");
+    };
+    jobs_.push_back(std::make_unique<kube::Informer>(hub_, JobsPath(ns), "", io));
     jobs_.back()->AddHandler(enqueue_job);
   }
   clusters_ = std::make_unique<ClusterSet>(

@@ -125,6 +125,7 @@ StatusOr<std::string> Informer::Relist() {
   SetHealthy(true);  // before HasSynced turns true: a synced informer is healthy
   std::map<std::string, json> fresh;
   for (json& item : list.items) {
+    if (options_.transform) options_.transform(&item);
     std::string key = ObjectKey(item);
     fresh.emplace(std::move(key), std::move(item));
   }
@@ -160,16 +161,18 @@ void Informer::ApplyWatchEvent(const WatchEvent& ev) {
       ev.type != EventType::kDeleted) {
     return;  // bookmarks only move the version, which the caller tracks
   }
-  const std::string key = ObjectKey(ev.object);
+  json obj = ev.object;
+  if (options_.transform) options_.transform(&obj);
+  const std::string key = ObjectKey(obj);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (ev.type == EventType::kDeleted) {
       cache_.erase(key);
     } else {
-      cache_[key] = ev.object;
+      cache_[key] = obj;
     }
   }
-  Dispatch(ev.type, ev.object);
+  Dispatch(ev.type, obj);
 }
 
 void Informer::Backoff(int* failures) {

@@ -49,6 +49,10 @@ struct InformerOptions {
   // reconnect in lockstep. Default 5 min.
   std::chrono::seconds watch_timeout{300};
   int page_size = 500;
+  // Applied to every object before it is cached and handed to handlers (as
+  // client-go's SetTransform): callers drop what they never read, e.g.
+  // managedFields, so thousands of cached objects stay small. Default none.
+  std::function<void(nlohmann::json* obj)> transform;
 };
 
 class Informer {
