@@ -3,6 +3,7 @@
 #include <cpprest/http_client.h>
 #include <cpprest/uri.h>
 
+#include <cctype>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
