@@ -81,6 +81,11 @@ StatusOr<std::string> PemOf(X509* cert) {
 // A certificate verification error, with the dates where they matter.
 std::string VerifyErrorText(int err, X509* cert) {
   std::string text = X509_verify_cert_error_string(err);
+  if (err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY || err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+      err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT || err == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE ||
+      err == X509_V_ERR_CERT_SIGNATURE_FAILURE) {
+    text += " (not signed by this job's CA)";
+  }
   if (cert != nullptr && (err == X509_V_ERR_CERT_HAS_EXPIRED || err == X509_V_ERR_CERT_NOT_YET_VALID)) {
     text += " (valid " + TimeText(X509_get0_notBefore(cert)) + " to " + TimeText(X509_get0_notAfter(cert)) + ")";
   }
@@ -233,6 +238,9 @@ StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(const Options& options)
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(c, 0);
   SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
+  // Send only our certificate: the peer holds the CA already, and a chain
+  // from another job then fails as "unable to get local issuer".
+  SSL_CTX_set_mode(c, SSL_MODE_NO_AUTO_CHAIN);
   // The job CA is the only trust anchor (no system CAs are loaded).
   if (X509_STORE_add_cert(SSL_CTX_get_cert_store(c), ca.get()) != 1) {
     return InternalError("adding ca.crt to the trust store failed: " + OpenSslReasons());
