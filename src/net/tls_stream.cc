@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <cstdio>
 #include <functional>
 
@@ -21,6 +22,8 @@ constexpr size_t kRecordHeaderBytes = 5;
 constexpr size_t kMaxRecordBodyBytes = (1 << 14) + 256;
 // Plaintext encrypted per inner write (four full records).
 constexpr size_t kWritePieceBytes = 64 * 1024;
+// Ciphertext taken from the inner stream per ReadSome (several records).
+constexpr size_t kReceiveBufferBytes = 256 * 1024;
 // The server's "your certificate was accepted" byte (see the header).
 constexpr uint8_t kConfirmByte = 0x5A;
 
@@ -269,35 +272,85 @@ StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(const Options& options)
 
 // ---------------------------------------------------------------- TlsStream
 
-TlsStream::TlsStream(std::unique_ptr<Stream> inner, SSL* ssl, BIO* rbio, BIO* wbio, std::string peer_label)
-    : inner_(std::move(inner)), peer_label_(std::move(peer_label)), ssl_(ssl), rbio_(rbio), wbio_(wbio) {}
+TlsStream::TlsStream(std::unique_ptr<Stream> inner, std::string peer_label)
+    : inner_(std::move(inner)), peer_label_(std::move(peer_label)), in_(kReceiveBufferBytes) {}
 
-TlsStream::~TlsStream() { SSL_free(ssl_); }
+TlsStream::~TlsStream() {
+  SSL_free(ssl_);  // frees the BIO too
+  BIO_meth_free(bio_method_);
+}
+
+int TlsStream::BioRead(BIO* bio, char* out, int len) {
+  auto* s = static_cast<TlsStream*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  const size_t available = s->in_end_ - s->in_begin_;
+  if (available == 0) {
+    BIO_set_retry_read(bio);  // SSL_ERROR_WANT_READ: Receive, then retry
+    return -1;
+  }
+  const size_t n = std::min(available, static_cast<size_t>(std::max(len, 0)));
+  std::memcpy(out, s->in_.data() + s->in_begin_, n);
+  s->in_begin_ += n;
+  return static_cast<int>(n);
+}
+
+int TlsStream::BioWrite(BIO* bio, const char* in, int len) {
+  auto* s = static_cast<TlsStream*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  if (len <= 0) return 0;
+  const size_t old = s->outbox_.size();
+  s->outbox_.resize(old + static_cast<size_t>(len));  // then memcpy: a char->uint8_t insert is a byte loop
+  std::memcpy(s->outbox_.data() + old, in, static_cast<size_t>(len));
+  return len;
+}
+
+long TlsStream::BioCtrl(BIO* bio, int cmd, long num, void* ptr) {
+  auto* s = static_cast<TlsStream*>(BIO_get_data(bio));
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:  // the outbox leaves with SendPending
+      return 1;
+    case BIO_CTRL_PENDING:
+      return static_cast<long>(s->in_end_ - s->in_begin_);
+    case BIO_CTRL_WPENDING:
+      return static_cast<long>(s->outbox_.size());
+    default:
+      return 0;
+  }
+}
+
+Status TlsStream::Init(const TlsContext& context, TlsRole role) {
+  ERR_clear_error();
+  // Per stream, so a stream never depends on its TlsContext staying alive.
+  bio_method_ = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "stella-tls-stream");
+  if (bio_method_ == nullptr || BIO_meth_set_read(bio_method_, &TlsStream::BioRead) != 1 ||
+      BIO_meth_set_write(bio_method_, &TlsStream::BioWrite) != 1 ||
+      BIO_meth_set_ctrl(bio_method_, &TlsStream::BioCtrl) != 1) {
+    return InternalError("creating the TLS stream's BIO method failed: " + OpenSslReasons());
+  }
+  ssl_ = SSL_new(context.ctx_);
+  BIO* bio = BIO_new(bio_method_);
+  if (ssl_ == nullptr || bio == nullptr) {
+    BIO_free(bio);
+    return InternalError("creating the TLS session failed: " + OpenSslReasons());
+  }
+  BIO_set_data(bio, this);
+  BIO_set_init(bio, 1);
+  SSL_set_bio(ssl_, bio, bio);  // one BIO both ways; ssl_ owns it
+  if (role == TlsRole::kClient) {
+    SSL_set_connect_state(ssl_);
+  } else {
+    SSL_set_accept_state(ssl_);
+  }
+  return Status::Ok();
+}
 
 StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& context, std::unique_ptr<Stream> inner,
                                                           const TlsHandshakeOptions& options,
                                                           Clock::TimePoint deadline) {
   if (inner == nullptr) return InvalidArgumentError("TlsStream::Handshake: inner stream is null");
-  ERR_clear_error();
-  SSL* ssl = SSL_new(context.ctx_);
-  BIO* rbio = BIO_new(BIO_s_mem());
-  BIO* wbio = BIO_new(BIO_s_mem());
-  if (ssl == nullptr || rbio == nullptr || wbio == nullptr) {
-    SSL_free(ssl);
-    BIO_free(rbio);
-    BIO_free(wbio);
-    return InternalError("creating the TLS session failed: " + OpenSslReasons());
-  }
-  // An empty memory BIO means "retry later", not end of file.
-  BIO_set_mem_eof_return(rbio, -1);
-  BIO_set_mem_eof_return(wbio, -1);
-  SSL_set_bio(ssl, rbio, wbio);  // ssl owns both from here
-  if (options.role == TlsRole::kClient) {
-    SSL_set_connect_state(ssl);
-  } else {
-    SSL_set_accept_state(ssl);
-  }
-  std::unique_ptr<TlsStream> s(new TlsStream(std::move(inner), ssl, rbio, wbio, options.peer_label));
+  std::unique_ptr<TlsStream> s(new TlsStream(std::move(inner), options.peer_label));
+  STELLA_RETURN_IF_ERROR(s->Init(context, options.role));
+  SSL* ssl = s->ssl_;
 
   HandshakeState st;
   st.ours = &context.identity();
@@ -305,8 +358,8 @@ StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& cont
   SSL_set_app_data(ssl, &st);  // cleared below, before `st` goes away
   SSL_set_info_callback(ssl, InfoCallback);
 
-  // Runs `op` until it returns > 0: its output goes to the peer, records
-  // from the peer feed it.
+  // Runs `op` until it returns > 0: its output goes to the peer, the peer's
+  // bytes feed it.
   auto drive = [&](const std::function<int()>& op) -> Status {
     while (true) {
       int r = 0;
@@ -325,7 +378,7 @@ StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& cont
       const Status sent = s->SendPending(deadline);
       if (r > 0) return sent;
       if (err == SSL_ERROR_WANT_READ && sent.ok()) {
-        const Status got = s->ReadRecord(deadline);
+        const Status got = s->Receive(deadline);
         if (got.ok()) continue;
         if (got.code() == StatusCode::kUnavailable) {
           return UnavailableError("TLS handshake with " + s->peer_label_ +
@@ -374,8 +427,8 @@ StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& cont
       // receive buffer would send a TCP reset, which may destroy the alert.
       const Clock::TimePoint linger = std::min(deadline, std::chrono::steady_clock::now() + options.refusal_linger);
       if (s->inner_->Flush(linger).ok()) {
-        uint8_t sink = 0;
-        while (s->inner_->ReadAll(&sink, 1, linger).ok()) {
+        uint8_t sink[4096];
+        while (s->inner_->ReadSome(sink, sizeof(sink), linger).ok()) {
         }
       }
     }
@@ -385,48 +438,53 @@ StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& cont
   return s;
 }
 
-Status TlsStream::ReadRecord(Clock::TimePoint deadline) {
-  uint8_t header[kRecordHeaderBytes];
-  // The first byte alone: a deadline that passes before a record starts
-  // consumes nothing, so the caller may poll again.
-  STELLA_RETURN_IF_ERROR(inner_->ReadAll(header, 1, deadline));
-  STELLA_RETURN_IF_ERROR(inner_->ReadAll(header + 1, kRecordHeaderBytes - 1, deadline));
-  const size_t length = (size_t{header[3]} << 8) | header[4];
-  // Content types 20..23 (change_cipher_spec, alert, handshake,
-  // application_data), legacy version 3.x.
-  if (header[0] < 20 || header[0] > 23 || header[1] != 3 || length == 0 || length > kMaxRecordBodyBytes) {
-    char hex[64];
-    std::snprintf(hex, sizeof(hex), "%02x %02x %02x %02x %02x", header[0], header[1], header[2], header[3],
-                  header[4]);
-    return InvalidArgumentError("tls " + peer_label_ + ": the peer does not speak TLS (record header " + hex +
-                                "); is it running without --tls-dir?");
+Status TlsStream::Receive(Clock::TimePoint deadline) {
+  uint8_t* tail = nullptr;
+  size_t room = 0;
+  {
+    std::lock_guard<std::mutex> lock(ssl_mu_);
+    // OpenSSL asks for more only once it took everything, so this usually
+    // just rewinds; the move is for a partial record left behind.
+    if (in_begin_ > 0) {
+      std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+      in_end_ -= in_begin_;
+      in_begin_ = 0;
+    }
+    tail = in_.data() + in_end_;
+    room = in_.size() - in_end_;
   }
-  record_.resize(kRecordHeaderBytes + length);
-  std::copy(header, header + kRecordHeaderBytes, record_.begin());
-  STELLA_RETURN_IF_ERROR(inner_->ReadAll(record_.data() + kRecordHeaderBytes, length, deadline));
+  if (room == 0) return InternalError("tls " + peer_label_ + ": receive buffer full");
+  STELLA_ASSIGN_OR_RETURN(const size_t got, inner_->ReadSome(tail, room, deadline));
+  if (first_header_bytes_ < kRecordHeaderBytes) {
+    const size_t k = std::min(got, kRecordHeaderBytes - first_header_bytes_);
+    std::memcpy(first_header_ + first_header_bytes_, tail, k);
+    first_header_bytes_ += k;
+    if (first_header_bytes_ == kRecordHeaderBytes) {
+      const uint8_t* h = first_header_;
+      const size_t length = (size_t{h[3]} << 8) | h[4];
+      // Content types 20..23 (change_cipher_spec, alert, handshake,
+      // application_data), legacy version 3.x, a possible length.
+      if (h[0] < 20 || h[0] > 23 || h[1] != 3 || length == 0 || length > kMaxRecordBodyBytes) {
+        char hex[32];
+        std::snprintf(hex, sizeof(hex), "%02x %02x %02x %02x %02x", h[0], h[1], h[2], h[3], h[4]);
+        return InvalidArgumentError("tls " + peer_label_ + ": the peer does not speak TLS (record header " + hex +
+                                    "); is it running without --tls-dir?");
+      }
+    }
+  }
   std::lock_guard<std::mutex> lock(ssl_mu_);
-  const int w = BIO_write(rbio_, record_.data(), static_cast<int>(record_.size()));
-  if (w != static_cast<int>(record_.size())) return InternalError("tls " + peer_label_ + ": BIO_write failed");
+  in_end_ += got;
   return Status::Ok();
-}
-
-void TlsStream::DrainWriteBioLocked(std::vector<uint8_t>* out) {
-  const size_t pending = BIO_ctrl_pending(wbio_);
-  if (pending == 0) return;
-  const size_t old = out->size();
-  out->resize(old + pending);
-  const int r = BIO_read(wbio_, out->data() + old, static_cast<int>(pending));
-  out->resize(old + static_cast<size_t>(std::max(r, 0)));
 }
 
 Status TlsStream::SendPending(Clock::TimePoint deadline) {
   {
     std::lock_guard<std::mutex> lock(ssl_mu_);
-    DrainWriteBioLocked(&ciphertext_);
+    sending_.swap(outbox_);  // outbox_ keeps the old buffer's capacity
   }
-  if (ciphertext_.empty()) return Status::Ok();
-  const Status s = inner_->WriteAll(ciphertext_.data(), ciphertext_.size(), deadline);
-  ciphertext_.clear();
+  if (sending_.empty()) return Status::Ok();
+  const Status s = inner_->WriteAll(sending_.data(), sending_.size(), deadline);
+  sending_.clear();
   return s;
 }
 
@@ -443,13 +501,10 @@ Status TlsStream::WriteAll(const void* data, size_t n, Clock::TimePoint deadline
         return DataLossError("tls " + peer_label_ + ": encrypting failed after " + std::to_string(done) + " of " +
                              std::to_string(n) + " bytes: " + OpenSslReasons());
       }
-      // Also takes bytes the reader's SSL_read queued before ours, in order.
-      DrainWriteBioLocked(&ciphertext_);
     }
     done += k;
-    const Status s = inner_->WriteAll(ciphertext_.data(), ciphertext_.size(), deadline);
-    ciphertext_.clear();
-    if (!s.ok()) return s;
+    // Also sends what the reader's SSL_read queued before, in order.
+    STELLA_RETURN_IF_ERROR(SendPending(deadline));
   }
   return Status::Ok();
 }
@@ -473,7 +528,7 @@ Status TlsStream::ReadAll(void* data, size_t n, Clock::TimePoint deadline) {
     }
     const std::string progress = " after " + std::to_string(done) + " of " + std::to_string(n) + " bytes";
     if (err == SSL_ERROR_WANT_READ) {
-      const Status s = ReadRecord(deadline);
+      const Status s = Receive(deadline);
       if (s.ok()) continue;
       if (s.code() == StatusCode::kUnavailable) {
         return UnavailableError("tls " + peer_label_ + ": peer closed connection" + progress + " (" + s.message() +

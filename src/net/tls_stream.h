@@ -17,14 +17,16 @@
 // the emulated bandwidth paces ciphertext, i.e. the bytes that cross the
 // wire. TlsStream forwards DeliveryRateBytesPerSecond to the inner stream.
 //
-// How it works: OpenSSL runs on memory BIOs; the record layer is read from
-// the inner stream one TLS record at a time (5-byte header, then the body it
-// announces), so ReadAll on the inner stream never over-reads. One mutex
-// (ssl_mu_) is held only around the OpenSSL calls, never across inner-stream
-// I/O, so one thread can block in ReadAll while another writes: the inner
+// How it works: OpenSSL runs on a custom BIO over two buffers, not on the
+// socket. The reader thread fills a receive buffer with Stream::ReadSome (one
+// system call takes whatever records have arrived) and OpenSSL decrypts from
+// it; OpenSSL's output is appended to an outbox that the writing thread
+// swaps out and writes to the inner stream. One mutex (ssl_mu_) is held only
+// around OpenSSL calls and buffer hand-overs, never across inner-stream I/O,
+// so one thread can block in ReadAll while another writes: the inner
 // Stream's own one-reader/one-writer contract does the rest. Bytes OpenSSL
 // produces while reading (e.g. a TLS alert or a KeyUpdate reply) wait in the
-// write BIO and leave with the next WriteAll or Flush, so only the writing
+// outbox and leave with the next WriteAll or Flush, so only the writing
 // thread ever writes to the inner stream, and in OpenSSL's order.
 //
 // Handshake confirmation: in TLS 1.3 a client finishes its handshake before
@@ -57,6 +59,7 @@
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
 typedef struct bio_st BIO;
+typedef struct bio_method_st BIO_METHOD;
 
 namespace stella {
 namespace net {
@@ -131,9 +134,9 @@ class TlsStream final : public Stream {
   // Encrypts in pieces of at most 64 KiB (four TLS records) and writes each
   // to the inner stream before encrypting the next, so memory stays bounded.
   Status WriteAll(const void* data, size_t n, Clock::TimePoint deadline) override;
-  // A kDeadlineExceeded before the first byte of a TLS record arrived leaves
-  // the stream usable (polling with short deadlines works as on TCP); one in
-  // the middle of a record does not (the Stream contract: abandon it).
+  // A kDeadlineExceeded before any byte of this call was returned leaves the
+  // stream usable, even in the middle of a TLS record (its bytes stay
+  // buffered): polling with short deadlines works as on TCP.
   Status ReadAll(void* data, size_t n, Clock::TimePoint deadline) override;
   // Sends bytes OpenSSL queued while reading, then flushes the inner stream.
   Status Flush(Clock::TimePoint deadline) override;
@@ -147,14 +150,19 @@ class TlsStream final : public Stream {
   std::string cipher() const;
 
  private:
-  TlsStream(std::unique_ptr<Stream> inner, SSL* ssl, BIO* rbio, BIO* wbio, std::string peer_label);
+  TlsStream(std::unique_ptr<Stream> inner, std::string peer_label);
+  // Creates ssl_ over our BIO; called once by Handshake.
+  Status Init(const TlsContext& context, TlsRole role);
 
-  // Reads one whole TLS record from inner_ into OpenSSL's read BIO. Reader
+  // The BIO's callbacks (OpenSSL calls them under ssl_mu_).
+  static int BioRead(BIO* bio, char* out, int len);
+  static int BioWrite(BIO* bio, const char* in, int len);
+  static long BioCtrl(BIO* bio, int cmd, long num, void* ptr);
+
+  // Reads what has arrived from inner_ into the receive buffer. Reader
   // thread only.
-  Status ReadRecord(Clock::TimePoint deadline);
-  // Moves everything in the write BIO into `out` (appending). Needs ssl_mu_.
-  void DrainWriteBioLocked(std::vector<uint8_t>* out);
-  // Writes what the write BIO holds to inner_. Writer thread only.
+  Status Receive(Clock::TimePoint deadline);
+  // Writes the outbox to inner_. Writer thread only.
   Status SendPending(Clock::TimePoint deadline);
 
   const std::unique_ptr<Stream> inner_;
@@ -162,12 +170,19 @@ class TlsStream final : public Stream {
   security::GatewayIdentity peer_identity_;  // set by Handshake, then constant
 
   mutable std::mutex ssl_mu_;
-  SSL* const ssl_;    // owned; guarded by ssl_mu_
-  BIO* const rbio_;   // owned by ssl_; guarded by ssl_mu_
-  BIO* const wbio_;   // owned by ssl_; guarded by ssl_mu_
-
-  std::vector<uint8_t> record_;     // reader thread only: the record being read
-  std::vector<uint8_t> ciphertext_;  // writer thread only: drained write BIO
+  BIO_METHOD* bio_method_ = nullptr;  // owned; outlives ssl_
+  SSL* ssl_ = nullptr;                // owned; guarded by ssl_mu_
+  // Receive buffer: OpenSSL consumes [in_begin_, in_end_); the reader fills
+  // the tail beyond in_end_ without the lock (nobody else touches it).
+  std::vector<uint8_t> in_;
+  size_t in_begin_ = 0;  // guarded by ssl_mu_
+  size_t in_end_ = 0;    // guarded by ssl_mu_
+  std::vector<uint8_t> outbox_;   // guarded by ssl_mu_: ciphertext not yet sent
+  std::vector<uint8_t> sending_;  // writer thread only: the outbox being sent
+  // The peer's first 5 bytes, checked for a TLS record header (a peer that
+  // speaks the plaintext protocol gets a clear message). Reader thread only.
+  uint8_t first_header_[5] = {};
+  size_t first_header_bytes_ = 0;
 };
 
 }  // namespace net

@@ -460,6 +460,47 @@ TEST_F(TlsStreamTest, PollingReadShutdownAndPeerClose) {
   EXPECT_THAT(gone.message(), HasSubstr("peer closed connection after 0 of 4 bytes"));
 }
 
+// A record that trickles in over a slow link: polls with short deadlines
+// time out while it is incomplete, and the stream stays usable.
+TEST_F(TlsStreamTest, DeadlineInTheMiddleOfARecordLeavesTheStreamUsable) {
+  auto listener = TcpListener::Create("127.0.0.1", 0);
+  ASSERT_TRUE(listener.ok());
+  std::optional<StatusOr<std::unique_ptr<TlsStream>>> server;
+  std::thread accept([&] {
+    auto raw = (*listener)->Accept(In(kLong));
+    ASSERT_TRUE(raw.ok());
+    TlsHandshakeOptions o;
+    o.role = TlsRole::kServer;
+    server = TlsStream::Handshake(*beta_, std::move(raw).value(), o, In(kLong));
+  });
+  auto raw = TcpConnect("127.0.0.1", (*listener)->port(), In(kLong));
+  ASSERT_TRUE(raw.ok());
+  ShapedStream::Options so;
+  so.rate_bits_per_s = 80e3;  // 10 KB/s
+  so.chunk_bytes = 64;
+  so.burst_bytes = 64;
+  auto slow = ShapedStream::Create(std::move(raw).value(), so);
+  ASSERT_TRUE(slow.ok());
+  auto client = TlsStream::Handshake(*alpha_, std::move(slow).value(), {}, In(kLong));
+  accept.join();
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  ASSERT_TRUE(server->ok()) << server->status().ToString();
+  // One 2000-byte record takes ~200 ms to cross; poll every 20 ms.
+  std::vector<uint8_t> sent(2000);
+  for (size_t i = 0; i < sent.size(); ++i) sent[i] = static_cast<uint8_t>(i * 7);
+  ASSERT_TRUE((*client)->WriteAll(sent.data(), sent.size(), In(kLong)).ok());
+  std::vector<uint8_t> got(sent.size());
+  int timeouts = 0;
+  Status s = DeadlineExceededError("not read");
+  for (int polls = 0; polls < 1000 && s.code() == StatusCode::kDeadlineExceeded; ++polls) {
+    s = (**server)->ReadAll(got.data(), got.size(), In(milliseconds(20)));
+    timeouts += s.code() == StatusCode::kDeadlineExceeded;
+  }
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GT(timeouts, 0);  // the record was incomplete at the first poll
+  EXPECT_EQ(got, sent);
+}
+
 TEST_F(TlsStreamTest, HandshakeDeadlineWithASilentPeer) {
   // Connected and silent: the accepting side gives up at its deadline.
   auto listener = TcpListener::Create("127.0.0.1", 0);
