@@ -3,8 +3,8 @@
 // This is the seam between framing and the wire: TCP implements it today
 // (src/net/tcp.h), an in-memory pipe implements it for tests
 // (src/net/memory_stream.h), ShapedStream decorates any Stream with a rate
-// limit and latency (src/net/shaped_stream.h), and mutual TLS can wrap a
-// Stream the same way without the framing layer noticing.
+// limit and latency (src/net/shaped_stream.h), and mutual TLS wraps a Stream
+// the same way without the framing layer noticing (src/net/tls_stream.h).
 //
 // Thread safety (contract for every implementation): one thread may call
 // ReadAll while another calls WriteAll/Flush; Shutdown may be called from any
