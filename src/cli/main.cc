@@ -117,6 +117,8 @@ std::optional<std::string> ParseRunArgs(const std::vector<std::string>& args, Ru
         target = &out->runtime_path;
       } else if (flag == "--timeout") {
         target = &timeout_text;
+      } else if (flag == "--no-tls") {
+        return "run: --no-tls takes no value, got '" + arg + "'";
       } else {
         return "run: unknown flag '" + flag + "'";
       }

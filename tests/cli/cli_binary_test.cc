@@ -201,6 +201,10 @@ TEST_F(CliTest, UsageErrorsExitTwoAndNameTheProblem) {
   EXPECT_EQ(bad_timeout.exit_code, 2);
   EXPECT_THAT(bad_timeout.err, HasSubstr("got 'soon'"));
 
+  Result tls_value = RunStella({"run", "job.yaml", "--no-tls=yes"});
+  EXPECT_EQ(tls_value.exit_code, 2);
+  EXPECT_THAT(tls_value.err, HasSubstr("--no-tls takes no value, got '--no-tls=yes'"));
+
   Result validate_flag = RunStella({"validate", "--strict", "job.yaml"});
   EXPECT_EQ(validate_flag.exit_code, 2);
   EXPECT_THAT(validate_flag.err, HasSubstr("'--strict'"));
