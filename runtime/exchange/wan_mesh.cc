@@ -13,6 +13,7 @@
 #include "src/net/framed_connection.h"
 #include "src/net/shaped_stream.h"
 #include "src/net/tcp.h"
+#include "src/net/tls_stream.h"
 
 namespace stella::exchange {
 namespace {
@@ -188,20 +189,51 @@ StatusOr<std::unique_ptr<WanMesh>> WanMesh::Create(const WanMeshOptions& o) {
   net::FrameLimits limits;
   limits.max_payload_bytes = o.max_payload_bytes;
 
-  // Wraps a raw connection in the shaper and framing, then exchanges Hellos.
+  // Mutual TLS: this gateway's credentials, checked before any connection.
+  std::unique_ptr<net::TlsContext> tls;
+  if (!o.tls_dir.empty()) {
+    if (static_cast<int>(o.cluster_names.size()) != n) {
+      return InvalidArgumentError("WAN mesh with TLS: need one cluster name per gateway address (" +
+                                  std::to_string(n) + "), got " + std::to_string(o.cluster_names.size()));
+    }
+    auto ctx = net::TlsContext::FromDir(o.tls_dir);
+    if (!ctx.ok()) return ctx.status().WithContext("--tls-dir");
+    const security::GatewayIdentity self{o.job_namespace, o.job_name, name_of(o.cluster_index)};
+    if ((*ctx)->identity() != self) {
+      return FailedPreconditionError("--tls-dir " + o.tls_dir + ": tls.crt names " + (*ctx)->identity().Uri() +
+                                     " but this gateway is " + self.Uri());
+    }
+    tls = std::move(ctx).value();
+  }
+
+  // Wraps a raw connection in the shaper, TLS (if on) and framing, then sends
+  // our Hello. `expected` is the cluster the peer's certificate must name
+  // ("" = any of this job); `peer_cluster` receives the one it names.
   std::vector<std::unique_ptr<net::FramedConnection>> conns(static_cast<size_t>(n));
   std::vector<net::ShapedStream*> shapers(static_cast<size_t>(n), nullptr);
-  auto wrap = [&](std::unique_ptr<net::Stream> raw, net::ShapedStream** shaped_out)
-      -> StatusOr<std::unique_ptr<net::FramedConnection>> {
+  auto wrap = [&](std::unique_ptr<net::Stream> raw, net::ShapedStream** shaped_out, net::TlsRole role,
+                  const std::string& expected, const std::string& label, Clock::TimePoint handshake_deadline,
+                  std::string* peer_cluster) -> StatusOr<std::unique_ptr<net::FramedConnection>> {
     std::unique_ptr<net::Stream> stream = std::move(raw);
     *shaped_out = nullptr;
+    net::ShapedStream* shaped_ptr = nullptr;
     if (o.egress_bits_per_second > 0 || o.egress_latency.count() > 0) {
       net::ShapedStream::Options so;
       so.rate_bits_per_s = o.egress_bits_per_second;
       so.latency = std::chrono::duration_cast<Clock::Duration>(o.egress_latency);
       STELLA_ASSIGN_OR_RETURN(auto shaped, net::ShapedStream::Create(std::move(stream), so));
-      *shaped_out = shaped.get();
+      shaped_ptr = shaped.get();
       stream = std::move(shaped);
+    }
+    if (tls) {
+      // Above the shaper: the emulated bandwidth paces the bytes on the wire.
+      net::TlsHandshakeOptions ho;
+      ho.role = role;
+      ho.expected_peer_cluster = expected;
+      ho.peer_label = label;
+      STELLA_ASSIGN_OR_RETURN(auto secure, net::TlsStream::Handshake(*tls, std::move(stream), ho, handshake_deadline));
+      *peer_cluster = secure->peer_identity().cluster;
+      stream = std::move(secure);
     }
     net::FramedConnection::Options fo;
     fo.limits = limits;
@@ -210,6 +242,7 @@ StatusOr<std::unique_ptr<WanMesh>> WanMesh::Create(const WanMeshOptions& o) {
                             net::EncodeHello({o.job_name, static_cast<uint32_t>(o.cluster_index)}));
     STELLA_RETURN_IF_ERROR(conn->Send(net::FrameType::kHello, 0, hello.data(), hello.size(), deadline));
     STELLA_RETURN_IF_ERROR(conn->Flush(deadline));
+    *shaped_out = shaped_ptr;  // owned by conn from here
     return conn;
   };
   auto read_hello = [&](net::FramedConnection& conn) -> StatusOr<int> {
@@ -233,13 +266,17 @@ StatusOr<std::unique_ptr<WanMesh>> WanMesh::Create(const WanMeshOptions& o) {
     auto raw = net::TcpConnect(hp.first, hp.second, deadline);
     if (!raw.ok()) return raw.status().WithContext("dialing gateway of cluster " + name_of(c));
     net::ShapedStream* shaped = nullptr;
-    STELLA_ASSIGN_OR_RETURN(auto conn, wrap(std::move(raw).value(), &shaped));
-    STELLA_ASSIGN_OR_RETURN(int peer, read_hello(*conn));
+    std::string peer_cluster;
+    auto conn = wrap(std::move(raw).value(), &shaped, net::TlsRole::kClient, tls ? name_of(c) : "",
+                     "gateway of cluster " + name_of(c) + " (" + o.addresses[static_cast<size_t>(c)] + ")",
+                     deadline, &peer_cluster);
+    if (!conn.ok()) return conn.status().WithContext("connecting to the gateway of cluster " + name_of(c));
+    STELLA_ASSIGN_OR_RETURN(int peer, read_hello(**conn));
     if (peer != c) {
       return FailedPreconditionError("dialed cluster " + name_of(c) + " but it says it is cluster index " +
                                      std::to_string(peer));
     }
-    conns[static_cast<size_t>(c)] = std::move(conn);
+    conns[static_cast<size_t>(c)] = std::move(conn).value();
     shapers[static_cast<size_t>(c)] = shaped;
   }
   // Accept higher indices.
@@ -251,19 +288,29 @@ StatusOr<std::unique_ptr<WanMesh>> WanMesh::Create(const WanMeshOptions& o) {
     while (pending > 0) {
       auto raw = (*listener)->Accept(deadline);
       if (!raw.ok()) return raw.status().WithContext("waiting for peer gateways");
+      const auto* tcp = dynamic_cast<const net::TcpStream*>(raw->get());
+      const std::string from = tcp != nullptr ? tcp->peer() : "?";
       net::ShapedStream* shaped = nullptr;
-      STELLA_ASSIGN_OR_RETURN(auto conn, wrap(std::move(raw).value(), &shaped));
-      auto peer = read_hello(*conn);
+      std::string peer_cluster;
+      auto conn = wrap(std::move(raw).value(), &shaped, net::TlsRole::kServer, "", from,
+                       std::min(deadline, SystemClock::Get().Now() + o.accept_handshake_timeout), &peer_cluster);
+      auto peer = conn.ok() ? read_hello(**conn) : StatusOr<int>(conn.status());
+      if (peer.ok() && tls && peer_cluster != name_of(*peer)) {
+        peer = FailedPreconditionError("its certificate names cluster " + peer_cluster + " but its Hello claims " +
+                                       name_of(*peer) + " (index " + std::to_string(*peer) + ")");
+      }
       if (!peer.ok()) {
-        // A stranger or a confused peer: refuse it and keep waiting.
-        std::fprintf(stderr, "stella: refused WAN connection: %s\n", peer.status().ToString().c_str());
+        // A stranger or a confused peer: refuse it (the reason, never key
+        // material, goes to the log) and keep waiting.
+        std::fprintf(stderr, "stella: refused WAN connection from %s: %s\n", from.c_str(),
+                     peer.status().ToString().c_str());
         continue;
       }
       if (*peer <= o.cluster_index || conns[static_cast<size_t>(*peer)]) {
         std::fprintf(stderr, "stella: refused duplicate WAN connection from cluster index %d\n", *peer);
         continue;
       }
-      conns[static_cast<size_t>(*peer)] = std::move(conn);
+      conns[static_cast<size_t>(*peer)] = std::move(conn).value();
       shapers[static_cast<size_t>(*peer)] = shaped;
       --pending;
     }

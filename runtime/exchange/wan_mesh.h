@@ -4,9 +4,14 @@
 // workers). Only local rank 0 of each cluster owns a WanMesh.
 //
 // Connection set-up: gateway i listens on its own address; it dials every
-// gateway j < i and accepts from every j > i. A Hello frame carries the job
-// name and the cluster index; a peer of another job or a duplicate index is
-// refused.
+// gateway j < i and accepts from every j > i. With a TLS directory, each TCP
+// connection first runs a mutual TLS 1.3 handshake (src/net/tls_stream.h)
+// above the egress shaper, so the shaper paces ciphertext: the dialing side
+// insists on the certificate of the cluster it dialed, the accepting side on
+// one of this job; a refused handshake is logged with its reason. Then a
+// Hello frame carries the job name and the cluster index; a peer of another
+// job, a duplicate index, or (with TLS) an index that is not the cluster its
+// certificate names is refused.
 //
 // Each connection has a receive thread that queues incoming frames, so sends
 // and receives of a round never wait on each other (two gateways both
@@ -42,6 +47,15 @@ struct WanMeshOptions {
   // Largest payload accepted from a peer; larger frames are refused before
   // any allocation.
   size_t max_payload_bytes = size_t{512} << 20;
+  // Directory with ca.crt, tls.crt, tls.key (src/security/certs.h): every
+  // link is mutual TLS, and tls.crt must name this gateway
+  // (stella://<job_namespace>/<job_name>/<cluster_names[cluster_index]>).
+  // "" (default) = plain TCP, unauthenticated and unencrypted.
+  std::string tls_dir;
+  std::string job_namespace = "default";  // checked against tls.crt
+  // Bound on one accepted connection's TLS handshake, so a silent stranger
+  // cannot hold up the gateways that are still to connect.
+  std::chrono::milliseconds accept_handshake_timeout{20000};
 };
 
 struct PeerLinkStats {

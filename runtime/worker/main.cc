@@ -4,9 +4,12 @@
 //                  [--store-port P] [--store-host H] [--bind-host H]
 //                  [--wan-ports p0,p1,...] [--wan-addresses h0:p0,h1:p1,...]
 //                  [--metrics-port M] [--metrics-bind A] [--threads T] [--device auto|cpu|cuda]
+//                  [--tls-dir DIR]
 //
 // The `stella` CLI starts one per worker on a laptop; the operator starts one
-// per pod. SIGINT/SIGTERM stop training at the next step boundary (all
+// per pod. --tls-dir DIR (ca.crt, tls.crt, tls.key; src/security/certs.h)
+// makes every WAN link of a gateway mutual TLS; without it they are plain
+// TCP. SIGINT/SIGTERM stop training at the next step boundary (all
 // workers agree on the step), then the process exits 0.
 #include <pthread.h>
 #include <signal.h>
@@ -25,7 +28,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: stella-runtime --job FILE|env:VAR --cluster-index C --local-rank R [--store-host H] [--store-port P]\n"
     "       [--bind-host H] [--wan-ports p0,p1,...] [--wan-addresses h0:p0,...] [--metrics-port M]\n"
-    "       [--metrics-bind ADDR] [--threads T] [--device auto|cpu|cuda] [--dump-parameters FILE]\n";
+    "       [--metrics-bind ADDR] [--threads T] [--device auto|cpu|cuda] [--dump-parameters FILE]\n"
+    "       [--tls-dir DIR]   (ca.crt, tls.crt, tls.key: mutual TLS on every WAN link)\n";
 
 std::vector<std::string> SplitCommas(const std::string& s) {
   std::vector<std::string> out;
@@ -82,6 +86,7 @@ int main(int argc, char** argv) {
     else if (flag == "--threads") ok = ParseInt(flag, value, 1, 256, &o.threads);
     else if (flag == "--device") o.device = value;
     else if (flag == "--dump-parameters") o.dump_parameters_path = value;
+    else if (flag == "--tls-dir") o.tls_dir = value;
     else {
       std::fprintf(stderr, "stella-runtime: unknown flag %s\n%s", flag.c_str(), kUsage);
       return 2;

@@ -349,6 +349,15 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
     mo.egress_bits_per_second = cluster.wan.bandwidth_mbps * 1e6;
     mo.egress_latency = std::chrono::microseconds(static_cast<int64_t>(cluster.wan.latency_ms * 1000));
     mo.connect_timeout = o.collective_timeout;
+    mo.tls_dir = o.tls_dir;
+    mo.job_namespace = o.job.metadata.namespace_name;
+    if (o.tls_dir.empty()) {
+      // Once per process: only this gateway's mesh reaches here.
+      std::fprintf(stderr,
+                   "stella-runtime: warning: WAN links are unencrypted and unauthenticated (no --tls-dir); "
+                   "anyone who can reach gateway port %s can join this job\n",
+                   o.wan_addresses[static_cast<size_t>(o.cluster_index)].c_str());
+    }
     STELLA_ASSIGN_OR_RETURN(s->mesh, exchange::WanMesh::Create(mo));
     s->wan_metrics = std::make_unique<WanMetrics>(s->registry, labels, s->mesh->stats());
   }

@@ -41,6 +41,9 @@ struct WorkerOptions {
   std::string bind_host;
   // "host:port" of every cluster's gateway, in spec.clusters order.
   std::vector<std::string> wan_addresses;
+  // --tls-dir: ca.crt, tls.crt, tls.key for mutual TLS on every WAN link
+  // (gateways only; other workers ignore it). "" = plain TCP, with a warning.
+  std::string tls_dir;
   int metrics_port = 0;                 // 0 = no /metrics endpoint
   std::string metrics_bind = "127.0.0.1";
   int threads = 1;                      // libtorch intra-op threads

@@ -64,6 +64,12 @@ StatusOr<LaunchPlan> BuildLaunchPlan(const spec::StellaJob& job, const LaunchPla
     return InvalidArgumentError("base port must be in 0..65535, got " + std::to_string(options.base_port));
   }
 
+  if (!options.gateway_tls_dirs.empty() && static_cast<int>(options.gateway_tls_dirs.size()) != num_clusters) {
+    return InvalidArgumentError("LaunchPlanOptions.gateway_tls_dirs: need one per cluster (" +
+                                std::to_string(num_clusters) + "), got " +
+                                std::to_string(options.gateway_tls_dirs.size()));
+  }
+
   std::error_code ec;
   std::filesystem::path job_path = std::filesystem::absolute(options.job_path, ec);
   if (ec) return InvalidArgumentError("cannot make job path " + options.job_path + " absolute: " + ec.message());
@@ -123,6 +129,10 @@ StatusOr<LaunchPlan> BuildLaunchPlan(const spec::StellaJob& job, const LaunchPla
                 "--store-port",    std::to_string(plan.store_ports[c]),
                 "--wan-ports",     wan_ports,
                 "--metrics-port",  std::to_string(w.metrics_port)};
+      if (r == 0 && num_clusters > 1 && !options.gateway_tls_dirs.empty()) {
+        p.argv.push_back("--tls-dir");
+        p.argv.push_back(options.gateway_tls_dirs[static_cast<size_t>(c)]);
+      }
       plan.processes.push_back(std::move(p));
       plan.workers.push_back(std::move(w));
     }

@@ -6,7 +6,8 @@
 // Worker naming and ranks: cluster c (0-based, in manifest order), local rank
 // r is process "<cluster name>/<r>" with global rank = workers of clusters
 // 0..c-1 + r. With spec.metrics.port = P > 0, global rank g serves metrics on
-// P + g; with P = 0 metrics are off ("--metrics-port 0").
+// P + g; with P = 0 metrics are off ("--metrics-port 0"). With
+// gateway_tls_dirs, each cluster's gateway also gets "--tls-dir DIR".
 //
 // Thread safety: pure functions; safe from any thread.
 #ifndef STELLA_SRC_CLI_LAUNCH_PLAN_H_
@@ -32,6 +33,10 @@ struct LaunchPlanOptions {
   // the kernel. > 0: cluster c gets store port base_port + c and gateway port
   // base_port + clusters + c (deterministic, for tests and fixed firewalls).
   int base_port = 0;
+  // --tls-dir for each cluster's gateway (local rank 0), in spec.clusters
+  // order; empty (default) = no --tls-dir, plain TCP WAN links. Ignored for
+  // one-cluster jobs (no WAN).
+  std::vector<std::string> gateway_tls_dirs;
 };
 
 struct WorkerLaunch {
@@ -51,7 +56,8 @@ struct LaunchPlan {
 };
 
 // Builds the plan. Fails if a port range would exceed 65535, if metrics ports
-// would collide with store/gateway ports, or if free ports cannot be picked.
+// would collide with store/gateway ports, if free ports cannot be picked, or
+// if gateway_tls_dirs is non-empty without one entry per cluster.
 StatusOr<LaunchPlan> BuildLaunchPlan(const spec::StellaJob& job, const LaunchPlanOptions& options);
 
 // Picks `count` distinct free TCP ports on 127.0.0.1 by binding port 0 and

@@ -1,6 +1,6 @@
 // The `stella` command: runs and validates StellaJob manifests on one machine.
 //
-//   stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS]
+//   stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS] [--no-tls]
 //   stella validate JOB.yaml
 //   stella bench [ARGS...]   (runs bench/stella_bench.py with /usr/bin/python3)
 //   stella --version | --help
@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,7 @@
 #include "src/cli/format.h"
 #include "src/cli/launch_plan.h"
 #include "src/cli/progress.h"
+#include "src/cli/run_tls.h"
 #include "src/cli/summary.h"
 #include "src/cli/supervisor.h"
 #include "src/spec/stella_job.h"
@@ -62,12 +64,13 @@ extern "C" void OnStopSignal(int) {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS]\n"
+    "  stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS] [--no-tls]\n"
     "      Runs the job on this machine: one stella-runtime process per worker per cluster.\n"
     "      --json FILE       write the run summary as JSON to FILE (on success only)\n"
     "      --log-dir DIR     worker logs (default /tmp/stella-<job name>-<pid>)\n"
     "      --runtime PATH    the stella-runtime binary (default: next to this program)\n"
     "      --timeout SECONDS stop the run after this long (default: no limit)\n"
+    "      --no-tls          plain TCP between cluster gateways (default: mutual TLS with a per-run CA)\n"
     "  stella validate JOB.yaml\n"
     "      Checks the manifest; prints \"ok\" or every problem.\n"
     "  stella bench [--quick] [--json FILE] [--plot FILE.png] [--scenario steady|fluctuating]\n"
@@ -87,13 +90,16 @@ struct RunArgs {
   std::string log_dir;
   std::string runtime_path;
   std::optional<double> timeout_seconds;
+  bool no_tls = false;
 };
 
 // Parses "run" arguments; returns an error message for a usage error.
 std::optional<std::string> ParseRunArgs(const std::vector<std::string>& args, RunArgs* out) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
-    if (arg.size() > 1 && arg[0] == '-') {
+    if (arg == "--no-tls") {
+      out->no_tls = true;
+    } else if (arg.size() > 1 && arg[0] == '-') {
       std::string flag = arg;
       std::optional<std::string> value;
       size_t eq = arg.find('=');
@@ -111,6 +117,8 @@ std::optional<std::string> ParseRunArgs(const std::vector<std::string>& args, Ru
         target = &out->runtime_path;
       } else if (flag == "--timeout") {
         target = &timeout_text;
+      } else if (flag == "--no-tls") {
+        return "run: --no-tls takes no value, got '" + arg + "'";
       } else {
         return "run: unknown flag '" + flag + "'";
       }
@@ -187,7 +195,8 @@ std::string WanText(const spec::WanSpec& wan) {
   return "WAN " + bandwidth + ", " + ShortNumber(wan.latency_ms) + " ms latency";
 }
 
-void PrintBanner(const spec::StellaJob& job, const LaunchPlan& plan, const std::string& log_dir) {
+void PrintBanner(const spec::StellaJob& job, const LaunchPlan& plan, const std::string& log_dir,
+                 const EphemeralTls* tls) {
   const auto& clusters = job.spec.clusters;
   std::cout << "stella run: job " << job.metadata.name << ", mode " << spec::ToString(job.spec.sync.mode)
             << ", " << job.TotalWorkers() << " worker(s) in " << clusters.size() << " cluster(s)\n";
@@ -206,6 +215,13 @@ void PrintBanner(const spec::StellaJob& job, const LaunchPlan& plan, const std::
     }
   } else {
     std::cout << "  metrics: off (spec.metrics.port is 0)\n";
+  }
+  if (clusters.size() > 1) {
+    if (tls != nullptr) {
+      std::cout << "  WAN links: mutual TLS 1.3, per-run job CA (certificates in " << tls->root() << ")\n";
+    } else {
+      std::cout << "  WAN links: plain TCP, unencrypted (--no-tls)\n";
+    }
   }
   std::cout << "  logs: " << log_dir << "\n";
   std::cout.flush();
@@ -311,15 +327,28 @@ int Run(const std::vector<std::string>& raw_args) {
     }
   }
 
+  // Per-run TLS material, removed when Run returns (every path below,
+  // Ctrl-C included: the signal handler only writes to the stop pipe).
+  std::unique_ptr<EphemeralTls> tls;
+  if (!args.no_tls && job.spec.clusters.size() > 1) {
+    StatusOr<std::unique_ptr<EphemeralTls>> created = EphemeralTls::Create(job);
+    if (!created.ok()) {
+      std::cerr << "stella: " << created.status().message() << "\n";
+      return kExitFailure;
+    }
+    tls = std::move(created).value();
+  }
+
   LaunchPlanOptions plan_options;
   plan_options.job_path = args.job_path;
   plan_options.runtime_path = args.runtime_path;
+  if (tls) plan_options.gateway_tls_dirs = tls->cluster_dirs();
   StatusOr<LaunchPlan> plan = BuildLaunchPlan(job, plan_options);
   if (!plan.ok()) {
     std::cerr << "stella: " << plan.status().message() << "\n";
     return kExitFailure;
   }
-  PrintBanner(job, *plan, args.log_dir);
+  PrintBanner(job, *plan, args.log_dir, tls.get());
 
   StatusOr<int> stop_fd = InstallStopSignals();
   if (!stop_fd.ok()) {

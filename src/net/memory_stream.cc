@@ -64,8 +64,30 @@ class MemoryStream final : public Stream {
   }
 
   Status ReadAll(void* data, size_t n, Clock::TimePoint deadline) override {
-    auto* p = static_cast<uint8_t*>(data);
     size_t done = 0;
+    return Read(static_cast<uint8_t*>(data), n, /*all=*/true, deadline, &done);
+  }
+
+  StatusOr<size_t> ReadSome(void* data, size_t max, Clock::TimePoint deadline) override {
+    if (max == 0) return InvalidArgumentError("memory stream: ReadSome: max must be > 0");
+    size_t done = 0;
+    STELLA_RETURN_IF_ERROR(Read(static_cast<uint8_t*>(data), max, /*all=*/false, deadline, &done));
+    return done;
+  }
+
+  void Shutdown() override {
+    for (Pipe* pipe : {in_.get(), out_.get()}) {
+      std::lock_guard<std::mutex> lock(pipe->mu);
+      if (pipe == in_.get()) pipe->reader_closed = true;
+      if (pipe == out_.get()) pipe->writer_closed = true;
+      pipe->cv.notify_all();
+    }
+  }
+
+ private:
+  // Reads into p[0, n): until n bytes (all) or until at least one (!all).
+  Status Read(uint8_t* p, size_t n, bool all, Clock::TimePoint deadline, size_t* done_out) {
+    size_t& done = *done_out;
     std::unique_lock<std::mutex> lock(in_->mu);
     while (done < n) {
       if (in_->reader_closed) {  // only our own Shutdown sets this
@@ -90,20 +112,11 @@ class MemoryStream final : public Stream {
       in_->bytes.erase(in_->bytes.begin(), in_->bytes.begin() + static_cast<std::ptrdiff_t>(k));
       done += k;
       in_->cv.notify_all();
+      if (!all) break;
     }
     return Status::Ok();
   }
 
-  void Shutdown() override {
-    for (Pipe* pipe : {in_.get(), out_.get()}) {
-      std::lock_guard<std::mutex> lock(pipe->mu);
-      if (pipe == in_.get()) pipe->reader_closed = true;
-      if (pipe == out_.get()) pipe->writer_closed = true;
-      pipe->cv.notify_all();
-    }
-  }
-
- private:
   const std::shared_ptr<Pipe> in_;
   const std::shared_ptr<Pipe> out_;
 };

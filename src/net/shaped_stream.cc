@@ -174,6 +174,10 @@ Status ShapedStream::ReadAll(void* data, size_t n, Clock::TimePoint deadline) {
   return inner_->ReadAll(data, n, deadline);
 }
 
+StatusOr<size_t> ShapedStream::ReadSome(void* data, size_t max, Clock::TimePoint deadline) {
+  return inner_->ReadSome(data, max, deadline);
+}
+
 Status ShapedStream::Flush(Clock::TimePoint deadline) {
   {
     std::unique_lock<std::mutex> lock(mu_);

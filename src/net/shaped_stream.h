@@ -72,6 +72,7 @@ class ShapedStream final : public Stream {
   Status WriteAll(const void* data, size_t n, Clock::TimePoint deadline) override;
   // Reads from the inner stream directly.
   Status ReadAll(void* data, size_t n, Clock::TimePoint deadline) override;
+  StatusOr<size_t> ReadSome(void* data, size_t max, Clock::TimePoint deadline) override;
   // Waits until every queued byte was written to the inner stream, then
   // flushes the inner stream.
   Status Flush(Clock::TimePoint deadline) override;

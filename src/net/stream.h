@@ -3,8 +3,8 @@
 // This is the seam between framing and the wire: TCP implements it today
 // (src/net/tcp.h), an in-memory pipe implements it for tests
 // (src/net/memory_stream.h), ShapedStream decorates any Stream with a rate
-// limit and latency (src/net/shaped_stream.h), and mutual TLS can wrap a
-// Stream the same way without the framing layer noticing.
+// limit and latency (src/net/shaped_stream.h), and mutual TLS wraps a Stream
+// the same way without the framing layer noticing (src/net/tls_stream.h).
 //
 // Thread safety (contract for every implementation): one thread may call
 // ReadAll while another calls WriteAll/Flush; Shutdown may be called from any
@@ -36,6 +36,17 @@ class Stream {
   // after X of Y bytes" if the peer closes first; kDeadlineExceeded;
   // kCancelled after Shutdown.
   virtual Status ReadAll(void* data, size_t n, Clock::TimePoint deadline) = 0;
+
+  // Reads at least 1 and at most `max` bytes (max > 0) and returns how many:
+  // what has arrived, without waiting for more. Errors as for ReadAll; a
+  // kDeadlineExceeded consumes nothing, so the caller may simply call again.
+  // This default reads one byte through ReadAll; transports override it with
+  // one read of whatever is buffered (TLS takes many records per call).
+  virtual StatusOr<size_t> ReadSome(void* data, size_t max, Clock::TimePoint deadline) {
+    if (max == 0) return InvalidArgumentError("Stream::ReadSome: max must be > 0");
+    STELLA_RETURN_IF_ERROR(ReadAll(data, 1, deadline));
+    return size_t{1};
+  }
 
   // Waits until every byte accepted by WriteAll was handed to the layer below
   // (the kernel, for TCP). Unbuffered streams return ok at once.

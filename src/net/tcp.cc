@@ -250,8 +250,19 @@ Status TcpStream::WriteAll(const void* data, size_t n, Clock::TimePoint deadline
 }
 
 Status TcpStream::ReadAll(void* data, size_t n, Clock::TimePoint deadline) {
-  auto* p = static_cast<uint8_t*>(data);
   size_t done = 0;
+  return Read(static_cast<uint8_t*>(data), n, /*all=*/true, deadline, &done);
+}
+
+StatusOr<size_t> TcpStream::ReadSome(void* data, size_t max, Clock::TimePoint deadline) {
+  if (max == 0) return InvalidArgumentError("tcp " + peer_ + ": ReadSome: max must be > 0");
+  size_t done = 0;
+  STELLA_RETURN_IF_ERROR(Read(static_cast<uint8_t*>(data), max, /*all=*/false, deadline, &done));
+  return done;
+}
+
+Status TcpStream::Read(uint8_t* p, size_t n, bool all, Clock::TimePoint deadline, size_t* done_out) {
+  size_t& done = *done_out;
   while (done < n) {
     if (shut_down_.load()) {
       return CancelledError("tcp " + peer_ + ": read cancelled by Shutdown after " +
@@ -260,6 +271,7 @@ Status TcpStream::ReadAll(void* data, size_t n, Clock::TimePoint deadline) {
     const ssize_t r = ::recv(fd_, p + done, n - done, 0);
     if (r > 0) {
       done += static_cast<size_t>(r);
+      if (!all) return Status::Ok();
       continue;
     }
     if (r < 0 && errno == EINTR) continue;

@@ -36,6 +36,9 @@ class TcpStream final : public Stream {
 
   Status WriteAll(const void* data, size_t n, Clock::TimePoint deadline) override;
   Status ReadAll(void* data, size_t n, Clock::TimePoint deadline) override;
+  // One recv(2) of what the kernel holds, waiting (poll) only while it holds
+  // nothing.
+  StatusOr<size_t> ReadSome(void* data, size_t max, Clock::TimePoint deadline) override;
   // Also sends FIN to the peer (shutdown(2) SHUT_RDWR). The fd itself is
   // closed only by the destructor, so a concurrent call never sees a reused fd.
   void Shutdown() override;
@@ -49,6 +52,8 @@ class TcpStream final : public Stream {
   // Polls fd for `events` (POLLIN/POLLOUT) or the wake pipe until deadline.
   Status WaitFor(short events, Clock::TimePoint deadline, const char* op, size_t done,
                  size_t total);
+  // Reads into p[0, n): until n bytes (all) or until at least one (!all).
+  Status Read(uint8_t* p, size_t n, bool all, Clock::TimePoint deadline, size_t* done);
 
   const int fd_;
   const int wake_read_;   // self-pipe: readable once Shutdown was called

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "src/security/certs.h"
 #include "tests/cli/test_util.h"
 
 #ifndef STELLA_CLI_BINARY
@@ -119,7 +120,9 @@ class CliTest : public ::testing::Test {
   }
 
   // A stand-in for stella-runtime. FAKE_MODE selects: "" a clean run,
-  // "fail" cluster 1 exits 3, "hang" workers wait for SIGTERM.
+  // "fail" cluster 1 exits 3, "hang" workers wait for SIGTERM. With
+  // FAKE_DIR set, a worker given --tls-dir records the path, the modes of
+  // the directory and key, and a copy of its certificate there.
   std::string WriteFakeRuntime() {
     return WriteScript(dir_.Join("fake-runtime"), R"SH(
 while [ $# -gt 0 ]; do
@@ -127,12 +130,18 @@ while [ $# -gt 0 ]; do
     --cluster-index) c=$2; shift ;;
     --local-rank) r=$2; shift ;;
     --job) job=$2; shift ;;
+    --tls-dir) tls=$2; shift ;;
   esac
   shift
 done
 g=$c
 ev() { echo "@stella {\"event\":\"$1\",\"cluster\":$c,\"cluster_name\":\"x\",\"local_rank\":$r,\"global_rank\":$g$2}"; }
 echo "fake runtime for job $job"
+if [ -n "$tls" ] && [ -n "$FAKE_DIR" ]; then
+  echo "$tls" > "$FAKE_DIR/tlsdir.$g"
+  stat -c '%a' "$tls" "$tls/tls.key" > "$FAKE_DIR/modes.$g"
+  cp "$tls/tls.crt" "$FAKE_DIR/tls.crt.$g"
+fi
 ev start ',"world_size":2,"device":"cpu","mode":"ddp","parameters":10,"total_steps":10'
 if [ "$g" = 0 ]; then
   ev progress ',"step":10,"total_steps":10,"samples_per_second":100,"loss":0.5,"wan_bytes_sent":1000000,"wan_bytes_received":1000000,"elapsed_seconds":1.0'
@@ -191,6 +200,10 @@ TEST_F(CliTest, UsageErrorsExitTwoAndNameTheProblem) {
   Result bad_timeout = RunStella({"run", "job.yaml", "--timeout=soon"});
   EXPECT_EQ(bad_timeout.exit_code, 2);
   EXPECT_THAT(bad_timeout.err, HasSubstr("got 'soon'"));
+
+  Result tls_value = RunStella({"run", "job.yaml", "--no-tls=yes"});
+  EXPECT_EQ(tls_value.exit_code, 2);
+  EXPECT_THAT(tls_value.err, HasSubstr("--no-tls takes no value, got '--no-tls=yes'"));
 
   Result validate_flag = RunStella({"validate", "--strict", "job.yaml"});
   EXPECT_EQ(validate_flag.exit_code, 2);
@@ -280,6 +293,42 @@ TEST_F(CliTest, RunPrintsProgressAndSummaryAndWritesJson) {
   EXPECT_TRUE(FileExists(log_dir + "/cloud-0.log"));
 }
 
+// `stella run` gives each gateway a per-run certificate for its cluster in a
+// private directory, and removes the directory when the run ends.
+TEST_F(CliTest, RunGivesGatewaysPerRunCertificatesAndRemovesThem) {
+  std::string fake_dir = dir_.Join("fake");
+  std::filesystem::create_directories(fake_dir);
+  Result r = RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir",
+                        dir_.Join("logs"), "--timeout", "60"},
+                       {"FAKE_DIR=" + fake_dir});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("WAN links: mutual TLS 1.3, per-run job CA (certificates in "));
+  const char* clusters[] = {"onprem", "cloud"};
+  for (int g = 0; g < 2; ++g) {
+    const std::string gs = std::to_string(g);
+    ASSERT_TRUE(FileExists(fake_dir + "/tlsdir." + gs)) << "gateway " << g << " got no --tls-dir\n" << r.out;
+    std::string tls_dir = ReadFile(fake_dir + "/tlsdir." + gs);
+    tls_dir.pop_back();  // newline
+    EXPECT_THAT(tls_dir, ::testing::EndsWith(std::string("/") + clusters[g]));
+    EXPECT_EQ(ReadFile(fake_dir + "/modes." + gs), "700\n600\n");
+    auto cert = security::DescribeCertificate(ReadFile(fake_dir + "/tls.crt." + gs));
+    ASSERT_TRUE(cert.ok()) << cert.status().ToString();
+    EXPECT_EQ(cert->identity.Uri(), std::string("stella://default/cli-test/") + clusters[g]);
+    EXPECT_FALSE(FileExists(tls_dir)) << "left behind: " << tls_dir;
+    EXPECT_FALSE(FileExists(std::filesystem::path(tls_dir).parent_path().string()));
+  }
+
+  std::filesystem::remove_all(fake_dir);
+  std::filesystem::create_directories(fake_dir);
+  Result plain = RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir",
+                            dir_.Join("logs"), "--no-tls"},
+                           {"FAKE_DIR=" + fake_dir});
+  ASSERT_EQ(plain.exit_code, 0) << plain.out << plain.err;
+  EXPECT_THAT(plain.out, HasSubstr("WAN links: plain TCP, unencrypted (--no-tls)"));
+  EXPECT_FALSE(FileExists(fake_dir + "/tlsdir.0"));
+  EXPECT_FALSE(FileExists(fake_dir + "/tlsdir.1"));
+}
+
 TEST_F(CliTest, WorkerFailureExitsOneAndNamesTheWorker) {
   std::string json_path = dir_.Join("summary.json");
   Result r = RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--json", json_path,
@@ -321,6 +370,11 @@ TEST_F(CliTest, InterruptStopsWorkersAndExits130) {
   EXPECT_THAT(r.err, HasSubstr("stopped on request"));
   EXPECT_TRUE(FileExists(fake_dir + "/term.0"));
   EXPECT_TRUE(FileExists(fake_dir + "/term.1"));
+  // The per-run TLS directory is gone after Ctrl-C too.
+  ASSERT_TRUE(FileExists(fake_dir + "/tlsdir.0"));
+  std::string tls_dir = ReadFile(fake_dir + "/tlsdir.0");
+  tls_dir.pop_back();
+  EXPECT_FALSE(FileExists(std::filesystem::path(tls_dir).parent_path().string()));
 }
 
 // `stella bench` execs /usr/bin/python3 on bench/stella_bench.py.

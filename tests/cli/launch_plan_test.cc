@@ -113,6 +113,31 @@ TEST(LaunchPlanTest, RelativeJobPathBecomesAbsolute) {
   EXPECT_THAT(path, ::testing::EndsWith("/jobs/two.yaml"));
 }
 
+TEST(LaunchPlanTest, GatewaysGetTheirClustersTlsDirOthersNone) {
+  LaunchPlanOptions o = Options(20000);
+  o.gateway_tls_dirs = {"/tmp/t/onprem", "/tmp/t/cloud"};
+  StatusOr<LaunchPlan> plan = BuildLaunchPlan(TwoByTwo(), o);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  auto tail = [](const std::vector<std::string>& argv) {
+    return std::vector<std::string>(argv.end() - 2, argv.end());
+  };
+  EXPECT_THAT(tail(plan->processes[0].argv), ElementsAre("--tls-dir", "/tmp/t/onprem"));
+  EXPECT_THAT(tail(plan->processes[2].argv), ElementsAre("--tls-dir", "/tmp/t/cloud"));
+  for (size_t i : {size_t{1}, size_t{3}}) {  // local rank 1: no WAN, no certificate
+    EXPECT_THAT(plan->processes[i].argv, ::testing::Not(::testing::Contains("--tls-dir")));
+  }
+  // Without TLS directories nobody gets the flag.
+  StatusOr<LaunchPlan> plain = BuildLaunchPlan(TwoByTwo(), Options(20000));
+  ASSERT_TRUE(plain.ok());
+  for (const ProcessSpec& p : plain->processes) {
+    EXPECT_THAT(p.argv, ::testing::Not(::testing::Contains("--tls-dir")));
+  }
+  o.gateway_tls_dirs = {"/tmp/t/onprem"};
+  StatusOr<LaunchPlan> short_list = BuildLaunchPlan(TwoByTwo(), o);
+  ASSERT_FALSE(short_list.ok());
+  EXPECT_THAT(short_list.status().message(), HasSubstr("gateway_tls_dirs: need one per cluster (2), got 1"));
+}
+
 TEST(LaunchPlanTest, RejectsPortOverflowAndCollisions) {
   StatusOr<LaunchPlan> overflow = BuildLaunchPlan(TwoByTwo(/*metrics_port=*/65534), Options(20000));
   EXPECT_EQ(overflow.status().code(), StatusCode::kInvalidArgument);

@@ -159,6 +159,47 @@ TEST(TcpTest, PeerCloseDuringReadReportsProgress) {
   EXPECT_THAT(s.message(), HasSubstr("peer closed connection after 3 of 10 bytes"));
 }
 
+// ReadSome returns what has arrived (at most `max`), times out without
+// consuming anything, and reports a closed peer, on TCP and the in-memory pipe.
+TEST(TcpTest, ReadSomeTakesWhatHasArrived) {
+  auto [tcp_client, tcp_server] = ConnectedPair();
+  auto [mem_a, mem_b] = CreateMemoryStreamPair();
+  std::pair<Stream*, Stream*> pairs[] = {{tcp_client.get(), tcp_server.get()}, {mem_a.get(), mem_b.get()}};
+  for (auto [writer, reader] : pairs) {
+    char buf[16];
+    auto early = reader->ReadSome(buf, sizeof(buf), In(milliseconds(20)));
+    ASSERT_FALSE(early.ok());
+    EXPECT_EQ(early.status().code(), StatusCode::kDeadlineExceeded);
+    ASSERT_TRUE(writer->WriteAll("abcdef", 6, In(kLong)).ok());
+    size_t total = 0;
+    while (total < 6) {  // TCP may split it; it never merges beyond what was sent
+      auto got = reader->ReadSome(buf + total, sizeof(buf) - total, In(kLong));
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      ASSERT_GE(*got, 1u);
+      total += *got;
+    }
+    EXPECT_EQ(total, 6u);
+    EXPECT_EQ(std::string(buf, 6), "abcdef");
+    ASSERT_TRUE(writer->WriteAll("xyz", 3, In(kLong)).ok());
+    writer->Shutdown();
+    auto first = reader->ReadSome(buf, 2, In(kLong));  // max bounds the read
+    ASSERT_TRUE(first.ok());
+    ASSERT_GE(*first, 1u);
+    ASSERT_LE(*first, 2u);
+    total = *first;
+    while (total < 3) {
+      auto got = reader->ReadSome(buf + total, sizeof(buf) - total, In(kLong));
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      total += *got;
+    }
+    EXPECT_EQ(std::string(buf, total), "xyz");
+    EXPECT_EQ(reader->ReadSome(buf, 0, In(kLong)).status().code(), StatusCode::kInvalidArgument);
+    auto closed = reader->ReadSome(buf, sizeof(buf), In(kLong));
+    EXPECT_EQ(closed.status().code(), StatusCode::kUnavailable) << closed.status().ToString();
+    EXPECT_THAT(closed.status().message(), HasSubstr("peer closed connection"));
+  }
+}
+
 TEST(TcpTest, ReadDeadlineExceeded) {
   auto [client, server] = ConnectedPair();
   ASSERT_TRUE(client->WriteAll("ab", 2, In(kLong)).ok());

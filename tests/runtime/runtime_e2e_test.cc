@@ -221,9 +221,19 @@ TEST(RuntimeE2eTest, DenseRunKeepsParametersIdenticalOnAllWorkers) {
   }
   // The gateway reported WAN traffic; the non-gateway none.
   EXPECT_NE(ReadFile(dir.path() + "/log-0-0.txt").find("\"wan_bytes_sent\":"), std::string::npos);
+  // Without --tls-dir each gateway (only) warns once that its links are plain.
+  const std::string warning = "warning: WAN links are unencrypted and unauthenticated (no --tls-dir)";
+  for (const char* tag : {"0-0", "1-0"}) {
+    const std::string log = ReadFile(dir.path() + "/log-" + std::string(tag) + ".txt");
+    const size_t first = log.find(warning);
+    EXPECT_NE(first, std::string::npos) << "gateway " << tag;
+    EXPECT_EQ(log.find(warning, first + 1), std::string::npos) << "gateway " << tag << " warned twice";
+  }
+  EXPECT_EQ(ReadFile(dir.path() + "/log-0-1.txt").find(warning), std::string::npos);
 }
 
-// `stella run` trains, prints a summary and writes the JSON summary.
+// `stella run` trains over mutual TLS (its default), prints a summary and
+// writes the JSON summary.
 TEST(RuntimeE2eTest, CliRunWritesSummaryJson) {
   TempDir dir;
   const std::string job = dir.path() + "/job.yaml";
@@ -242,6 +252,10 @@ TEST(RuntimeE2eTest, CliRunWritesSummaryJson) {
   // 150 steps of SGD on Fashion-MNIST are far above chance (10%).
   EXPECT_GT(summary["final_accuracy"].get<double>(), 0.6);
   EXPECT_GT(summary["wan_bytes"].get<double>(), 0);
+  EXPECT_NE(out.find("WAN links: mutual TLS 1.3"), std::string::npos) << out;
+  const std::string gateway_log = ReadFile(dir.path() + "/logs/alpha-0.log");
+  EXPECT_NE(gateway_log.find("\"event\":\"done\""), std::string::npos) << gateway_log;
+  EXPECT_EQ(gateway_log.find("unencrypted"), std::string::npos) << gateway_log;
 }
 
 // A worker killed mid-run fails the whole run quickly, naming the worker and

@@ -1,0 +1,46 @@
+#include "src/cli/run_tls.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
+
+#include "src/security/certs.h"
+
+namespace stella::cli {
+
+StatusOr<std::unique_ptr<EphemeralTls>> EphemeralTls::Create(const spec::StellaJob& job, const std::string& parent) {
+  std::string base = parent;
+  if (base.empty()) {
+    const char* tmpdir = std::getenv("TMPDIR");
+    base = tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp";
+  }
+  std::string root = base + "/stella-tls-XXXXXX";
+  if (::mkdtemp(root.data()) == nullptr) {
+    return ErrnoError("cannot create a private TLS directory under " + base, errno);
+  }
+  // From here the destructor cleans up, also on the error paths below.
+  std::unique_ptr<EphemeralTls> tls(new EphemeralTls(root));
+  auto ca = security::CreateJobCa(job.metadata.namespace_name, job.metadata.name);
+  if (!ca.ok()) return ca.status().WithContext("creating the run's job CA");
+  for (const auto& cluster : job.spec.clusters) {
+    auto material = security::IssueGatewayCertificate(*ca, cluster.name);
+    if (!material.ok()) return material.status().WithContext("certificate of cluster " + cluster.name);
+    const std::string dir = root + "/" + cluster.name;
+    STELLA_RETURN_IF_ERROR(security::WriteTlsDir(dir, *material));
+    tls->cluster_dirs_.push_back(dir);
+  }
+  return tls;
+}
+
+EphemeralTls::~EphemeralTls() {
+  std::error_code ec;
+  std::filesystem::remove_all(root_, ec);
+  if (ec) {
+    std::fprintf(stderr, "stella: warning: could not remove the run's TLS directory %s: %s\n", root_.c_str(),
+                 ec.message().c_str());
+  }
+}
+
+}  // namespace stella::cli
