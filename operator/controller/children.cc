@@ -91,7 +91,15 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
     args.push_back("--wan-addresses");
     args.push_back(JoinCommas(wan));
   }
-  if (ctx.attempt > 0 && !job.spec.checkpoint.path.empty()) args.push_back("--resume");
+  // A recreated worker (restart, suspend/resume, certificate rotation, a
+  // deleted pod) continues from the job's latest complete checkpoint; with none
+  // yet, --resume starts at step 0.
+  if (!job.spec.checkpoint.path.empty()) args.push_back("--resume");
+  const bool wan_tls = rank == 0 && job.spec.clusters.size() > 1;
+  if (wan_tls) {
+    args.push_back("--tls-dir");
+    args.push_back(kTlsMountPath);
+  }
 
   json ports = json::array({{{"name", "store"}, {"containerPort", kStorePort}},
                             {{"name", "metrics"}, {"containerPort", ctx.metrics_port}}});
@@ -114,6 +122,9 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
         {"capabilities", {{"drop", {"ALL"}}}}}},
       {"volumeMounts", {{{"name", "tmp"}, {"mountPath", "/tmp"}}}},
   };
+  if (wan_tls) {
+    container["volumeMounts"].push_back({{"name", "tls"}, {"mountPath", kTlsMountPath}, {"readOnly", true}});
+  }
   json pod_spec = {
       {"restartPolicy", "Never"},  // the operator restarts whole attempts
       {"hostname", name},
@@ -126,6 +137,12 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
       {"containers", {container}},
       {"volumes", {{{"name", "tmp"}, {"emptyDir", json::object()}}}},
   };
+  if (wan_tls) {
+    // 0440 + fsGroup: readable by the non-root worker, by nobody else.
+    pod_spec["volumes"].push_back(
+        {{"name", "tls"},
+         {"secret", {{"secretName", TlsSecretName(job.metadata.name, cl.name)}, {"defaultMode", 0440}}}});
+  }
   if (!cl.node_selector.empty()) pod_spec["nodeSelector"] = cl.node_selector;
   if (!cl.tolerations.empty()) {
     json tols = json::array();
@@ -151,6 +168,17 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
   meta["labels"][kLabelRank] = std::to_string(rank);
   meta["annotations"] = {{kAnnotationAttempt, std::to_string(ctx.attempt)}};
   return {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", meta}, {"spec", pod_spec}};
+}
+
+json BuildTlsSecret(const ChildContext& ctx, int cluster, const std::string& ca_crt, const std::string& tls_crt,
+                    const std::string& tls_key, const std::string& ca_id) {
+  json meta = Meta(ctx, cluster, TlsSecretName(ctx.job->metadata.name, ClusterAt(ctx, cluster).name));
+  meta["annotations"] = {{kAnnotationCa, ca_id}};
+  return {{"apiVersion", "v1"},
+          {"kind", "Secret"},
+          {"type", "kubernetes.io/tls"},
+          {"metadata", meta},
+          {"stringData", {{"ca.crt", ca_crt}, {"tls.crt", tls_crt}, {"tls.key", tls_key}}}};
 }
 
 json BuildHeadlessService(const ChildContext& ctx, int cluster) {

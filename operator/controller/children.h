@@ -38,6 +38,9 @@ nlohmann::json ChildLabels(const ChildContext& ctx, int cluster);
 
 nlohmann::json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank);
 nlohmann::json BuildHeadlessService(const ChildContext& ctx, int cluster);
+// The gateway's mutual-TLS Secret (type kubernetes.io/tls plus ca.crt).
+nlohmann::json BuildTlsSecret(const ChildContext& ctx, int cluster, const std::string& ca_crt,
+                              const std::string& tls_crt, const std::string& tls_key, const std::string& ca_id);
 // Absent for HostNetwork gateways (the gateway pod binds the node's port).
 std::optional<nlohmann::json> BuildGatewayService(const ChildContext& ctx, int cluster);
 

@@ -9,6 +9,8 @@
 #include "operator/controller/gateway.h"
 #include "operator/controller/names.h"
 #include "operator/controller/status.h"
+#include "src/net/crc32c.h"
+#include "src/security/certs.h"
 
 namespace stella::op {
 namespace {
@@ -478,6 +480,27 @@ StatusOr<ReconcileResult> Controller::Reconcile(const std::string& key) {
     return ReconcileResult{};
   }
 
+  // Mutual TLS between gateways: one job CA per job; a change of the
+  // rotate-certificates annotation reissues them and restarts the workers.
+  const std::string rotate = st.obj.value("/metadata/annotations"_json_pointer, json::object())
+                                 .value(kAnnotationRotate, std::string());
+  const bool force_rotation = !rotate.empty() && rotate != st.status.value("certificatesRotation", std::string());
+  int present = 0;
+  for (size_t c = 0; c < nc; ++c) present += static_cast<int>(current[c].size());
+  if (nc > 1 && (present < st.job.TotalWorkers() || force_rotation)) {
+    bool reissued = false;
+    STELLA_RETURN_IF_ERROR(EnsureTlsSecrets(st, ob, force_rotation, &reissued));
+    if (force_rotation) {
+      st.status["certificatesRotation"] = rotate;
+      STELLA_RETURN_IF_ERROR(WriteStatus(st));
+      Event(st, "Normal", "CertificatesRotated",
+            "gateway certificates reissued from a new job CA (" + std::string(kAnnotationRotate) + "=" + rotate +
+                "); restarting the workers");
+      STELLA_RETURN_IF_ERROR(DeletePods(st, ob, "certificate rotation"));
+      return ReconcileResult{};
+    }
+  }
+
   // Stale attempts go; missing ranks are created once their name is free.
   ChildContext ctx;
   ctx.job = &st.job;
@@ -602,6 +625,57 @@ Status Controller::EnsureServices(JobState& st, Observed& ob) {
   return Status::Ok();
 }
 
+Status Controller::EnsureTlsSecrets(JobState& st, Observed& ob, bool force, bool* reissued) {
+  *reissued = false;
+  const auto& clusters = st.job.spec.clusters;
+  std::vector<json> existing(clusters.size());
+  std::set<std::string> cas;
+  bool all = true;
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    const std::string name = TlsSecretName(st.name, clusters[c].name);
+    auto r = ob.members[c]->client()->Get(kube::ResourcePath("v1", "secrets", st.ns, name));
+    if (!r.ok()) return r.status().WithContext("reading secret " + name);
+    if (r->code == 404) {
+      all = false;
+      continue;
+    }
+    if (r->code != 200) return UnavailableError(HttpError("reading secret " + name + " in " + ob.members[c]->id(), *r));
+    existing[c] = r->body;
+    cas.insert(r->body.value("/metadata/annotations"_json_pointer, json::object()).value(kAnnotationCa, std::string()));
+  }
+  if (all && cas.size() == 1 && !cas.begin()->empty() && !force) return Status::Ok();
+
+  // The CA's private key lives only in this scope: every gateway is issued
+  // now, and a later change issues a whole new CA.
+  auto ca = security::CreateJobCa(st.ns, st.name);
+  if (!ca.ok()) return ca.status().WithContext("job CA of " + st.key);
+  char id[16];
+  std::snprintf(id, sizeof(id), "%08x", net::Crc32c(ca->certificate_pem.data(), ca->certificate_pem.size()));
+  ChildContext ctx;
+  ctx.job = &st.job;
+  ctx.origin = options_.origin;
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    auto material = security::IssueGatewayCertificate(*ca, clusters[c].name);
+    if (!material.ok()) return material.status().WithContext("gateway certificate of cluster " + clusters[c].name);
+    ctx.hub = ob.members[c] == clusters_->Hub();
+    json secret = BuildTlsSecret(ctx, static_cast<int>(c), material->ca_crt, material->tls_crt, material->tls_key, id);
+    const std::string name = TlsSecretName(st.name, clusters[c].name);
+    StatusOr<kube::Response> r = UnavailableError("unset");
+    if (existing[c].is_null()) {
+      r = ob.members[c]->client()->Create(kube::ResourcePath("v1", "secrets", st.ns), secret);
+    } else {
+      secret["metadata"]["resourceVersion"] = existing[c].value("/metadata/resourceVersion"_json_pointer, std::string());
+      r = ob.members[c]->client()->Update(kube::ResourcePath("v1", "secrets", st.ns, name), secret);
+    }
+    if (!r.ok()) return r.status().WithContext("writing secret " + name);
+    if (r->code == 409) return ConflictError("secret " + name);
+    if (r->code >= 300) return UnavailableError(HttpError("writing secret " + name + " in " + ob.members[c]->id(), *r));
+  }
+  *reissued = true;
+  log_->Info("job " + st.key + ": gateway certificates issued from job CA " + id);
+  return Status::Ok();
+}
+
 Status Controller::DeletePods(JobState& st, Observed& ob, const std::string& why) {
   for (size_t c = 0; c < ob.pods.size(); ++c) {
     for (const auto& p : ob.pods[c]) {
@@ -678,6 +752,16 @@ StatusOr<ReconcileResult> Controller::Finalize(JobState& st) {
           return UnavailableError(HttpError(std::string("deleting ") + plural + " " + Name(child), *r));
         }
       }
+    }
+  }
+  if (blocked.empty() && st.job.spec.clusters.size() > 1) {
+    for (const auto& cl : st.job.spec.clusters) {
+      auto m = clusters_->ForCluster(st.ns, cl.kubeconfig_secret);
+      if (!m.ok() || *m == clusters_->Hub()) continue;  // hub Secrets go with their ownerReference
+      const std::string name = TlsSecretName(st.name, cl.name);
+      auto r = (*m)->client()->Delete(kube::ResourcePath("v1", "secrets", st.ns, name));
+      if (!r.ok()) return r.status().WithContext("deleting secret " + name);
+      if (r->code >= 300 && r->code != 404) return UnavailableError(HttpError("deleting secret " + name, *r));
     }
   }
   if (!blocked.empty()) {

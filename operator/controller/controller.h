@@ -96,6 +96,9 @@ class Controller {
   StatusOr<ReconcileResult> FinishedJob(JobState& st);
   Status EnsureServices(JobState& st, Observed& ob);
   Status DeletePods(JobState& st, Observed& ob, const std::string& why);
+  // Makes every gateway's TLS Secret hold certificates of one job CA,
+  // issuing a new CA when they are missing, disagree, or `force`.
+  Status EnsureTlsSecrets(JobState& st, Observed& ob, bool force, bool* reissued);
   void Fail(JobState& st, Observed& ob, const std::string& reason, const std::string& message);
   void ScrapeRuntime(JobState& st, Observed& ob);
   Status WriteStatus(JobState& st);

@@ -22,6 +22,10 @@ std::string GatewayServiceName(const std::string& job, const std::string& cluste
   return job + "-" + cluster + "-gw";
 }
 
+std::string TlsSecretName(const std::string& job, const std::string& cluster) {
+  return job + "-" + cluster + "-tls";
+}
+
 Status CheckChildNames(const spec::StellaJob& job) {
   for (size_t c = 0; c < job.spec.clusters.size(); ++c) {
     const auto& cl = job.spec.clusters[c];

@@ -29,6 +29,12 @@ inline constexpr char kLabelJobUid[] = "stella.dev/job-uid";
 inline constexpr char kLabelCluster[] = "stella.dev/cluster";
 inline constexpr char kLabelRank[] = "stella.dev/rank";
 inline constexpr char kAnnotationAttempt[] = "stella.dev/attempt";
+// On a TLS Secret: which job CA signed it (all clusters of a job must agree).
+inline constexpr char kAnnotationCa[] = "stella.dev/ca";
+// On a StellaJob: change its value to have every gateway certificate
+// reissued from a new job CA (the workers restart, resuming from checkpoints).
+inline constexpr char kAnnotationRotate[] = "stella.dev/rotate-certificates";
+inline constexpr char kTlsMountPath[] = "/etc/stella/tls";
 
 // Ports inside a worker pod.
 inline constexpr int kStorePort = 29400;  // rank 0's rendezvous store
@@ -40,6 +46,9 @@ bool SplitJobKey(const std::string& key, std::string* ns, std::string* name);
 std::string PodName(const std::string& job, const std::string& cluster, int rank);
 std::string HeadlessServiceName(const std::string& job, const std::string& cluster);
 std::string GatewayServiceName(const std::string& job, const std::string& cluster);
+// The Secret holding a cluster gateway's mutual-TLS material (ca.crt,
+// tls.crt, tls.key), in the cluster the gateway runs in.
+std::string TlsSecretName(const std::string& job, const std::string& cluster);
 
 // Every child name must be a DNS-1123 label (Services, pod hostnames): fails
 // naming the job and cluster when "<job>-<cluster>-gw" or the longest pod

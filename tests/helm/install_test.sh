@@ -329,7 +329,11 @@ yes delete services -n jobs
 yes list nodes
 yes watch nodes
 no  create pods -n default
-no  get secrets -n jobs
+yes get secrets -n jobs
+yes create secrets -n jobs
+yes delete secrets -n jobs
+no  list secrets -n jobs
+no  get secrets -n default
 no  update pods -n jobs
 no  create deployments.apps -n jobs
 no  delete nodes
@@ -337,10 +341,11 @@ EOF
 cat >"$dir/want-member.txt" <<'EOF'
 nodes [] [get list watch]
 pods [] [get list watch create delete]
+secrets [] [get create update delete]
 services [] [get list watch create delete]
 EOF
 rules_in "$dir/member.kubeconfig" jobs >"$dir/got-member.txt"
-check "member can-i --list in the job namespace is exactly pods, services, nodes" diff -u "$dir/want-member.txt" "$dir/got-member.txt"
+check "member can-i --list in the job namespace is exactly pods, services, TLS secrets, nodes" diff -u "$dir/want-member.txt" "$dir/got-member.txt"
 
 # The hub gets the member kubeconfig as a Secret in each watched namespace...
 if h upgrade stella "$chart" -n stella-system --reuse-values \

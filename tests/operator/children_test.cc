@@ -63,7 +63,8 @@ TEST(ChildrenTest, WorkerPodCarriesRankPeersResourcesAndHardening) {
   // Its own gateway binds; the other cluster's is dialled.
   EXPECT_EQ(ArgAfter(pod, "--wan-addresses"), "10.0.0.1:29500,0.0.0.0:29500");
   EXPECT_EQ(ArgAfter(pod, "--bind-host"), "$(POD_IP)");
-  EXPECT_FALSE(HasArg(pod, "--resume"));
+  EXPECT_TRUE(HasArg(pod, "--resume"));  // the example has checkpoints: a recreated worker continues
+  EXPECT_FALSE(HasArg(pod, "--tls-dir"));  // only gateways speak WAN TLS
   const json& c = pod["spec"]["containers"][0];
   EXPECT_EQ(c["image"], "stella:test");
   EXPECT_EQ(c["resources"]["limits"]["nvidia.com/gpu"], "1");
@@ -94,13 +95,29 @@ TEST(ChildrenTest, TolerationsMemberResourcesAndMigPassThrough) {
   EXPECT_FALSE(res["limits"].contains("nvidia.com/gpu"));  // the MIG slice replaces the whole GPU
   EXPECT_EQ(res["requests"]["cpu"], "2");
   EXPECT_EQ(pod["spec"]["tolerations"][0], (json{{"key", "nvidia.com/gpu"}, {"operator", "Exists"}, {"effect", "NoSchedule"}}));
+  // Rank 0 is the gateway: it mounts its cluster's TLS Secret, readable by the worker's group only.
+  EXPECT_EQ(ArgAfter(pod, "--tls-dir"), "/etc/stella/tls");
+  bool mounted = false;
+  for (const auto& v : pod["spec"]["volumes"]) {
+    if (v["name"] == "tls") {
+      EXPECT_EQ(v["secret"]["secretName"], "fashion-cnn-onprem-tls");
+      EXPECT_EQ(v["secret"]["defaultMode"], 0440);
+      mounted = true;
+    }
+  }
+  EXPECT_TRUE(mounted);
+  json secret = BuildTlsSecret(ctx, 0, "CA", "CRT", "KEY", "abcd");
+  EXPECT_EQ(secret["type"], "kubernetes.io/tls");
+  EXPECT_EQ(secret["stringData"]["tls.key"], "KEY");
+  EXPECT_EQ(secret["metadata"]["annotations"][kAnnotationCa], "abcd");
+  EXPECT_EQ(secret["metadata"]["labels"][kLabelJobUid], "uid-1");
   // Rank 0 exposes the WAN port.
   bool wan = false;
   for (const auto& p : pod["spec"]["containers"][0]["ports"]) wan = wan || p["name"] == "wan";
   EXPECT_TRUE(wan);
 }
 
-TEST(ChildrenTest, RestartAttemptResumesOnlyWithCheckpoints) {
+TEST(ChildrenTest, WorkersResumeOnlyWithCheckpoints) {
   spec::StellaJob job = LoadExample();
   ChildContext ctx = Context(job);
   ctx.attempt = 2;

@@ -242,6 +242,16 @@ class OperatorE2E(unittest.TestCase):
         self.assertTrue(wan_a[1].endswith(":%d" % node_port), wan_a)  # a member-b node : its NodePort
         self.assertEqual(wan_b[1], "0.0.0.0:29501")
         self.assertEqual(arg_after(a0, "--store-host"), "life-onprem-0.life-onprem")
+        # Mutual TLS: each gateway mounts its cluster's Secret; both signed by one job CA.
+        self.assertEqual(arg_after(a0, "--tls-dir"), "/etc/stella/tls")
+        self.assertIsNone(arg_after(pods_a[1], "--tls-dir"))
+        secrets = [c.get(m, "secret", "life-%s-tls" % cl, "-n", "default")
+                   for m, cl in (("member-a", "onprem"), ("member-b", "cloud"))]
+        self.assertTrue(all(secrets), "TLS secrets in both members")
+        self.assertEqual(len({s["metadata"]["annotations"]["stella.dev/ca"] for s in secrets}), 1)
+        self.assertEqual(sorted(secrets[0]["data"]), ["ca.crt", "tls.crt", "tls.key"])
+        self.assertEqual(secrets[0]["data"]["ca.crt"], secrets[1]["data"]["ca.crt"])
+        self.assertNotEqual(secrets[0]["data"]["tls.crt"], secrets[1]["data"]["tls.crt"])
         # kwok runs them -> Running with per-cluster counts.
         job = self.wait_phase("life", "Running")
         self.assertEqual(job["status"]["clustersReady"], "2/2")
@@ -264,6 +274,8 @@ class OperatorE2E(unittest.TestCase):
         wait_for("children gone", lambda: not any(c.pods(m, "life") or c.services(m, "life")
                                                   for m in ("member-a", "member-b")))
         wait_for("job gone", lambda: c.job("life") is None)
+        self.assertIsNone(c.get("member-a", "secret", "life-onprem-tls", "-n", "default"))
+        self.assertIsNone(c.get("member-b", "secret", "life-cloud-tls", "-n", "default"))
 
     def test_2_suspend_and_resume(self):
         c = self.clusters
@@ -279,6 +291,18 @@ class OperatorE2E(unittest.TestCase):
             "-p", '{"spec":{"runPolicy":{"suspend":false}}}')
         job = self.wait_phase("susp", "Running")
         self.assertEqual(condition(job, "Suspended")["status"], "False")
+        # Rotation on request: a new job CA, new certificates, workers restarted.
+        ca_before = c.get("member-a", "secret", "susp-onprem-tls", "-n", "default")["metadata"]["annotations"]["stella.dev/ca"]
+        uid_before = c.pods("member-b", "susp")[0]["metadata"]["uid"]
+        c.k("hub", "annotate", "stellajob", "susp", "-n", "default", "stella.dev/rotate-certificates=r1")
+        wait_for("certificates rotated", lambda: (c.job("susp") or {}).get("status", {}).get("certificatesRotation") == "r1")
+        cas = wait_for("both secrets on the new CA", lambda: (lambda a, b: a == b and a != ca_before and a)(
+            c.get("member-a", "secret", "susp-onprem-tls", "-n", "default")["metadata"]["annotations"]["stella.dev/ca"],
+            c.get("member-b", "secret", "susp-cloud-tls", "-n", "default")["metadata"]["annotations"]["stella.dev/ca"]))
+        self.assertTrue(cas)
+        wait_for("workers restarted", lambda: len(c.pods("member-b", "susp")) == 2 and
+                 c.pods("member-b", "susp")[0]["metadata"]["uid"] != uid_before)
+        self.wait_phase("susp", "Running")
         c.k("hub", "delete", "stellajob", "susp", "-n", "default")
 
     def test_3_failed_pod_restarts_until_backoff_limit(self):
