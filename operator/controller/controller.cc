@@ -326,8 +326,10 @@ StatusOr<ReconcileResult> Controller::Reconcile(const std::string& key) {
       ob.errors[c] = (*m)->LastError().empty() ? "watch failing" : (*m)->LastError();
     } else {
       ob.members[c] = *m;
-      ob.pods[c] = (*m)->pods().List(uid_selector);
-      ob.services[c] = (*m)->services().List(uid_selector);
+      // Two clusters of one job may share a member (e.g. both on the hub).
+      const std::string selector = uid_selector + "," + kLabelCluster + "=" + clusters[c].name;
+      ob.pods[c] = (*m)->pods().List(selector);
+      ob.services[c] = (*m)->services().List(selector);
     }
     if (!ob.errors[c].empty()) unreachable.push_back(clusters[c].name + " (" + ob.errors[c] + ")");
   }

@@ -36,7 +36,7 @@ cleanup() {
   bash "$STELLA_ROOT/scripts/control-plane.sh" stop "$plane" >/dev/null 2>&1
   rm -rf "$work"
 }
-trap cleanup EXIT
+[ -n "${STELLA_KEEP:-}" ] && trap "echo kept in $work; kill \$op_pid" EXIT || trap cleanup EXIT
 
 # wait_for SECONDS DESCRIPTION COMMAND...: polls every 0.5 s.
 wait_for() {
