@@ -417,6 +417,26 @@ class OperatorE2E(unittest.TestCase):
             cls.operator = standby
 
 
+    def test_7_no_secrets_in_logs_or_metrics(self):
+        """Least privilege: nothing the operator prints or serves carries a
+        token or key material (the kubeconfigs' tokens, the TLS keys it made)."""
+        c = self.clusters
+        tokens = []
+        for kc in c.kubeconfig.values():
+            for line in open(kc):
+                if line.strip().startswith("token:"):
+                    tokens.append(line.split(":", 1)[1].strip())
+        self.assertEqual(len(tokens), 3)
+        texts = [open(os.path.join(c.dir, f), errors="replace").read()
+                 for f in os.listdir(c.dir) if f.startswith("operator-") and f.endswith(".log")]
+        texts.append(self.operator.metrics())
+        self.assertGreater(sum(len(t) for t in texts), 1000)
+        for t in texts:
+            for tok in tokens:
+                self.assertNotIn(tok, t)
+            self.assertNotIn("PRIVATE KEY", t)
+            self.assertNotIn("BEGIN CERTIFICATE", t)
+
 if __name__ == "__main__":
     if not os.path.exists(OPERATOR):
         print("operator_e2e_test: %s not built" % OPERATOR)
