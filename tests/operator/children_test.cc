@@ -63,7 +63,7 @@ TEST(ChildrenTest, WorkerPodCarriesRankPeersResourcesAndHardening) {
   // Its own gateway binds; the other cluster's is dialled.
   EXPECT_EQ(ArgAfter(pod, "--wan-addresses"), "10.0.0.1:29500,0.0.0.0:29500");
   EXPECT_EQ(ArgAfter(pod, "--bind-host"), "$(POD_IP)");
-  EXPECT_TRUE(HasArg(pod, "--resume"));  // the example has checkpoints: a recreated worker continues
+  EXPECT_FALSE(HasArg(pod, "--resume"));  // the runtime has no --resume yet
   EXPECT_FALSE(HasArg(pod, "--tls-dir"));  // only gateways speak WAN TLS
   const json& c = pod["spec"]["containers"][0];
   EXPECT_EQ(c["image"], "stella:test");
@@ -117,16 +117,13 @@ TEST(ChildrenTest, TolerationsMemberResourcesAndMigPassThrough) {
   EXPECT_TRUE(wan);
 }
 
-TEST(ChildrenTest, WorkersResumeOnlyWithCheckpoints) {
+TEST(ChildrenTest, RestartAttemptIsRecorded) {
   spec::StellaJob job = LoadExample();
   ChildContext ctx = Context(job);
   ctx.attempt = 2;
   json pod = BuildWorkerPod(ctx, 0, 0);
-  EXPECT_TRUE(HasArg(pod, "--resume"));
   EXPECT_EQ(pod["metadata"]["annotations"][kAnnotationAttempt], "2");
-  job.spec.checkpoint.path.clear();
-  job.spec.checkpoint.interval_steps = 0;
-  EXPECT_FALSE(HasArg(BuildWorkerPod(ctx, 0, 0), "--resume"));
+  EXPECT_FALSE(HasArg(pod, "--resume"));
 }
 
 TEST(ChildrenTest, HubChildrenAreOwnedAndServicesSelectTheirCluster) {
