@@ -111,7 +111,8 @@ ENTRYPOINT ["stella"]
 CMD ["--help"]
 
 # Runtime packages of the binaries (computed in the builder, so this layer is
-# reused while the list is unchanged), the data set, and the user. Packages
+# reused while the list is unchanged), the data set, the user, and no setuid
+# or setgid file (su, mount, passwd...: nothing to escalate through). Packages
 # the base already has are left alone (CUDA bases pin theirs). Package docs,
 # man pages and locales are not installed, as debian:bookworm-slim does.
 COPY --from=builder /out/runtime-packages.txt /usr/share/stella/runtime-packages.txt
@@ -128,7 +129,8 @@ RUN set -eu; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log; \
     groupadd --gid 65532 stella; \
     useradd -K UID_MAX=65534 --uid 65532 --gid 65532 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin stella; \
-    install -d -o 65532 -g 65532 -m 0700 /checkpoints
+    install -d -o 65532 -g 65532 -m 0700 /checkpoints; \
+    find / -xdev -type f -perm /6000 -exec chmod ug-s {} +
 
 # Binaries and examples (and the cuda variant's libtorch/lib, which the
 # binaries' RUNPATH names), root-owned and read-only for the user.

@@ -137,20 +137,33 @@ cmd_build() {
 }
 
 cmd_size() {
-  local img=${1:-$image} tmp blob raw=0 gz=0 n
+  local img=${1:-$image} tmp
   have_image "$img" || die "no image $img in $dir/storage (scripts/image.sh build first)"
-  # The layers as a registry would hold them: uncompressed tars (what the
-  # image takes unpacked) and their gzip size (what a node pulls).
+  # The layers as a registry would hold them: gzip-compressed (what a node
+  # pulls) and unpacked (what the image takes on disk).
   tmp=$(mktemp -d "$tmpdir/size.XXXXXX")
-  b push --quiet --disable-compression "$img" "oci:$tmp/oci" >/dev/null
-  for blob in $(b inspect --type image --format '{{range .OCIv1.RootFS.DiffIDs}}{{.}} {{end}}' "$img"); do
-    blob="$tmp/oci/blobs/sha256/${blob#sha256:}"
-    [ -f "$blob" ] || die "layer $blob missing from the pushed copy of $img"
-    n=$(stat -c %s "$blob"); raw=$((raw + n))
-    n=$(gzip -c "$blob" | wc -c); gz=$((gz + n))
-  done
+  b push --quiet "$img" "oci:$tmp/oci" >/dev/null || { rm -rf "$tmp"; die "buildah push $img to an OCI layout failed"; }
+  python3 - "$tmp/oci" "$img" <<'PY'
+import gzip, json, os, sys
+root, name = sys.argv[1], sys.argv[2]
+def blob(digest):
+    return os.path.join(root, "blobs", *digest.split(":", 1))
+index = json.load(open(os.path.join(root, "index.json")))
+manifest = json.load(open(blob(index["manifests"][0]["digest"])))
+packed = unpacked = 0
+for layer in manifest["layers"]:
+    packed += layer["size"]
+    if layer["mediaType"].endswith("+gzip"):
+        with gzip.open(blob(layer["digest"])) as f:
+            while chunk := f.read(1 << 20):
+                unpacked += len(chunk)
+    else:
+        unpacked += layer["size"]
+print(f"image {name} layers {len(manifest['layers'])} unpacked_bytes {unpacked} gzip_bytes {packed}")
+PY
+  local rc=$?
   rm -rf "$tmp"
-  echo "image $img uncompressed_bytes $raw gzip_bytes $gz"
+  return $rc
 }
 
 case "${1:-}" in

@@ -50,7 +50,7 @@ start=$(date +%s)
 img build
 build_seconds=$(( $(date +%s) - start ))
 echo "image_test: build took $build_seconds s"
-img size "$IMAGE"
+if size=$(img size "$IMAGE"); then pass "size: $size"; else fail "image size" "scripts/image.sh size failed"; fi
 
 # ---- image configuration
 cfg() { img buildah inspect --type image --format "$1" "$IMAGE"; }
@@ -89,6 +89,7 @@ expect "dataset-fashion-mnist installed" "install ok installed" "$(in_image dpkg
 # writable sticky dirs of every Debian base) and /checkpoints.
 writable=$(in_image find / -xdev -type d -writable 2>/dev/null | sort | tr '\n' ' ')
 expect "directories writable by 65532" "/checkpoints /run/lock /tmp /var/tmp " "$writable"
+expect "no setuid/setgid files" "" "$(in_image find / -xdev -type f -perm /6000 2>/dev/null | tr '\n' ' ')"
 expect "/checkpoints owner" "65532:65532 700" "$(in_image stat -c '%u:%g %a' /checkpoints)"
 
 # ---- a short real training run inside the image
