@@ -8,6 +8,7 @@
 #                docs/container.md for the arguments it expects.
 #
 #   buildah bud --layers -t stella:dev .           # or docker build -t stella:dev .
+#   buildah bud --layers --target stella-operator -t stella-operator:dev .
 #   make image / make image-test                   # scripts/image.sh: buildah, local base
 #
 # Layer order is deliberate: with the vfs storage driver (what works here)
@@ -136,3 +137,19 @@ RUN set -eu; \
 # binaries' RUNPATH names), root-owned and read-only for the user.
 COPY --from=builder /out/stella /opt/stella
 USER 65532:65532
+
+# ---------------------------------------------------------------- targets
+# One image content, three entry points. The Helm chart runs the operator
+# image with arguments only (image stella-operator) and gives the operator
+# stella-runtime as the workers' default image, so each gets its binary as
+# ENTRYPOINT: `--target stella-operator`, `--target stella-runtime`. The
+# last stage, `stella` (the CLI), is what a plain build produces.
+FROM runtime AS stella-operator
+ENTRYPOINT ["stella-operator"]
+CMD []
+
+FROM runtime AS stella-runtime
+ENTRYPOINT ["stella-runtime"]
+CMD []
+
+FROM runtime AS stella

@@ -3,7 +3,8 @@
 # engine or a registry: the Debian base image is made locally with
 # debootstrap from the apt mirror this machine uses.
 #
-#   scripts/image.sh build          base image if missing, then the Dockerfile -> $IMAGE
+#   scripts/image.sh build          base image if missing, then the Dockerfile's
+#                                   targets -> localhost/<target>:$TAG each
 #   scripts/image.sh base           only the local base image (localhost/debian:bookworm)
 #   scripts/image.sh buildah ARGS   any buildah command on this script's storage
 #   scripts/image.sh size [IMAGE]   uncompressed size and gzip-compressed (pull) size, bytes
@@ -15,10 +16,13 @@
 #                     (RUN --mount=type=cache), kept across clones and CI runs
 #                     [${XDG_CACHE_HOME:-~/.cache}/stella/image]
 #   LAYERS            1: keep a layer per instruction and reuse them on the
-#                     next build; 0: one layer per stage (less disk: vfs copies
-#                     the whole file system per layer) [1]
+#                     next build and the next target; 0: one layer per stage
+#                     (less disk: vfs copies the whole file system per layer,
+#                     but every target rebuilds from scratch) [1]
 #   VARIANT           cpu | cuda [cpu]
-#   IMAGE             tag to build [localhost/stella:dev, or :dev-cuda]
+#   TARGETS           Dockerfile stages to tag, the same image with a different
+#                     entrypoint each [stella stella-runtime stella-operator]
+#   TAG               tag of each [dev, or dev-cuda]
 #   BASE              builder base [cpu: localhost/debian:bookworm, made by `base`;
 #                     cuda: nvidia/cuda:12.4.1-cudnn-devel-ubuntu22.04]
 #   RUNTIME_BASE      runtime base [cpu: BASE; cuda: nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04]
@@ -38,17 +42,19 @@ variant=${VARIANT:-cpu}
 local_base=localhost/debian:bookworm
 case "$variant" in
   cpu)
-    image=${IMAGE:-localhost/stella:dev}
+    tag=${TAG:-dev}
     base=${BASE:-$local_base}
     runtime_base=${RUNTIME_BASE:-$base}
     pull=${PULL:-never} ;;
   cuda)
-    image=${IMAGE:-localhost/stella:dev-cuda}
+    tag=${TAG:-dev-cuda}
     base=${BASE:-nvidia/cuda:12.4.1-cudnn-devel-ubuntu22.04}
     runtime_base=${RUNTIME_BASE:-nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04}
     pull=${PULL:-missing} ;;
   *) echo "image.sh: VARIANT must be cpu or cuda, got \"$variant\"" >&2; exit 2 ;;
 esac
+targets=${TARGETS:-stella stella-runtime stella-operator}
+image=localhost/stella:$tag
 
 die() { echo "image.sh: $*" >&2; exit 1; }
 
@@ -126,14 +132,18 @@ cmd_build() {
     [ -n "${LIBTORCH_URL:-}" ] || die "LIBTORCH_URL: required for VARIANT=cuda (see docs/container.md), got an empty value"
     args+=(--build-arg "LIBTORCH_URL=$LIBTORCH_URL")
   fi
-  local start end layers
+  local start end layers target
   case "${LAYERS:-1}" in 1) layers=true ;; 0) layers=false ;; *) die "LAYERS must be 0 or 1, got \"$LAYERS\"" ;; esac
-  start=$(date +%s)
   mkdir -p "$tmpdir"
-  nice -n 10 env TMPDIR="$tmpdir" buildah --root "$dir/storage" --runroot "$dir/run" --storage-driver vfs \
-    bud --layers="$layers" --isolation chroot --pull="$pull" "${args[@]}" -t "$image" -f "$repo/Dockerfile" "$repo"
-  end=$(date +%s)
-  echo "image.sh: built $image ($variant) in $((end - start)) s"
+  for target in $targets; do
+    case "$target" in stella|stella-runtime|stella-operator) ;; *) die "TARGETS: unknown target \"$target\" (stella, stella-runtime, stella-operator)" ;; esac
+    start=$(date +%s)
+    nice -n 10 env TMPDIR="$tmpdir" buildah --root "$dir/storage" --runroot "$dir/run" --storage-driver vfs \
+      bud --layers="$layers" --isolation chroot --pull="$pull" "${args[@]}" --target "$target" \
+      -t "localhost/$target:$tag" -f "$repo/Dockerfile" "$repo"
+    end=$(date +%s)
+    echo "image.sh: built localhost/$target:$tag ($variant) in $((end - start)) s"
+  done
 }
 
 cmd_size() {

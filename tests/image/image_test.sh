@@ -8,15 +8,16 @@
 #
 # Environment: STELLA_IMAGE_TEST_DIR (storage, default <repo>/build-image-test,
 # removed at the end unless STELLA_IMAGE_KEEP=1) and STELLA_IMAGE_TMP (the
-# build's ccache, kept: scripts/image.sh). It builds with LAYERS=0: its
-# storage is thrown away, so per-instruction layers would only cost disk.
+# build's ccache, kept: scripts/image.sh). All three targets are built; the
+# second and third reuse the first's layers and differ only in entrypoint.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 export STELLA_IMAGE_DIR=${STELLA_IMAGE_TEST_DIR:-$repo/build-image-test}
-export LAYERS=0
 export VARIANT=cpu
-export IMAGE=localhost/stella:image-test
+export TAG=image-test
+export TARGETS="stella stella-runtime stella-operator"
+IMAGE=localhost/stella:$TAG
 work=$(mktemp -d)
 passed=0
 failed=0
@@ -52,11 +53,16 @@ build_seconds=$(( $(date +%s) - start ))
 echo "image_test: build took $build_seconds s"
 if size=$(img size "$IMAGE"); then pass "size: $size"; else fail "image size" "scripts/image.sh size failed"; fi
 
-# ---- image configuration
-cfg() { img buildah inspect --type image --format "$1" "$IMAGE"; }
-expect "config user" "65532:65532" "$(cfg '{{.OCIv1.Config.User}}')"
-expect "config entrypoint" "[stella]" "$(cfg '{{.OCIv1.Config.Entrypoint}}')"
-expect "config workdir" "/opt/stella" "$(cfg '{{.OCIv1.Config.WorkingDir}}')"
+# ---- image configuration: one content, an entrypoint per target (the Helm
+# chart runs stella-operator and stella-runtime images with arguments only)
+cfg() { img buildah inspect --type image --format "$2" "localhost/$1:$TAG"; }
+for target in $TARGETS; do
+  expect "$target: user" "65532:65532" "$(cfg "$target" '{{.OCIv1.Config.User}}')"
+  expect "$target: entrypoint" "[$target]" "$(cfg "$target" '{{.OCIv1.Config.Entrypoint}}')"
+  expect "$target: workdir" "/opt/stella" "$(cfg "$target" '{{.OCIv1.Config.WorkingDir}}')"
+done
+expect "stella: cmd" "[--help]" "$(cfg stella '{{.OCIv1.Config.Cmd}}')"
+expect "targets share their layers" "$(cfg stella '{{.OCIv1.RootFS.DiffIDs}}')" "$(cfg stella-operator '{{.OCIv1.RootFS.DiffIDs}}')"
 
 ctr=$(img buildah from --pull-never "$IMAGE")
 
