@@ -124,19 +124,21 @@ cmd_base() {
 }
 
 cmd_build() {
-  need_tools
-  [ "$base" = "$local_base" ] && cmd_base
+  local start end layers target
+  case "${LAYERS:-1}" in 1) layers=true ;; 0) layers=false ;; *) die "LAYERS must be 0 or 1, got \"$LAYERS\"" ;; esac
+  for target in $targets; do
+    case "$target" in stella|stella-runtime|stella-operator) ;; *) die "TARGETS: unknown target \"$target\" (stella, stella-runtime, stella-operator)" ;; esac
+  done
   local args=(--build-arg "BASE=$base" --build-arg "RUNTIME_BASE=$runtime_base" --build-arg "VARIANT=$variant"
               --build-arg "JOBS=${JOBS:-2}")
   if [ "$variant" = cuda ]; then
     [ -n "${LIBTORCH_URL:-}" ] || die "LIBTORCH_URL: required for VARIANT=cuda (see docs/container.md), got an empty value"
     args+=(--build-arg "LIBTORCH_URL=$LIBTORCH_URL")
   fi
-  local start end layers target
-  case "${LAYERS:-1}" in 1) layers=true ;; 0) layers=false ;; *) die "LAYERS must be 0 or 1, got \"$LAYERS\"" ;; esac
+  need_tools
+  [ "$base" = "$local_base" ] && cmd_base
   mkdir -p "$tmpdir"
   for target in $targets; do
-    case "$target" in stella|stella-runtime|stella-operator) ;; *) die "TARGETS: unknown target \"$target\" (stella, stella-runtime, stella-operator)" ;; esac
     start=$(date +%s)
     nice -n 10 env TMPDIR="$tmpdir" buildah --root "$dir/storage" --runroot "$dir/run" --storage-driver vfs \
       bud --layers="$layers" --isolation chroot --pull="$pull" "${args[@]}" --target "$target" \

@@ -78,7 +78,7 @@ else
 fi
 # The operator is in the image exactly when the source tree defines its
 # executable; then it must start.
-if grep -rqs --include=CMakeLists.txt 'add_executable(stella-operator' "$repo"; then
+if grep -rqs --include=CMakeLists.txt --exclude-dir='build*' --exclude-dir=.git 'add_executable(stella-operator' "$repo"; then
   if out=$(in_image stella-operator --help 2>&1); then pass "stella-operator --help"; else fail "stella-operator --help" "$out"; fi
 else
   expect "no stella-operator target, none in the image" absent \
