@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 WERROR ?= OFF
 CTEST_ARGS ?=
 
-.PHONY: setup configure build test demo nccl-check clean setup-fuzz fuzz sanitize tsan
+.PHONY: setup configure build test demo nccl-check clean setup-fuzz fuzz sanitize tsan image image-test image-clean
 
 setup:
 	bash scripts/setup.sh
@@ -83,3 +83,19 @@ tsan: setup setup-fuzz
 	cmake --build $(TSAN_BUILD_DIR) -j $(JOBS) --target $(TSAN_TESTS)
 	cd $(TSAN_BUILD_DIR) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TEST_REGEX)' $(CTEST_ARGS)
+
+# ---- Container image (issue 6): the Dockerfile built with buildah on a Debian
+# base made by debootstrap; no Docker engine or registry needed for the cpu
+# variant. VARIANT=cuda needs a registry and LIBTORCH_URL (docs/container.md).
+VARIANT ?= cpu
+
+image:
+	VARIANT=$(VARIANT) bash scripts/image.sh build
+
+# Builds the cpu image in a storage of its own, runs the binaries and a short
+# real job inside it, then removes every image and layer it made.
+image-test:
+	bash tests/image/image_test.sh
+
+image-clean:
+	bash scripts/image.sh clean
