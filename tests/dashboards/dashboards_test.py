@@ -37,6 +37,32 @@ def free_port():
     return port
 
 
+def free_port_run(count):
+    """The first of `count` consecutive loopback ports that are free now, below the
+    kernel's ephemeral range so no outgoing connection or bind(:0) takes one of
+    them before the job's workers bind "metrics.port + index"."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    low, high = 10000, max(11000, ephemeral_low) - count
+    port = low + os.getpid() * 7919 % (high - low)
+    for _ in range(high - low):
+        if port >= high:
+            port = low
+        try:
+            held = []
+            for i in range(count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port + i))
+            return port
+        except OSError:
+            port += 1
+        finally:
+            for s in held:
+                s.close()
+    return free_port()
+
+
 def query(prom, expr):
     url = f"http://127.0.0.1:{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     with urllib.request.urlopen(url, timeout=10) as r:
@@ -89,7 +115,7 @@ def main():
               "binaries could not be built:\n" + testbin.stderr[-2000:] + "\n" + "=" * 70)
         return 77
     try:
-        metrics_base = 30000 + free_port() % 20000
+        metrics_base = free_port_run(2)  # one port per worker
         job = os.path.join(work, "job.yaml")
         with open(job, "w") as f:
             f.write(f"""apiVersion: stella.dev/v1alpha1

@@ -26,6 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 using stella::testing::BuildDir;
 using stella::testing::FreePort;
+using stella::testing::FreePortRun;
 using stella::testing::ReadFile;
 using stella::testing::Spawn;
 
@@ -55,8 +56,7 @@ struct ChildGuard {
 TEST(LiveJobTest, MetricsArePromtoolCleanScrapedByPrometheusAndCtrlCStopsTheJob) {
   char tmpl[] = "/tmp/stella-live-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  int metrics_base = FreePort();
-  if (metrics_base > 65000) metrics_base = 40000 + metrics_base % 20000;
+  const int metrics_base = FreePortRun(2);  // one port per worker
   const std::string job = dir + "/job.yaml";
   std::ofstream(job) << "apiVersion: stella.dev/v1alpha1\nkind: StellaJob\nmetadata:\n  name: live-metrics\n"
                         "spec:\n  model: {name: mlp, hidden: 32}\n  dataset: {name: fashion-mnist}\n"

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -29,6 +30,38 @@ int FreePort() {
   getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   close(fd);
   return ntohs(a.sin_port);
+}
+
+namespace {
+
+bool PortIsFree(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
+int FreePortRun(int count) {
+  int ephemeral_low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+  const int low = 10000;
+  const int high = std::max(low + 1000, ephemeral_low) - count;
+  // Start somewhere that depends on the process, so parallel tests spread out.
+  int port = low + static_cast<int>(getpid() * 7919L % (high - low));
+  for (int tries = 0; tries < high - low; ++tries, ++port) {
+    if (port >= high) port = low;
+    bool all = true;
+    for (int i = 0; i < count && all; ++i) all = PortIsFree(port + i);
+    if (all) return port;
+  }
+  return FreePort();
 }
 
 TempDir::TempDir() {

@@ -20,6 +20,12 @@ std::string BuildDir();
 // A loopback TCP port that was free a moment ago (bind to :0, read it, close).
 int FreePort();
 
+// The first of `count` consecutive loopback ports that are all free now, taken
+// below the kernel's ephemeral range (net.ipv4.ip_local_port_range) so that no
+// other process's outgoing connection or bind(:0) lands on them while a job
+// started with "metrics.port: <first>" comes up.
+int FreePortRun(int count);
+
 // A fresh directory under /tmp, removed with its contents on destruction.
 class TempDir {
  public:
