@@ -335,10 +335,9 @@ StatusOr<PipelineSnapshot> TensorPipeline::Drain() {
                   "step " + std::to_string(submitted_ - 1) + " to be applied before a checkpoint", &st)) {
     return st;
   }
-  if (finished_) {
-    return FailedPreconditionError("tensor pipeline: the workers agreed to stop after step " +
-                                   std::to_string(applied_steps_ - 1) + "; there is nothing to drain for");
-  }
+  // After an agreed stop the communication thread has left after publishing
+  // the stop step; steps computed beyond it are dropped, and the snapshot is
+  // of the stop step.
   PipelineSnapshot out;
   out.next_step = applied_steps_;
   const size_t ring = slots_.size();

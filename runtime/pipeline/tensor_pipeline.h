@@ -155,10 +155,11 @@ class TensorPipeline {
   // error the step is dropped (the error returned).
   Status Submit(const InstallTensorFunction& install);
 
-  // Between Submit and the next BeginStep: waits until every submitted step
-  // is applied and returns the snapshot to resume from. FailedPrecondition
-  // after an agreed stop (there is no next step); errors of the step
-  // function as any wait.
+  // Between Submit and the next BeginStep (or Finish): waits until every
+  // submitted step is applied, or the agreed stop, and returns the snapshot
+  // to resume from: next_step is the number of steps applied, which after an
+  // agreed stop may be fewer than were submitted (those are dropped). Errors
+  // of the step function as any wait.
   StatusOr<PipelineSnapshot> Drain();
 
   // Waits until every submitted step is applied (or the agreed stop), joins

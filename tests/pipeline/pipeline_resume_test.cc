@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "runtime/pipeline/sparse_sync.h"
@@ -252,6 +254,52 @@ TEST(PipelineResumeTest, SparseSyncStateMustFitTheWorkersRole) {
   bad_density.density = 0;
   EXPECT_FALSE((*member)->LoadState(bad_density).ok());
   EXPECT_TRUE((*member)->LoadState(ms).ok());
+}
+
+// After an agreed stop, Drain reports the stop step as the resume point even
+// though later steps were submitted (they are dropped), with the ring of
+// versions behind it intact.
+TEST(PipelineResumeTest, DrainAfterAnAgreedStopSnapshotsTheStopStep) {
+  TensorPipelineOptions po;
+  po.staleness = 2;
+  po.tensor_sizes = {3};
+  po.buckets = MakeBuckets(po.tensor_sizes, 0);
+  po.num_control = 1;
+  std::vector<float> master(3, 0.0f);
+  // Step t adds 1 to the master copy; the workers "agree" to stop after step
+  // 4, which is held back until steps 5 and 6 are submitted (staleness 2
+  // allows them), so they are surely in flight.
+  std::atomic<int64_t> submitted{0};
+  auto fn = [&master, &submitted](int64_t step, size_t, float*, float* control) -> StatusOr<bool> {
+    while (step == 4 && submitted.load() < 7) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (float& v : master) v += 1.0f;
+    control[0] = static_cast<float>(step);
+    return step == 4;
+  };
+  auto pipe = TensorPipeline::Create(po, master.data(), fn);
+  ASSERT_TRUE(pipe.ok());
+  std::vector<float> model(3);
+  auto install = [&](size_t, const float* src) { std::copy(src, src + 3, model.begin()); };
+  int64_t t = 0;
+  for (; t < 20; ++t) {
+    auto begin = (*pipe)->BeginStep(t);
+    ASSERT_TRUE(begin.ok());
+    if (begin->finished) break;
+    ASSERT_TRUE((*pipe)->WaitTensors({0}, install).ok());
+    (*pipe)->TensorReady(0);
+    (*pipe)->GradientBuffer()[3] = 0.0f;
+    if (!(*pipe)->Submit(install).ok()) break;
+    submitted.store(t + 1);
+  }
+  EXPECT_EQ(t, 7);  // steps 5 and 6 were computed, then BeginStep(7) saw the stop
+  auto snap = (*pipe)->Drain();
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  EXPECT_EQ(snap->next_step, 5);
+  ASSERT_EQ(snap->versions.size(), 3u);  // versions 3, 4, 5
+  EXPECT_EQ(snap->versions[0], std::vector<float>(3, 3.0f));
+  EXPECT_EQ(snap->versions[2], std::vector<float>(3, 5.0f));
+  EXPECT_EQ(snap->control, std::vector<float>{4.0f});
+  EXPECT_TRUE((*pipe)->Finish(install).ok());
 }
 
 }  // namespace
