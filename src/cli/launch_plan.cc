@@ -123,6 +123,7 @@ StatusOr<LaunchPlan> BuildLaunchPlan(const spec::StellaJob& job, const LaunchPla
                 "--store-port",    std::to_string(plan.store_ports[c]),
                 "--wan-ports",     wan_ports,
                 "--metrics-port",  std::to_string(w.metrics_port)};
+      if (options.resume) p.argv.push_back("--resume");
       plan.processes.push_back(std::move(p));
       plan.workers.push_back(std::move(w));
     }

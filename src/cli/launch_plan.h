@@ -32,6 +32,9 @@ struct LaunchPlanOptions {
   // the kernel. > 0: cluster c gets store port base_port + c and gateway port
   // base_port + clusters + c (deterministic, for tests and fixed firewalls).
   int base_port = 0;
+  // Pass --resume to every worker: continue from the newest checkpoint they
+  // all hold. Default false.
+  bool resume = false;
 };
 
 struct WorkerLaunch {
