@@ -1,8 +1,8 @@
 // The checkpoint promise end to end, with real stella-runtime processes (and
 // the stella CLI) training on the real Fashion-MNIST over loopback:
-//  - workers SIGKILLed mid-run and resumed continue bit for bit: the final
-//    parameters equal an uninterrupted run's, in ddp and in stella mode
-//    (staleness 2, random-k, error feedback);
+//  - workers SIGKILLed mid-run, or stopped by SIGTERM, and resumed continue
+//    bit for bit: the final parameters equal an uninterrupted run's, in ddp
+//    and in stella mode (staleness 2, random-k, error feedback);
 //  - a truncated newest checkpoint is skipped (logged) and the previous one
 //    used, still bit for bit;
 //  - `stella run` survives a SIGKILLed worker: it restarts the job from the
@@ -112,7 +112,7 @@ class ResumeTest : public ::testing::TestWithParam<std::string> {};
 INSTANTIATE_TEST_SUITE_P(Modes, ResumeTest, ::testing::Values("ddp", "stella"),
                          [](const auto& info) { return info.param; });
 
-TEST_P(ResumeTest, SigkilledWorkersResumeBitForBitAndATruncatedCheckpointIsSkipped) {
+TEST_P(ResumeTest, KilledOrStoppedWorkersResumeBitForBitAndATruncatedCheckpointIsSkipped) {
   TempDir dir;
   const std::string sync =
       GetParam() == "ddp" ? "  sync: {mode: ddp}\n"
@@ -166,6 +166,36 @@ TEST_P(ResumeTest, SigkilledWorkersResumeBitForBitAndATruncatedCheckpointIsSkipp
   EXPECT_EQ(ResumedStep(ReadFile(again.logs[0])), kSteps - kInterval);
   EXPECT_EQ(ResumedStep(beta_log), kSteps - kInterval);
   EXPECT_TRUE(after_truncation[0] == reference[0]) << "parameters differ after resuming from step 250";
+
+  // A graceful stop (SIGTERM, as Ctrl-C or an evicted pod) between two
+  // checkpoints writes a checkpoint of the agreed stop step; resuming from it
+  // is bit for bit too (in stella mode the steps in flight are dropped and
+  // recomputed).
+  const std::string stop_ckpt = dir.path() + "/stop-ckpt";
+  const std::string stop_job = dir.path() + "/stop.yaml";
+  WriteFile(stop_job, JobYaml("resume-" + GetParam(), stop_ckpt, sync));
+  Workers stopped = StartWorkers(dir.path(), stop_job, "stopped", false);
+  bool started = false;
+  for (int i = 0; i < 2400 && !started; ++i) {
+    started = Exists(StepFile(stop_ckpt + "/alpha-0", 50)) && Exists(StepFile(stop_ckpt + "/beta-0", 50));
+    if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(started) << ReadFile(stopped.logs[0]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (pid_t pid : stopped.pids) kill(pid, SIGTERM);
+  for (size_t i = 0; i < stopped.pids.size(); ++i) {
+    const int status = WaitFor(stopped.pids[i], std::chrono::seconds(60));
+    ASSERT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(stopped.logs[i]);
+  }
+  const std::string stop_log = ReadFile(stopped.logs[0]);
+  ASSERT_NE(stop_log.find("\"stopped\":true"), std::string::npos) << "the run ended before the stop\n" << stop_log;
+  Workers continued = StartWorkers(dir.path(), stop_job, "continued", true);
+  const std::vector<std::string> after_stop = Finish(continued);
+  ASSERT_EQ(after_stop.size(), 2u);
+  const int64_t stop_step = ResumedStep(ReadFile(continued.logs[0]));
+  EXPECT_GE(stop_step, 50);
+  std::printf("%s: stopped at step %lld, resumed there\n", GetParam().c_str(), static_cast<long long>(stop_step));
+  EXPECT_TRUE(after_stop[0] == reference[0]) << "parameters differ after a stop at step " << stop_step;
 }
 
 // --resume with nothing to resume from starts at step 0 (logged), it does
