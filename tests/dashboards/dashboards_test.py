@@ -121,11 +121,13 @@ spec:
                        capture_output=True)
         subprocess.run(kubectl + ["wait", "--for=condition=Established", "crd/stellajobs.stella.dev",
                                   "--timeout=60s"], check=True, capture_output=True)
+        # No kube-controller-manager here to make it; pod admission needs it.
+        subprocess.run(kubectl + ["create", "serviceaccount", "default", "-n", "default"], capture_output=True)
         op_port = free_port()
         olog = open(os.path.join(work, "operator.log"), "w")
         procs.append(subprocess.Popen([os.path.join(build, "bin", "stella-operator"), "--kubeconfig", kubeconfig,
                                        "--metrics-bind-address", f"127.0.0.1:{op_port}",
-                                       "--leader-election-namespace", "default"],
+                                       "--leader-election-namespace", "default", "--sweep-interval-seconds", "2"],
                                       stdout=olog, stderr=subprocess.STDOUT))
         subprocess.run(kubectl + ["apply", "-f", "-"], check=True, capture_output=True, text=True, input="""
 apiVersion: stella.dev/v1alpha1
@@ -165,7 +167,8 @@ spec:
             raise SystemExit("FAIL: the job's or the operator's metrics never reached Prometheus")
         time.sleep(20)  # enough samples for rate()[1m] and histogram quantiles
 
-        values = {"job": "dashboards", "cluster": ".*", "worker": ".*", "instance": ".*", "datasource": "prometheus"}
+        values = {"job": "dashboards", "cluster": ".*", "worker": ".*", "instance": ".*", "datasource": "prometheus",
+                  "__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
         checked = 0
         for path, dash in loaded.items():
             for var in dash["templating"]["list"]:
