@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "src/base/status.h"
@@ -102,6 +103,18 @@ class Compressor {
   virtual const char* name() const = 0;
 
   virtual CompressorStats stats() const = 0;
+
+  // The history the next selections depend on, for checkpoints: random-k's
+  // generator (it decides which indices are sent) and the threshold
+  // selectors' adaptive threshold (it decides only how fast the exact
+  // selection is found). Opaque bytes, tagged with the kind; top-k keeps
+  // none. Counters (stats) are not part of it.
+  virtual std::string SaveState() const = 0;
+  // Restores what SaveState of an instance of the same kind returned, so the
+  // next Compress calls select what the saved instance's would have.
+  // DataLoss for malformed bytes or a state of another kind; the instance is
+  // unchanged on error.
+  virtual Status LoadState(std::string_view state) = 0;
 };
 
 struct CompressorOptions {

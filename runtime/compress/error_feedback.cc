@@ -70,6 +70,22 @@ void ErrorFeedback::Update(const SparseGradient& sent) {
   accumulated_ = false;
 }
 
+Status ErrorFeedback::LoadState(const std::vector<float>& residual, const std::vector<float>& velocity) {
+  if (residual.size() != residual_.size()) {
+    return InvalidArgumentError("error feedback residual holds " + std::to_string(residual.size()) +
+                                " floats, the tensor has " + std::to_string(residual_.size()));
+  }
+  if (velocity.size() != velocity_.size()) {
+    return InvalidArgumentError("error feedback velocity holds " + std::to_string(velocity.size()) +
+                                " floats, expected " + std::to_string(velocity_.size()) +
+                                (momentum_correction() ? " (momentum correction on)" : " (momentum correction off)"));
+  }
+  residual_ = residual;
+  velocity_ = velocity;
+  accumulated_ = false;
+  return Status::Ok();
+}
+
 void ErrorFeedback::Reset() {
   std::fill(residual_.begin(), residual_.end(), 0.0f);
   std::fill(velocity_.begin(), velocity_.end(), 0.0f);

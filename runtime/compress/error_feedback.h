@@ -64,6 +64,13 @@ class ErrorFeedback {
   // Zeroes the residual (and velocity) and restarts the ordering contract.
   void Reset();
 
+  // Restores a checkpointed state: `residual` (num_elements floats) and
+  // `velocity` (num_elements floats with momentum correction, else empty),
+  // as residual() and velocity() showed them between an Update and the next
+  // Accumulate. Restarts the ordering contract. InvalidArgument naming the
+  // buffer when a size does not fit; nothing changes then.
+  Status LoadState(const std::vector<float>& residual, const std::vector<float>& velocity);
+
   size_t num_elements() const { return residual_.size(); }
   bool momentum_correction() const { return momentum_ != 0.0f; }
   // The accumulated-but-unsent values (v with momentum correction).

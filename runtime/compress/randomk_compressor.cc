@@ -3,6 +3,7 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <vector>
 
 #include "runtime/compress/internal/compressors.h"
@@ -65,6 +66,30 @@ class RandomKCompressor final : public Compressor {
 
   const char* name() const override { return "randomk"; }
   CompressorStats stats() const override { return stats_; }
+
+  // The generator's standard text form (its full state, the same with every
+  // standard library).
+  std::string SaveState() const override {
+    std::ostringstream text;
+    text << rng_;
+    ByteWriter w;
+    BeginState(name(), &w);
+    w.String(text.str());
+    return w.Release();
+  }
+
+  Status LoadState(std::string_view state) override {
+    ByteReader r(state, "randomk compressor state");
+    CheckStateKind(name(), &r);
+    std::istringstream text(r.String("generator"));
+    r.ExpectEnd();
+    if (!r.ok()) return r.status();
+    std::mt19937_64 restored;
+    text >> restored;
+    if (text.fail()) return DataLossError("randomk compressor state: the generator state does not parse");
+    rng_ = restored;
+    return Status::Ok();
+  }
 
  private:
   std::mt19937_64 rng_;

@@ -52,6 +52,20 @@ class ThresholdCompressor final : public Compressor {
     return s;
   }
 
+  std::string SaveState() const override {
+    ByteWriter w;
+    BeginState(name(), &w);
+    selector_.SaveState(&w);
+    return w.Release();
+  }
+
+  Status LoadState(std::string_view state) override {
+    ByteReader r(state, std::string(name()) + " compressor state");
+    CheckStateKind(name(), &r);
+    selector_.LoadState(&r);
+    return r.status();
+  }
+
  private:
   ThresholdSelector selector_;
   uint64_t calls_ = 0;

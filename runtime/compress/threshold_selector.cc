@@ -16,6 +16,34 @@ ThresholdSelector::ThresholdSelector(const CompressorOptions& options)
       max_candidate_ratio_(options.max_candidate_ratio),
       max_rescans_(options.max_rescans) {}
 
+void ThresholdSelector::SaveState(ByteWriter* out) const {
+  out->Bool(initialized_);
+  out->F32(tau_);
+  out->F32(initial_tau_);
+}
+
+void ThresholdSelector::LoadState(ByteReader* in) {
+  const bool initialized = in->Bool("threshold initialized");
+  const float tau = in->F32("threshold");
+  const float initial_tau = in->F32("initial threshold");
+  in->ExpectEnd();
+  if (!in->ok()) return;
+  if (!std::isfinite(tau) || tau < 0 || !std::isfinite(initial_tau) || initial_tau < 0) {
+    in->Fail("threshold must be finite and >= 0");
+    return;
+  }
+  initialized_ = initialized;
+  tau_ = tau;
+  initial_tau_ = initial_tau;
+}
+
+void BeginState(const char* kind, ByteWriter* out) { out->String(kind); }
+
+void CheckStateKind(const char* kind, ByteReader* in) {
+  const std::string saved = in->String("compressor kind");
+  if (in->ok() && saved != kind) in->Fail("state of a " + saved + " compressor given to a " + kind + " compressor");
+}
+
 void ThresholdSelector::SetTau(float tau) {
   if (!(tau > 0.0f) || !std::isfinite(tau)) return;  // keep the last usable tau
   tau_ = tau;

@@ -38,6 +38,20 @@ class TopKCompressor final : public Compressor {
   const char* name() const override { return "topk"; }
   CompressorStats stats() const override { return stats_; }
 
+  // Exact top-k keeps no history: the state is only the kind.
+  std::string SaveState() const override {
+    ByteWriter w;
+    BeginState(name(), &w);
+    return w.Release();
+  }
+
+  Status LoadState(std::string_view state) override {
+    ByteReader r(state, "topk compressor state");
+    CheckStateKind(name(), &r);
+    r.ExpectEnd();
+    return r.status();
+  }
+
  private:
   CompressorStats stats_;
   std::vector<uint64_t> keys_;  // scratch, n entries

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <sstream>
 #include <unordered_map>
 
 #include "runtime/compute/model_zoo.h"
@@ -236,6 +237,30 @@ void Trainer::SetTensorParameters(size_t i, const float* in) {
 }
 
 void Trainer::OptimizerStep() { impl_->optimizer->step(); }
+
+StatusOr<std::string> Trainer::SaveOptimizerState() const {
+  try {
+    torch::serialize::OutputArchive archive;
+    impl_->optimizer->save(archive);
+    std::ostringstream out;
+    archive.save_to(out);
+    return out.str();
+  } catch (const c10::Error& e) {
+    return InternalError(std::string("saving the optimizer state: ") + e.what_without_backtrace());
+  }
+}
+
+Status Trainer::LoadOptimizerState(const std::string& bytes) {
+  try {
+    torch::serialize::InputArchive archive;
+    std::istringstream in(bytes);
+    archive.load_from(in);
+    impl_->optimizer->load(archive);
+    return Status::Ok();
+  } catch (const c10::Error& e) {
+    return DataLossError(std::string("loading the optimizer state: ") + e.what_without_backtrace());
+  }
+}
 
 EvalResult Trainer::Evaluate(const data::Dataset& d, int batch_size) {
   torch::NoGradGuard no_grad;

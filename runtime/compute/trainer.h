@@ -93,6 +93,14 @@ class Trainer {
   // Applies the libtorch optimizer to the gradients currently in the model.
   void OptimizerStep();
 
+  // The libtorch optimizer's state (moments, step counts; ddp mode), for
+  // checkpoints: opaque bytes in libtorch's archive format.
+  StatusOr<std::string> SaveOptimizerState() const;
+  // Restores what SaveOptimizerState returned for a trainer with the same
+  // model and optimizer, so later steps are bit-identical to the saved
+  // trainer's. DataLoss when libtorch cannot read the bytes.
+  Status LoadOptimizerState(const std::string& bytes);
+
   // Accuracy and mean loss over a whole data set, in batches of `batch_size`.
   EvalResult Evaluate(const data::Dataset& data, int batch_size = 1000);
 

@@ -131,6 +131,20 @@ void BatchSampler::Reshuffle() {
   cursor_ = 0;
 }
 
+Status BatchSampler::Seek(int64_t epoch, int64_t cursor) {
+  if (epoch < 0) return InvalidArgumentError("sampler epoch must be >= 0, got " + std::to_string(epoch));
+  if (cursor < 0 || cursor > shard_size()) {
+    return InvalidArgumentError("sampler position " + std::to_string(cursor) + " is outside this rank's shard of " +
+                                std::to_string(shard_size()) + " examples");
+  }
+  if (epoch != epoch_) {
+    epoch_ = epoch;
+    Reshuffle();
+  }
+  cursor_ = static_cast<size_t>(cursor);
+  return Status::Ok();
+}
+
 std::vector<int64_t> BatchSampler::Next(int batch_size) {
   std::vector<int64_t> batch;
   batch.reserve(static_cast<size_t>(batch_size));

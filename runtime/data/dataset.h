@@ -60,6 +60,14 @@ class BatchSampler {
 
   int64_t epoch() const { return epoch_; }
   int64_t shard_size() const { return static_cast<int64_t>(shard_.size()); }
+  // Examples of this epoch's shard already handed out.
+  int64_t cursor() const { return static_cast<int64_t>(cursor_); }
+
+  // Continues from a saved (epoch, cursor): the next Next() returns what the
+  // saved sampler's would have. The order within an epoch is a function of
+  // (seed, epoch) alone, so this position is the sampler's whole state.
+  // InvalidArgument when epoch < 0 or cursor is not in [0, shard_size()].
+  Status Seek(int64_t epoch, int64_t cursor);
 
  private:
   void Reshuffle();

@@ -23,6 +23,7 @@ StatusOr<std::unique_ptr<CpuOptimizer>> CpuOptimizer::Create(const CpuOptimizerO
                                                              const float* initial_parameters) {
   if (options.tensor_sizes.empty()) return InvalidArgumentError("cpu optimizer: the model has no tensors");
   auto o = std::unique_ptr<CpuOptimizer>(new CpuOptimizer());
+  o->optimizer_options_ = options.optimizer;
   o->sizes_ = options.tensor_sizes;
   size_t total = 0;
   for (size_t i = 0; i < options.tensor_sizes.size(); ++i) {
@@ -43,6 +44,36 @@ StatusOr<std::unique_ptr<CpuOptimizer>> CpuOptimizer::Create(const CpuOptimizerO
     STELLA_ASSIGN_OR_RETURN(o->pool_, optim::ThreadPool::Create(po));
   }
   return o;
+}
+
+std::vector<optim::OptimizerState> CpuOptimizer::SaveState() const {
+  std::vector<optim::OptimizerState> out;
+  out.reserve(optimizers_.size());
+  for (const auto& t : optimizers_) out.push_back(t->SaveState());
+  return out;
+}
+
+Status CpuOptimizer::LoadState(const std::vector<float>& master, std::vector<optim::OptimizerState> states) {
+  if (master.size() != master_.size()) {
+    return InvalidArgumentError("cpu optimizer: the saved master copy holds " + std::to_string(master.size()) +
+                                " parameters, the model has " + std::to_string(master_.size()));
+  }
+  if (states.size() != optimizers_.size()) {
+    return InvalidArgumentError("cpu optimizer: saved state for " + std::to_string(states.size()) +
+                                " tensors, the model has " + std::to_string(optimizers_.size()));
+  }
+  // Load into fresh optimizers first, so a bad tensor changes nothing.
+  std::vector<std::unique_ptr<optim::TensorOptimizer>> restored;
+  for (size_t i = 0; i < states.size(); ++i) {
+    auto t = optim::TensorOptimizer::Create(optimizer_options_, static_cast<size_t>(sizes_[i]));
+    if (!t.ok()) return t.status().WithContext("cpu optimizer");
+    Status st = (*t)->LoadState(std::move(states[i]));
+    if (!st.ok()) return st.WithContext("cpu optimizer: tensor " + std::to_string(i));
+    restored.push_back(std::move(t).value());
+  }
+  optimizers_ = std::move(restored);
+  master_ = master;
+  return Status::Ok();
 }
 
 Status CpuOptimizer::Apply(const float* gradient, const std::vector<std::vector<uint32_t>>& touched,

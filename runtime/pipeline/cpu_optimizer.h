@@ -64,9 +64,17 @@ class CpuOptimizer {
   size_t num_parameters() const { return master_.size(); }
   const optim::TensorOptimizer& tensor_optimizer(size_t i) const { return *optimizers_[i]; }
 
+  // Checkpoints: every tensor's optimizer state, model order.
+  std::vector<optim::OptimizerState> SaveState() const;
+  // Replaces the master copy (num_parameters() floats) and every tensor's
+  // optimizer state. InvalidArgument naming the tensor when a size does not
+  // fit; nothing changes then.
+  Status LoadState(const std::vector<float>& master, std::vector<optim::OptimizerState> states);
+
  private:
   CpuOptimizer() = default;
 
+  optim::OptimizerOptions optimizer_options_;
   std::vector<int64_t> sizes_;
   std::vector<size_t> offsets_;  // prefix sums of sizes_ (one more entry)
   std::vector<float> master_;

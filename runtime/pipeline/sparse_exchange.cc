@@ -175,6 +175,35 @@ StatusOr<std::unique_ptr<SparseExchange>> SparseExchange::Create(const SparseExc
   return x;
 }
 
+std::vector<TensorExchangeState> SparseExchange::SaveState() const {
+  std::vector<TensorExchangeState> out(compressors_.size());
+  for (size_t i = 0; i < compressors_.size(); ++i) {
+    out[i].compressor = compressors_[i]->SaveState();
+    if (!feedback_.empty()) {
+      const compress::ErrorFeedback& f = *feedback_[i];
+      out[i].residual.assign(f.residual(), f.residual() + f.num_elements());
+      out[i].velocity = f.velocity();
+    }
+  }
+  return out;
+}
+
+Status SparseExchange::LoadState(const std::vector<TensorExchangeState>& state) {
+  if (state.size() != compressors_.size()) {
+    return InvalidArgumentError("sparse exchange: saved state for " + std::to_string(state.size()) +
+                                " tensors, expected " + std::to_string(compressors_.size()));
+  }
+  for (size_t i = 0; i < state.size(); ++i) {
+    Status st = compressors_[i]->LoadState(state[i].compressor);
+    if (st.ok() && !feedback_.empty()) st = feedback_[i]->LoadState(state[i].residual, state[i].velocity);
+    if (st.ok() && feedback_.empty() && !state[i].residual.empty()) {
+      st = InvalidArgumentError("holds an error-feedback residual but error feedback is off");
+    }
+    if (!st.ok()) return st.WithContext("sparse exchange: tensor " + std::to_string(i));
+  }
+  return Status::Ok();
+}
+
 Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_sum, const float* control,
                                 float* aggregate, float* control_out, std::vector<std::vector<uint32_t>>* touched,
                                 ExchangeStats* stats, Clock::TimePoint deadline) {

@@ -105,6 +105,13 @@ struct ExchangeStats {
   size_t sent_elements = 0;      // gradient elements this gateway sent
 };
 
+// One tensor's exchange state, for checkpoints.
+struct TensorExchangeState {
+  std::string compressor;        // Compressor::SaveState
+  std::vector<float> residual;   // error feedback; empty without it
+  std::vector<float> velocity;   // momentum correction only, else empty
+};
+
 class SparseExchange {
  public:
   // `mesh` is owned by the caller and outlives the exchange; null (or a mesh
@@ -127,6 +134,14 @@ class SparseExchange {
 
   uint32_t block_size() const { return layout_.block_size; }
   const PayloadLayout& layout() const { return layout_; }
+  // Checkpoints: every tensor's compressor and error-feedback state, taken
+  // between steps.
+  std::vector<TensorExchangeState> SaveState() const;
+  // Restores what SaveState returned (one entry per tensor). DataLoss or
+  // InvalidArgument naming the tensor; on error the state is partly restored
+  // and the exchange must not be used.
+  Status LoadState(const std::vector<TensorExchangeState>& state);
+
   // Tensor i's residual (error feedback), for tests; null without feedback.
   const compress::ErrorFeedback* error_feedback(size_t i) const {
     return feedback_.empty() ? nullptr : feedback_[i].get();

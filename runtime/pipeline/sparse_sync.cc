@@ -74,6 +74,48 @@ StatusOr<std::unique_ptr<SparseSync>> SparseSync::Create(const SparseSyncOptions
   return s;
 }
 
+SparseSyncState SparseSync::SaveState() const {
+  SparseSyncState out;
+  out.master.assign(parameters(), parameters() + num_parameters());
+  out.optimizer = optimizer_->SaveState();
+  out.density = density();
+  if (gateway_) {
+    out.exchange.resize(options_.tensor_sizes.size());
+    for (const Range& r : ranges_) {
+      std::vector<TensorExchangeState> part = r.exchange->SaveState();
+      for (size_t i = r.first; i < r.end; ++i) out.exchange[i] = std::move(part[i - r.first]);
+    }
+  }
+  return out;
+}
+
+Status SparseSync::LoadState(const SparseSyncState& state) {
+  if (!(state.density > 0.0 && state.density <= 1.0)) {
+    return InvalidArgumentError("sparse sync: saved density must be in (0, 1], got " + std::to_string(state.density));
+  }
+  const size_t tensors = options_.tensor_sizes.size();
+  if (gateway_ && state.exchange.size() != tensors) {
+    return InvalidArgumentError("sparse sync: this worker is its cluster's gateway but the saved state has " +
+                                std::to_string(state.exchange.size()) + " tensors of exchange state, expected " +
+                                std::to_string(tensors));
+  }
+  if (!gateway_ && !state.exchange.empty()) {
+    return InvalidArgumentError("sparse sync: the saved state holds a gateway's exchange state, this worker is not a gateway");
+  }
+  STELLA_RETURN_IF_ERROR(optimizer_->LoadState(state.master, state.optimizer));
+  if (gateway_) {
+    for (Range& r : ranges_) {
+      std::vector<TensorExchangeState> part(state.exchange.begin() + static_cast<std::ptrdiff_t>(r.first),
+                                            state.exchange.begin() + static_cast<std::ptrdiff_t>(r.end));
+      Status st = r.exchange->LoadState(part);
+      if (!st.ok()) return st.WithContext("sparse sync: bucket of tensors [" + std::to_string(r.first) + ", " +
+                                          std::to_string(r.end) + ")");
+    }
+  }
+  SetDensity(state.density);
+  return Status::Ok();
+}
+
 Status SparseSync::Step(uint32_t step, float* buffer, SyncStepStats* stats) {
   STELLA_CHECK(ranges_.size() == 1);
   return RunRange(step, ranges_[0], buffer, buffer + num_parameters_, stats);

@@ -85,6 +85,15 @@ struct SyncStepStats {
   size_t touched_elements = 0;   // parameters updated this step
 };
 
+// Everything a SparseSync carries from one step to the next, for
+// checkpoints. The exchange state exists only on gateways.
+struct SparseSyncState {
+  std::vector<float> master;                      // the master copy
+  std::vector<optim::OptimizerState> optimizer;   // per tensor, model order
+  std::vector<TensorExchangeState> exchange;      // per tensor (gateway), else empty
+  double density = 0;                             // the density of the next step
+};
+
 class SparseSync {
  public:
   // `group` (every worker) and `mesh` (gateway of a multi-cluster job, else
@@ -110,6 +119,13 @@ class SparseSync {
   // success parameters() includes the update of the bucket's tensors.
   Status StepBucket(uint32_t step, size_t bucket, float* gradient, float* control, SyncStepStats* stats);
   size_t num_buckets() const { return ranges_.size(); }
+
+  // Checkpoints. Only between steps (no StepBucket running).
+  SparseSyncState SaveState() const;
+  // Restores a SaveState of a SparseSync with the same tensors and role
+  // (gateway or not). InvalidArgument naming the mismatch; on error the
+  // object must not be used.
+  Status LoadState(const SparseSyncState& state);
 
   const float* parameters() const { return optimizer_->parameters(); }
   size_t num_parameters() const { return optimizer_->num_parameters(); }

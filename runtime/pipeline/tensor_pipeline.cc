@@ -25,7 +25,8 @@ std::vector<std::pair<size_t, size_t>> MakeBuckets(const std::vector<int64_t>& t
   return buckets;
 }
 
-TensorPipeline::TensorPipeline(const TensorPipelineOptions& options, const float* master, BucketFunction function)
+TensorPipeline::TensorPipeline(const TensorPipelineOptions& options, const float* master, BucketFunction function,
+                               const PipelineSnapshot* resume)
     : options_(options),
       num_tensors_(options.tensor_sizes.size()),
       num_parameters_([&] {
@@ -33,6 +34,7 @@ TensorPipeline::TensorPipeline(const TensorPipelineOptions& options, const float
         for (int64_t s : options.tensor_sizes) n += static_cast<size_t>(s);
         return n;
       }()),
+      first_step_(resume == nullptr ? 0 : resume->next_step),
       master_(master),
       function_(std::move(function)) {
   offsets_.assign(1, 0);
@@ -50,10 +52,24 @@ TensorPipeline::TensorPipeline(const TensorPipelineOptions& options, const float
   newest_control_.assign(options.num_control, 0.0f);
   installed_.assign(num_tensors_, -1);
   installed_this_step_.assign(num_tensors_, 0);
+  if (resume != nullptr) {
+    // As if steps 0 .. next_step - 1 had run here: the ring holds their
+    // newest s + 1 versions.
+    const int64_t oldest = std::max<int64_t>(0, first_step_ - options.staleness);
+    for (size_t k = 0; k < resume->versions.size(); ++k) {
+      published_[static_cast<size_t>(oldest + static_cast<int64_t>(k)) % ring] = resume->versions[k];
+    }
+    version_.assign(num_tensors_, first_step_);
+    applied_steps_ = first_step_;
+    submitted_ = first_step_;
+    newest_control_ = resume->control;
+    current_step_ = first_step_ - 1;
+  }
 }
 
 StatusOr<std::unique_ptr<TensorPipeline>> TensorPipeline::Create(const TensorPipelineOptions& options,
-                                                                 const float* master, BucketFunction function) {
+                                                                 const float* master, BucketFunction function,
+                                                                 const PipelineSnapshot* resume) {
   if (options.staleness < 0 || options.staleness > 64) {
     return InvalidArgumentError("tensor pipeline: staleness must be in 0..64, got " +
                                 std::to_string(options.staleness));
@@ -88,7 +104,31 @@ StatusOr<std::unique_ptr<TensorPipeline>> TensorPipeline::Create(const TensorPip
   if (options.buckets.back().first != 0) {
     return InvalidArgumentError("tensor pipeline: the last bucket must hold tensor 0 (it carries the control)");
   }
-  auto p = std::unique_ptr<TensorPipeline>(new TensorPipeline(options, master, std::move(function)));
+  if (resume != nullptr) {
+    size_t n = 0;
+    for (int64_t size : options.tensor_sizes) n += static_cast<size_t>(size);
+    const int64_t expected = resume->next_step - std::max<int64_t>(0, resume->next_step - options.staleness) + 1;
+    if (resume->next_step < 0 || static_cast<int64_t>(resume->versions.size()) != expected) {
+      return InvalidArgumentError("tensor pipeline: resuming at step " + std::to_string(resume->next_step) +
+                                  " with staleness " + std::to_string(options.staleness) + " needs " +
+                                  std::to_string(expected) + " saved versions, got " +
+                                  std::to_string(resume->versions.size()));
+    }
+    for (const auto& v : resume->versions) {
+      if (v.size() != n) {
+        return InvalidArgumentError("tensor pipeline: a saved version holds " + std::to_string(v.size()) +
+                                    " parameters, the model has " + std::to_string(n));
+      }
+    }
+    if (resume->control.size() != options.num_control) {
+      return InvalidArgumentError("tensor pipeline: saved control holds " + std::to_string(resume->control.size()) +
+                                  " values, expected " + std::to_string(options.num_control));
+    }
+    if (!std::equal(resume->versions.back().begin(), resume->versions.back().end(), master)) {
+      return InvalidArgumentError("tensor pipeline: the master copy is not the snapshot's newest version");
+    }
+  }
+  auto p = std::unique_ptr<TensorPipeline>(new TensorPipeline(options, master, std::move(function), resume));
   try {
     p->thread_ = std::thread(&TensorPipeline::CommunicationLoop, p.get());
   } catch (const std::system_error& e) {
@@ -132,7 +172,7 @@ bool TensorPipeline::WaitLocked(std::unique_lock<std::mutex>& lock, Pred done, c
 void TensorPipeline::CommunicationLoop() {
   pthread_setname_np(pthread_self(), options_.thread_name.substr(0, 15).c_str());
   const size_t ring = slots_.size();
-  for (int64_t step = 0;; ++step) {
+  for (int64_t step = first_step_;; ++step) {
     Slot& slot = slots_[static_cast<size_t>(step) % ring];
     for (size_t b = 0; b < options_.buckets.size(); ++b) {
       // Plain variables, not a structured binding: lambdas may not capture
@@ -285,6 +325,27 @@ Status TensorPipeline::Submit(const InstallTensorFunction& install) {
   ++submitted_;
   changed_.notify_all();
   return error_;
+}
+
+StatusOr<PipelineSnapshot> TensorPipeline::Drain() {
+  STELLA_CHECK(!finish_called_ && !in_step_);
+  std::unique_lock<std::mutex> lock(mu_);
+  Status st;
+  if (!WaitLocked(lock, [&] { return finished_ || applied_steps_ >= submitted_; },
+                  "step " + std::to_string(submitted_ - 1) + " to be applied before a checkpoint", &st)) {
+    return st;
+  }
+  // After an agreed stop the communication thread has left after publishing
+  // the stop step; steps computed beyond it are dropped, and the snapshot is
+  // of the stop step.
+  PipelineSnapshot out;
+  out.next_step = applied_steps_;
+  const size_t ring = slots_.size();
+  for (int64_t v = std::max<int64_t>(0, applied_steps_ - options_.staleness); v <= applied_steps_; ++v) {
+    out.versions.push_back(published_[static_cast<size_t>(v) % ring]);
+  }
+  out.control = newest_control_;
+  return out;
 }
 
 StatusOr<TensorPipeline::StepStart> TensorPipeline::Finish(const InstallTensorFunction& install) {

@@ -28,6 +28,15 @@
 // every layer's gate of step t; the per-layer gate still guards each install
 // and is what a different bucket order would rely on.
 //
+// Checkpoints: Drain, between two steps, waits until every submitted step is
+// applied, so the master copy, the optimizer and the exchange state all
+// describe one step boundary, and returns the published versions that the
+// next s steps will still install. A pipeline created with that snapshot
+// continues exactly where the drained one would have: the same versions are
+// installed at the same steps, so a resumed run is bit-identical to an
+// uninterrupted one. Draining costs a pipeline bubble, nothing else: which
+// version a step installs never depends on timing.
+//
 // Errors of the step function end the pipeline: every later or current wait
 // returns them. Every wait is bounded by progress_timeout without progress.
 // An agreed stop (step function returns true on the last bucket) makes
@@ -88,6 +97,16 @@ struct TensorPipelineOptions {
   std::string thread_name = "stella-comm";
 };
 
+// The in-flight state a pipeline needs to continue at step `next_step`
+// (see Drain).
+struct PipelineSnapshot {
+  int64_t next_step = 0;  // steps applied so far; the next BeginStep's step
+  // Versions max(0, next_step - s) .. next_step of all tensors, oldest first,
+  // each sum-of-sizes floats; the newest equals the master copy.
+  std::vector<std::vector<float>> versions;
+  std::vector<float> control;  // agreed control values of step next_step - 1
+};
+
 class TensorPipeline {
  public:
   struct StepStart {
@@ -100,8 +119,14 @@ class TensorPipeline {
   // `master` (sum of tensor_sizes floats) is what the step function updates;
   // the pipeline copies a bucket's tensors after each bucket. It must stay
   // valid until the pipeline is destroyed. InvalidArgument for bad options.
+  // With `resume` (from Drain of a pipeline with the same options, possibly
+  // in an earlier process) the first step is resume->next_step and the
+  // versions it holds are installed as if this pipeline had published them;
+  // `master` must then hold its newest version. InvalidArgument when the
+  // snapshot does not fit the options.
   static StatusOr<std::unique_ptr<TensorPipeline>> Create(const TensorPipelineOptions& options,
-                                                          const float* master, BucketFunction function);
+                                                          const float* master, BucketFunction function,
+                                                          const PipelineSnapshot* resume = nullptr);
   ~TensorPipeline();
   TensorPipeline(const TensorPipeline&) = delete;
   TensorPipeline& operator=(const TensorPipeline&) = delete;
@@ -130,6 +155,13 @@ class TensorPipeline {
   // error the step is dropped (the error returned).
   Status Submit(const InstallTensorFunction& install);
 
+  // Between Submit and the next BeginStep (or Finish): waits until every
+  // submitted step is applied, or the agreed stop, and returns the snapshot
+  // to resume from: next_step is the number of steps applied, which after an
+  // agreed stop may be fewer than were submitted (those are dropped). Errors
+  // of the step function as any wait.
+  StatusOr<PipelineSnapshot> Drain();
+
   // Waits until every submitted step is applied (or the agreed stop), joins
   // the communication thread and installs the newest version of every
   // tensor. Call once, last.
@@ -147,7 +179,8 @@ class TensorPipeline {
     bool control_ready = false;
   };
 
-  TensorPipeline(const TensorPipelineOptions& options, const float* master, BucketFunction function);
+  TensorPipeline(const TensorPipelineOptions& options, const float* master, BucketFunction function,
+                 const PipelineSnapshot* resume);
   void CommunicationLoop();
   // Waits (mu_ held through `lock`) for `done`, an error or the stop; false
   // with *status set on timeout or error.
@@ -159,6 +192,7 @@ class TensorPipeline {
   const size_t num_tensors_;
   const size_t num_parameters_;
   std::vector<size_t> offsets_;  // per tensor, plus the total
+  const int64_t first_step_;     // the communication thread's first step
   const float* master_;          // not owned
   BucketFunction function_;
 

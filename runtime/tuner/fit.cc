@@ -19,6 +19,12 @@ void WindowedLinearFit::Add(double batch, double seconds) {
   while (samples_.size() > window_) samples_.pop_front();
 }
 
+std::vector<std::pair<double, double>> WindowedLinearFit::samples() const {
+  std::vector<std::pair<double, double>> out;
+  for (const Sample& s : samples_) out.emplace_back(s.batch, s.seconds);
+  return out;
+}
+
 std::optional<LinearModel> WindowedLinearFit::Fit() const {
   if (samples_.empty()) return std::nullopt;
   const double n = static_cast<double>(samples_.size());

@@ -16,6 +16,8 @@
 #include <cstddef>
 #include <deque>
 #include <optional>
+#include <utility>
+#include <vector>
 
 namespace stella {
 namespace tuner {
@@ -42,6 +44,11 @@ class WindowedLinearFit {
   void Add(double batch, double seconds);
 
   size_t size() const { return samples_.size(); }
+  size_t window() const { return window_; }
+
+  // The window's (batch, seconds) samples, oldest first (for checkpoints:
+  // Add-ing them in order to a fresh fit restores it).
+  std::vector<std::pair<double, double>> samples() const;
 
   // The least-squares model over the window; nullopt while it is empty.
   // Falls back to a fit through the origin when the batch sizes do not

@@ -1,6 +1,7 @@
 #include "runtime/tuner/tuner.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -9,6 +10,7 @@
 #include <utility>
 
 #include "runtime/tuner/planner.h"
+#include "src/base/byte_io.h"
 
 namespace stella {
 namespace tuner {
@@ -97,6 +99,118 @@ Status ValidateTunerOptions(const TunerOptions& o) {
 StatusOr<std::unique_ptr<Tuner>> Tuner::Create(const TunerOptions& options) {
   STELLA_RETURN_IF_ERROR(ValidateTunerOptions(options));
   return std::unique_ptr<Tuner>(new Tuner(options));
+}
+
+namespace {
+constexpr uint32_t kTunerStateVersion = 1;
+}  // namespace
+
+std::string Tuner::SaveState() const {
+  ByteWriter w;
+  w.U32(kTunerStateVersion);
+  std::vector<uint8_t> decision;
+  STELLA_CHECK(EncodeDecision(current_, &decision).ok());  // current_ is always valid
+  w.String(std::string_view(reinterpret_cast<const char*>(decision.data()), decision.size()));
+  w.U64(round_);
+  w.I64(last_step_);
+  w.I64(global_batch_);
+  w.F64(compute_seconds_);
+  w.Bool(last_density_change_round_.has_value());
+  w.U64(last_density_change_round_.value_or(0));
+  w.U64(density_changes_);
+  w.U64(batch_replans_);
+  w.U32(static_cast<uint32_t>(fits_.size()));
+  for (const auto& [id, f] : fits_) {
+    w.I64(id);
+    w.I64(f.cluster);
+    const auto samples = f.fit.samples();
+    w.U32(static_cast<uint32_t>(samples.size()));
+    for (const auto& [batch, seconds] : samples) {
+      w.F64(batch);
+      w.F64(seconds);
+    }
+  }
+  w.U32(static_cast<uint32_t>(links_.size()));
+  for (const auto& [cluster, l] : links_) {
+    w.I64(cluster);
+    w.F64(l.smoothed);
+    w.F64(l.cap);
+    w.F64(l.comm_seconds);
+    w.F64(l.used_density);
+    w.Bool(l.overloaded);
+    w.F64(l.feasible);
+  }
+  return w.Release();
+}
+
+Status Tuner::LoadState(std::string_view state) {
+  ByteReader r(state, "tuner state");
+  const uint32_t version = r.U32("version");
+  if (r.ok() && version != kTunerStateVersion) {
+    r.Fail("version " + std::to_string(version) + ", this build reads " + std::to_string(kTunerStateVersion));
+  }
+  const std::string frame = r.String("current decision");
+  if (!r.ok()) return r.status();
+  auto decision = DecodeDecision(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+  if (!decision.ok()) return DataLossError("tuner state: current decision: " + decision.status().message());
+  const uint64_t round = r.U64("round");
+  const int64_t last_step = r.I64("last step");
+  const int64_t global_batch = r.I64("global batch");
+  const double compute_seconds = r.F64("compute seconds");
+  const bool has_change = r.Bool("has last density change");
+  const uint64_t change_round = r.U64("last density change round");
+  const uint64_t density_changes = r.U64("density changes");
+  const uint64_t batch_replans = r.U64("batch replans");
+  std::map<int, WorkerFit> fits;
+  const uint32_t num_fits = r.U32("worker count");
+  for (uint32_t i = 0; i < num_fits && r.ok(); ++i) {
+    const int64_t id = r.I64("worker id");
+    const int64_t cluster = r.I64("worker cluster");
+    const uint32_t n = r.U32("fit sample count");
+    if (r.ok() && (id < 0 || id > INT32_MAX || cluster < 0 || cluster > INT32_MAX ||
+                   n > static_cast<uint32_t>(options_.fit_window))) {
+      r.Fail("worker " + std::to_string(id) + " (cluster " + std::to_string(cluster) + ", " + std::to_string(n) +
+             " fit samples for a window of " + std::to_string(options_.fit_window) + ") is out of range");
+    }
+    WorkerFit f(static_cast<size_t>(options_.fit_window));
+    f.cluster = static_cast<int>(cluster);
+    for (uint32_t k = 0; k < n && r.ok(); ++k) {
+      const double batch = r.F64("fit batch");
+      const double seconds = r.F64("fit seconds");
+      if (r.ok() && !(std::isfinite(batch) && batch > 0 && std::isfinite(seconds) && seconds > 0)) {
+        r.Fail("fit sample (" + std::to_string(batch) + ", " + std::to_string(seconds) + ") is not positive");
+      }
+      if (r.ok()) f.fit.Add(batch, seconds);
+    }
+    if (r.ok()) fits.emplace(static_cast<int>(id), std::move(f));
+  }
+  std::map<int, LinkFilter> links;
+  const uint32_t num_links = r.U32("link count");
+  for (uint32_t i = 0; i < num_links && r.ok(); ++i) {
+    const int64_t cluster = r.I64("link cluster");
+    LinkFilter l;
+    l.smoothed = r.F64("link goodput");
+    l.cap = r.F64("link cap");
+    l.comm_seconds = r.F64("link comm seconds");
+    l.used_density = r.F64("link density");
+    l.overloaded = r.Bool("link overloaded");
+    l.feasible = r.F64("link feasible density");
+    if (r.ok() && (cluster < 0 || cluster > INT32_MAX)) r.Fail("link cluster " + std::to_string(cluster));
+    if (r.ok()) links[static_cast<int>(cluster)] = l;
+  }
+  r.ExpectEnd();
+  if (!r.ok()) return r.status();
+  current_ = std::move(decision).value();
+  round_ = round;
+  last_step_ = last_step;
+  global_batch_ = global_batch;
+  compute_seconds_ = compute_seconds;
+  last_density_change_round_ = has_change ? std::optional<uint64_t>(change_round) : std::nullopt;
+  density_changes_ = density_changes;
+  batch_replans_ = batch_replans;
+  fits_ = std::move(fits);
+  links_ = std::move(links);
+  return Status::Ok();
 }
 
 Tuner::Tuner(const TunerOptions& options) : options_(options) {

@@ -54,6 +54,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/tuner/bytes_model.h"
@@ -189,6 +190,14 @@ class Tuner {
   const Decision& current() const { return current_; }
 
   TunerState state() const;
+
+  // Checkpoints: everything later decisions depend on (the current
+  // decision, round and step counters, every worker's fit window, every
+  // link's filter), as opaque bytes. A tuner with the same options that
+  // loads them decides exactly as this one would have.
+  std::string SaveState() const;
+  // DataLoss naming the field for malformed bytes (the tuner is unchanged).
+  Status LoadState(std::string_view state);
 
  private:
   struct WorkerFit {

@@ -4,13 +4,16 @@
 //                  [--store-port P] [--store-host H] [--bind-host H]
 //                  [--wan-ports p0,p1,...] [--wan-addresses h0:p0,h1:p1,...]
 //                  [--metrics-port M] [--metrics-bind A] [--threads T] [--device auto|cpu|cuda]
-//                  [--tls-dir DIR]
+//                  [--tls-dir DIR] [--resume]
 //
 // The `stella` CLI starts one per worker on a laptop; the operator starts one
 // per pod. --tls-dir DIR (ca.crt, tls.crt, tls.key; src/security/certs.h)
 // makes every WAN link of a gateway mutual TLS; without it they are plain
 // TCP. SIGINT/SIGTERM stop training at the next step boundary (all
-// workers agree on the step), then the process exits 0.
+// workers agree on the step; with checkpointing a checkpoint of that step is
+// written), then the process exits 0. --resume continues from the newest
+// checkpoint every worker holds (spec.checkpoint.path), or starts at step 0
+// when there is none.
 #include <pthread.h>
 #include <signal.h>
 
@@ -20,6 +23,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "runtime/worker/worker.h"
 #include "src/spec/stella_job.h"
 
@@ -28,7 +33,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: stella-runtime --job FILE|env:VAR --cluster-index C --local-rank R [--store-host H] [--store-port P]\n"
     "       [--bind-host H] [--wan-ports p0,p1,...] [--wan-addresses h0:p0,...] [--metrics-port M]\n"
-    "       [--metrics-bind ADDR] [--threads T] [--device auto|cpu|cuda] [--dump-parameters FILE]\n"
+    "       [--metrics-bind ADDR] [--threads T] [--device auto|cpu|cuda] [--dump-parameters FILE] [--resume]\n"
     "       [--tls-dir DIR]   (ca.crt, tls.crt, tls.key: mutual TLS on every WAN link)\n";
 
 std::vector<std::string> SplitCommas(const std::string& s) {
@@ -66,6 +71,10 @@ int main(int argc, char** argv) {
     if (flag == "--help" || flag == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
+    }
+    if (flag == "--resume") {  // the one flag without a value
+      o.resume = true;
+      continue;
     }
     if (i + 1 >= argc) {
       std::fprintf(stderr, "stella-runtime: %s needs a value\n%s", flag.c_str(), kUsage);
@@ -128,8 +137,9 @@ int main(int argc, char** argv) {
   auto worker = stella::worker::Worker::Create(o);
   if (!worker.ok()) {
     std::fprintf(stderr, "stella-runtime: %s\n", worker.status().ToString().c_str());
-    std::printf("@stella {\"event\":\"error\",\"message\":%s}\n",
-                ("\"" + worker.status().ToString() + "\"").c_str());
+    // dump() escapes quotes and newlines in the message.
+    const std::string event = nlohmann::json{{"event", "error"}, {"message", worker.status().ToString()}}.dump();
+    std::printf("@stella %s\n", event.c_str());
     return 1;
   }
   stella::worker::Worker* w = worker->get();  // outlives the signal thread (joined below)
@@ -139,7 +149,7 @@ int main(int argc, char** argv) {
       int sig = 0;
       if (sigwait(&stop_signals, &sig) != 0 || sig == SIGUSR1) return;
       std::fprintf(stderr, "stella-runtime: signal %d, stopping at the next step boundary\n", sig);
-      w->RequestStop();
+      w->OnStopSignal(sig);
     }
   });
   stella::Status status = w->Run();

@@ -7,6 +7,7 @@
 #include <deque>
 #include <mutex>
 
+#include "runtime/checkpoint/checkpoint.h"
 #include "runtime/compute/trainer.h"
 #include "runtime/data/dataset.h"
 #include "runtime/exchange/dense_allreduce.h"
@@ -16,6 +17,7 @@
 #include "runtime/pipeline/tensor_pipeline.h"
 #include "runtime/tuner/tuner.h"
 #include "runtime/worker/events.h"
+#include "runtime/worker/worker_state.h"
 #include "src/base/clock.h"
 #include "src/metrics/exposer.h"
 #include "src/metrics/registry.h"
@@ -53,6 +55,14 @@ constexpr int kTunerEverySteps = 5;
 // small WAN rounds are latency-bound and the tuner, reading their low
 // goodput as a slow link, drove the density to its floor.
 constexpr size_t kBucketBytes = 256 * 1024;
+// Resume agreement: the all-reduce round (WAN frame tag) it uses, far from
+// any training round, and how many of its newest complete checkpoints each
+// worker offers.
+constexpr uint32_t kAgreementRound = 0xFFFFFF00u;
+constexpr size_t kAgreementSlots = 8;
+// Complete checkpoints kept per worker: if the newest is found torn or
+// corrupt, the one before it is used.
+constexpr int kCheckpointsKept = 2;
 
 // The metric handles of one worker, taken once (hot path keeps references).
 struct WorkerMetrics {
@@ -184,6 +194,9 @@ struct Worker::State {
   std::unique_ptr<WanMetrics> wan_metrics;
   std::unique_ptr<metrics::Exposer> exposer;
   std::unique_ptr<EventSink> events;
+  // This worker's checkpoint directory; null without spec.checkpoint.path.
+  std::unique_ptr<checkpoint::CheckpointStore> store;
+  CheckpointMeta meta;  // what a checkpoint must match to continue this job
 };
 
 // Bookkeeping of one Run, shared by the dense and the stella loops.
@@ -197,6 +210,20 @@ struct Worker::Loop {
   int64_t step = 0;     // steps computed (forward/backward done)
   int64_t applied = 0;  // updates applied to the parameters
   uint64_t last_wan_sent = 0;
+  std::unique_ptr<data::BatchSampler> sampler;
+  int batch = 0;        // this worker's batch size (the tuner may rebalance it)
+  float last_loss = 0;
+  int64_t resumed_from = 0;          // the step training (re)started at
+  int64_t last_checkpoint = -1;      // step of the newest checkpoint written or resumed from
+  // Stella mode: the pipeline state to continue from after a resume.
+  std::unique_ptr<pipeline::PipelineSnapshot> resume_snapshot;
+  // Stella mode: the sampler position before each of the last few computed
+  // steps, so that a checkpoint of an applied step behind the computed ones
+  // (an agreed stop drops the steps in flight) records where that step began.
+  struct SamplerMark {
+    int64_t step, epoch, cursor;
+  };
+  std::deque<SamplerMark> sampler_marks;
 };
 
 Worker::Worker(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -361,6 +388,23 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
     STELLA_ASSIGN_OR_RETURN(s->mesh, exchange::WanMesh::Create(mo));
     s->wan_metrics = std::make_unique<WanMetrics>(s->registry, labels, s->mesh->stats());
   }
+  s->meta.mode = spec::ToString(spec.sync.mode);
+  s->meta.world_size = s->world_size;
+  s->meta.global_rank = s->global_rank;
+  s->meta.staleness = spec.sync.mode == spec::SyncMode::kStella ? spec.sync.staleness : 0;
+  s->meta.tensor_sizes = s->trainer->tensor_sizes();
+  if (!spec.checkpoint.path.empty()) {
+    checkpoint::StoreOptions co;
+    co.dir = checkpoint::WorkerDirectory(spec.checkpoint.path, cluster.name, o.local_rank);
+    co.job = o.job.metadata.name;
+    co.worker = cluster.name + "/" + std::to_string(o.local_rank);
+    co.keep = kCheckpointsKept;
+    auto store = checkpoint::CheckpointStore::Create(co);
+    if (!store.ok()) return store.status().WithContext("spec.checkpoint");
+    s->store = std::move(store).value();
+  } else if (o.resume) {
+    return InvalidArgumentError("--resume: the job has no spec.checkpoint.path to resume from");
+  }
   if (spec.sync.mode == spec::SyncMode::kStella) {
     // Every worker starts its master copy from the same initial parameters
     // (same seed), so the copies agree from step 0.
@@ -462,8 +506,10 @@ void Worker::AfterStep(Loop& loop, double compute_seconds, double step_seconds, 
   const bool reporter = s.global_rank == 0;
   if (reporter && (loop.step % s.options.progress_every == 0 || loop.step == s.total_steps)) {
     s.events->Emit("progress", {{"step", loop.step},
+                                {"applied", applied_.load()},
                                 {"total_steps", s.total_steps},
-                                {"samples_per_second", static_cast<double>(loop.step * global_batch) / elapsed},
+                                {"samples_per_second",
+                                 static_cast<double>((loop.step - loop.resumed_from) * global_batch) / elapsed},
                                 {"loss", loss},
                                 {"density", density},
                                 {"wan_bytes_sent", sent},
@@ -478,12 +524,11 @@ Status Worker::RunDense(Loop& loop) {
   const auto& spec = s.options.job.spec;
   const int64_t n = s.trainer->num_parameters();
   std::vector<float> buffer(static_cast<size_t>(n) + kNumControlSlots);
-  data::BatchSampler sampler(s.train.size, s.global_rank, s.world_size, spec.training.seed);
   const Clock& clock = loop.clock;
   bool stop_agreed = false;
   while (loop.step < s.total_steps && !stop_agreed) {
     const auto t0 = clock.Now();
-    auto indices = sampler.Next(spec.batch_size);
+    auto indices = loop.sampler->Next(spec.batch_size);
     STELLA_ASSIGN_OR_RETURN(float loss, s.trainer->ForwardBackward(s.train, indices));
     const auto t1 = clock.Now();
     s.trainer->CopyGradientsTo(buffer.data());
@@ -499,11 +544,19 @@ Status Worker::RunDense(Loop& loop) {
     const auto t3 = clock.Now();
     ++loop.step;
     loop.applied = loop.step;
+    applied_.store(loop.applied);
+    loop.last_loss = buffer[static_cast<size_t>(n) + kLossSlot];
     s.metrics->ObservePhase(WorkerMetrics::kCommunication, SecondsBetween(t1, t2));
     s.metrics->ObservePhase(WorkerMetrics::kOptimizer, SecondsBetween(t2, t3));
     s.metrics->ObservePhase(WorkerMetrics::kWait, 0.0);         // dense: waiting is inside communication
     s.metrics->ObservePhase(WorkerMetrics::kCompression, 0.0);  // dense: nothing is compressed
-    AfterStep(loop, SecondsBetween(t0, t1), SecondsBetween(t0, t3), buffer[static_cast<size_t>(n) + kLossSlot], 1.0);
+    AfterStep(loop, SecondsBetween(t0, t1), SecondsBetween(t0, t3), loop.last_loss, 1.0);
+    if (!stop_agreed) STELLA_RETURN_IF_ERROR(MaybeCheckpoint(loop, nullptr));
+  }
+  // The end of training (all steps, the target, or an agreed stop) is a
+  // checkpoint too: a stopped job resumes where it stopped.
+  if (s.store && spec.checkpoint.interval_steps > 0 && loop.last_checkpoint != loop.applied) {
+    STELLA_RETURN_IF_ERROR(SaveCheckpoint(loop, nullptr));
   }
   return Status::Ok();
 }
@@ -600,7 +653,6 @@ Status Worker::RunStella(Loop& loop) {
   State& s = *state_;
   const auto& spec = s.options.job.spec;
   const size_t n = static_cast<size_t>(s.trainer->num_parameters());
-  data::BatchSampler sampler(s.train.size, s.global_rank, s.world_size, spec.training.seed);
   const Clock& clock = loop.clock;
   pipeline::SparseSync* sync = s.sparse_sync.get();
   WorkerMetrics* metrics = s.metrics.get();
@@ -628,6 +680,7 @@ Status Worker::RunStella(Loop& loop) {
     total->optimizer_seconds += st.optimizer_seconds;
     total->wan_bytes_sent += st.wan_bytes_sent;
     if (bucket != last_bucket) return false;
+    applied_.store(step + 1);
     if (state_->tuner && (step + 1) % kTunerEverySteps == 0) STELLA_RETURN_IF_ERROR(Tune(step, control));
     metrics->ObservePhase(WorkerMetrics::kCompression, total->compress_seconds);
     metrics->ObservePhase(WorkerMetrics::kCommunication,
@@ -638,37 +691,39 @@ Status Worker::RunStella(Loop& loop) {
     *total = pipeline::SyncStepStats();
     return control[kStopSlot] > 0;
   };
-  STELLA_ASSIGN_OR_RETURN(auto pipe, pipeline::TensorPipeline::Create(po, sync->parameters(), bucket_function));
+  STELLA_ASSIGN_OR_RETURN(auto pipe, pipeline::TensorPipeline::Create(po, sync->parameters(), bucket_function,
+                                                                      loop.resume_snapshot.get()));
+  loop.resume_snapshot.reset();
   auto install = [&s](size_t tensor, const float* params) { s.trainer->SetTensorParameters(tensor, params); };
   pipeline::TensorPipeline* p = pipe.get();
   auto gate = [p, &install](const std::vector<size_t>& tensors) { return p->WaitTensors(tensors, install); };
 
-  float last_loss = 0;
-  int batch = spec.batch_size;  // this worker's; the tuner may rebalance it
   while (loop.step < s.total_steps) {
     const auto t0 = clock.Now();
     auto begin = pipe->BeginStep(loop.step);
     if (!begin.ok()) return begin.status();
     loop.applied = begin->version;
-    if (begin->version > 0) last_loss = begin->control[kLossSlot];
+    if (begin->version > 0) loop.last_loss = begin->control[kLossSlot];
     if (begin->finished) break;  // all workers agreed to stop
     const auto t1 = clock.Now();
     {
       std::lock_guard<std::mutex> lock(s.decisions_mu);
       while (!s.pending_batches.empty() && s.pending_batches.front().apply_at_step <= loop.step) {
-        batch = s.pending_batches.front().BatchSizeFor(s.global_rank).value_or(batch);
+        loop.batch = s.pending_batches.front().BatchSizeFor(s.global_rank).value_or(loop.batch);
         s.pending_batches.pop_front();
       }
     }
-    metrics->batch_size.Set(batch);
+    metrics->batch_size.Set(loop.batch);
     metrics->inflight_steps.Set(static_cast<double>(loop.step - begin->version));
-    auto indices = sampler.Next(batch);
+    loop.sampler_marks.push_back({loop.step, loop.sampler->epoch(), loop.sampler->cursor()});
+    if (loop.sampler_marks.size() > static_cast<size_t>(spec.sync.staleness) + 2) loop.sampler_marks.pop_front();
+    auto indices = loop.sampler->Next(loop.batch);
     float* buffer = pipe->GradientBuffer();
     compute::Trainer::GradientSink sink;
     sink.buffer = buffer;
     // Unequal batches: weight this worker's mean gradient by its share of
     // the global batch, so the job-wide mean stays the per-sample mean.
-    sink.scale = static_cast<float>(batch) / static_cast<float>(spec.batch_size);
+    sink.scale = static_cast<float>(loop.batch) / static_cast<float>(spec.batch_size);
     sink.ready = [p](size_t tensor) { p->TensorReady(tensor); };
     STELLA_ASSIGN_OR_RETURN(float loss, s.trainer->ForwardBackwardPipelined(s.train, indices, gate, sink));
     buffer[n + kStopSlot] = (stop_requested_.load() || loop.target_reached) ? 1.0f : 0.0f;
@@ -680,7 +735,17 @@ Status Worker::RunStella(Loop& loop) {
     const auto t3 = clock.Now();
     ++loop.step;
     metrics->ObservePhase(WorkerMetrics::kWait, SecondsBetween(t0, t1) + SecondsBetween(t2, t3));
-    AfterStep(loop, SecondsBetween(t1, t2), SecondsBetween(t0, t3), last_loss, sync->density());
+    AfterStep(loop, SecondsBetween(t1, t2), SecondsBetween(t0, t3), loop.last_loss, sync->density());
+    STELLA_RETURN_IF_ERROR(MaybeCheckpoint(loop, pipe.get()));
+  }
+  // The end of training (all steps, the target, or an agreed stop) is a
+  // checkpoint too, at the last applied step: a stopped job resumes where it
+  // stopped (steps computed after the agreed stop were never applied).
+  if (s.store && spec.checkpoint.interval_steps > 0) {
+    auto snapshot = pipe->Drain();
+    if (!snapshot.ok()) return snapshot.status();
+    loop.applied = snapshot->next_step;
+    if (loop.last_checkpoint != loop.applied) STELLA_RETURN_IF_ERROR(SaveCheckpoint(loop, &*snapshot));
   }
   auto fin = pipe->Finish(install);
   if (!fin.ok()) return fin.status();
@@ -689,6 +754,17 @@ Status Worker::RunStella(Loop& loop) {
 }
 
 Status Worker::Run() {
+  Status st = RunTraining();
+  if (!st.ok()) state_->events->Emit("error", {{"message", st.ToString()}, {"applied", applied_.load()}});
+  return st;
+}
+
+void Worker::OnStopSignal(int signal) {
+  RequestStop();
+  state_->events->Emit("stopping", {{"signal", signal}, {"applied", applied_.load()}});
+}
+
+Status Worker::RunTraining() {
   State& s = *state_;
   const auto& spec = s.options.job.spec;
   const bool reporter = s.global_rank == 0;
@@ -699,6 +775,9 @@ Status Worker::Run() {
                            {"total_steps", s.total_steps},
                            {"metrics_port", s.exposer ? s.exposer->port() : 0}});
   Loop loop;
+  loop.sampler = std::make_unique<data::BatchSampler>(s.train.size, s.global_rank, s.world_size, spec.training.seed);
+  loop.batch = spec.batch_size;
+  STELLA_RETURN_IF_ERROR(AgreeAndRestore(loop));
   loop.start = loop.clock.Now();
   STELLA_RETURN_IF_ERROR(spec.sync.mode == spec::SyncMode::kStella ? RunStella(loop) : RunDense(loop));
   // Stella mode evaluated in-loop on parameters up to `staleness` updates
@@ -711,7 +790,9 @@ Status Worker::Run() {
   const double wall = SecondsBetween(loop.start, loop.clock.Now());
   auto [sent, received] = WanTotals();
   s.events->Emit("done", {{"steps", loop.applied},
-                          {"samples", loop.applied * spec.batch_size},  // this worker's; the CLI sums workers
+                          // This process's samples (a resumed run counts from its resume step); the CLI sums workers.
+                          {"samples", (loop.applied - loop.resumed_from) * spec.batch_size},
+                          {"resumed_from", loop.resumed_from},
                           {"final_accuracy", loop.final_accuracy},
                           {"wall_seconds", wall},
                           {"wan_bytes_sent", sent},
@@ -722,6 +803,165 @@ Status Worker::Run() {
   }
   // Keep peers alive until everyone has finished its last exchange.
   STELLA_RETURN_IF_ERROR(s.group->Barrier());
+  return Status::Ok();
+}
+
+Status Worker::MaybeCheckpoint(Loop& loop, pipeline::TensorPipeline* pipe) {
+  State& s = *state_;
+  const int interval = s.options.job.spec.checkpoint.interval_steps;
+  // The last step is left to the end-of-training checkpoint.
+  if (!s.store || interval <= 0 || loop.step % interval != 0 || loop.step >= s.total_steps) return Status::Ok();
+  if (pipe == nullptr) return SaveCheckpoint(loop, nullptr);
+  STELLA_ASSIGN_OR_RETURN(pipeline::PipelineSnapshot snapshot, pipe->Drain());
+  // An agreed stop already ended the pipeline behind this step; the
+  // end-of-training checkpoint records where.
+  if (snapshot.next_step != loop.step) return Status::Ok();
+  loop.applied = snapshot.next_step;
+  return SaveCheckpoint(loop, &snapshot);
+}
+
+Status Worker::SaveCheckpoint(Loop& loop, const pipeline::PipelineSnapshot* snapshot) {
+  State& s = *state_;
+  const auto& spec = s.options.job.spec;
+  const int64_t step = loop.applied;
+  WorkerState w;
+  w.meta = s.meta;
+  w.loop.step = step;
+  w.loop.sampler_epoch = loop.sampler->epoch();
+  w.loop.sampler_cursor = loop.sampler->cursor();
+  w.loop.batch = loop.batch;
+  w.loop.target_reached = loop.target_reached;
+  w.loop.final_accuracy = loop.final_accuracy;
+  w.loop.last_loss = loop.last_loss;
+  if (spec.sync.mode == spec::SyncMode::kStella) {
+    STELLA_CHECK(snapshot != nullptr && snapshot->next_step == step);
+    if (loop.step != step) {
+      // Steps step .. loop.step - 1 were computed but dropped: record where
+      // step `step` began.
+      bool found = false;
+      for (const auto& m : loop.sampler_marks) {
+        if (m.step == step) {
+          w.loop.sampler_epoch = m.epoch;
+          w.loop.sampler_cursor = m.cursor;
+          found = true;
+        }
+      }
+      STELLA_CHECK(found);  // at most staleness + 1 steps are in flight
+    }
+    // The communication thread is idle at a drained boundary, so its state
+    // (exchange, tuner, batch decisions) can be read here.
+    w.sync = s.sparse_sync->SaveState();
+    w.parameters = w.sync->master;
+    w.pipeline = *snapshot;
+    if (s.tuner) {
+      TunerRecord t;
+      t.tuner = s.tuner->SaveState();
+      t.last_batches = last_batches_;
+      t.history = batch_history_;
+      // Decisions the compute thread applies from step `step` on.
+      for (const auto& d : batch_history_) {
+        if (d.apply_at_step >= step) t.pending.push_back(d);
+      }
+      w.tuner = std::move(t);
+      w.loop.batch = step > 0 ? BatchAt(step - 1, s.global_rank) : spec.batch_size;
+    }
+  } else {
+    w.parameters.resize(static_cast<size_t>(s.trainer->num_parameters()));
+    s.trainer->CopyParametersTo(w.parameters.data());
+    STELLA_ASSIGN_OR_RETURN(w.torch_optimizer, s.trainer->SaveOptimizerState());
+  }
+  auto saved = s.store->Save(step, EncodeWorkerState(w));
+  if (!saved.ok()) return saved.status().WithContext("spec.checkpoint: checkpoint of step " + std::to_string(step));
+  loop.last_checkpoint = step;
+  s.events->Emit("checkpoint", {{"step", step},
+                                {"path", saved->path},
+                                {"bytes", saved->bytes},
+                                {"seconds", saved->seconds},
+                                {"removed_steps", saved->removed}});
+  return Status::Ok();
+}
+
+Status Worker::AgreeAndRestore(Loop& loop) {
+  State& s = *state_;
+  const auto& spec = s.options.job.spec;
+  if (!s.store) return Status::Ok();
+  // Every worker of a job with a checkpoint path takes part, told to resume
+  // or not, so the collectives always match; one that was not told to offers
+  // nothing, and the job starts over.
+  std::vector<int64_t> mine;
+  std::vector<std::string> skipped;
+  if (s.options.resume) {
+    STELLA_ASSIGN_OR_RETURN(checkpoint::ScanResult scan, s.store->Scan());
+    for (const auto& why : scan.skipped) {
+      std::fprintf(stderr, "stella-runtime: checkpoint: skipping %s\n", why.c_str());
+    }
+    skipped = scan.skipped;
+    mine = scan.steps;
+    if (mine.size() > kAgreementSlots) mine.resize(kAgreementSlots);
+  }
+  const size_t block = kAgreementSlots * checkpoint::kFloatsPerStep;
+  std::vector<float> all(block * static_cast<size_t>(s.world_size), 0.0f);
+  checkpoint::StepsToFloats(mine, kAgreementSlots, all.data() + block * static_cast<size_t>(s.global_rank));
+  exchange::DenseAllReduce agreement(s.group.get(), s.mesh.get(), s.world_size);
+  Status agreed_ok = agreement.AllReduceMean(all.data(), all.size(), kAgreementRound,
+                                             loop.clock.Now() + s.options.collective_timeout);
+  if (!agreed_ok.ok()) return agreed_ok.WithContext("checkpoint resume agreement");
+  std::vector<std::vector<int64_t>> per_worker;
+  for (int g = 0; g < s.world_size; ++g) {
+    per_worker.push_back(checkpoint::FloatsToSteps(all.data() + block * static_cast<size_t>(g), kAgreementSlots,
+                                                   s.world_size));
+  }
+  const int64_t step = checkpoint::NewestCommonStep(per_worker);
+  if (!s.options.resume) return Status::Ok();
+  if (step < 0) {
+    std::fprintf(stderr,
+                 "stella-runtime: --resume: no checkpoint that every worker holds complete (or a worker was not "
+                 "told to resume); starting at step 0\n");
+    s.events->Emit("resume", {{"step", 0}, {"from_checkpoint", false}, {"skipped", skipped}});
+    return Status::Ok();
+  }
+  const std::string path = s.store->PathFor(step);
+  STELLA_ASSIGN_OR_RETURN(checkpoint::Sections sections, s.store->Load(step));
+  STELLA_ASSIGN_OR_RETURN(WorkerState w, DecodeWorkerState(sections, path));
+  STELLA_RETURN_IF_ERROR(CheckCompatible(w.meta, s.meta).WithContext("checkpoint " + path));
+  const size_t n = static_cast<size_t>(s.trainer->num_parameters());
+  if (w.loop.step != step || w.parameters.size() != n) {
+    return DataLossError("checkpoint " + path + ": holds step " + std::to_string(w.loop.step) + " and " +
+                         std::to_string(w.parameters.size()) + " parameters, expected step " + std::to_string(step) +
+                         " and " + std::to_string(n));
+  }
+  STELLA_RETURN_IF_ERROR(
+      loop.sampler->Seek(w.loop.sampler_epoch, w.loop.sampler_cursor).WithContext("checkpoint " + path));
+  s.trainer->SetParameters(w.parameters.data());
+  if (spec.sync.mode == spec::SyncMode::kStella) {
+    STELLA_RETURN_IF_ERROR(s.sparse_sync->LoadState(*w.sync).WithContext("checkpoint " + path));
+    loop.resume_snapshot = std::make_unique<pipeline::PipelineSnapshot>(std::move(*w.pipeline));
+    loop.batch = w.loop.batch;
+    if (s.tuner && w.tuner) {
+      STELLA_RETURN_IF_ERROR(s.tuner->LoadState(w.tuner->tuner).WithContext("checkpoint " + path));
+      last_batches_ = w.tuner->last_batches;
+      batch_history_ = w.tuner->history;
+      std::lock_guard<std::mutex> lock(s.decisions_mu);
+      s.pending_batches.assign(w.tuner->pending.begin(), w.tuner->pending.end());
+    } else {
+      // The tuner was switched on or off: the spec's density and batch.
+      s.sparse_sync->SetDensity(spec.sync.density);
+      loop.batch = spec.batch_size;
+      if (s.tuner && s.global_rank == 0) {
+        std::fprintf(stderr, "stella-runtime: the checkpoint has no tuner state; the tuner starts afresh\n");
+      }
+    }
+  } else {
+    STELLA_RETURN_IF_ERROR(s.trainer->LoadOptimizerState(w.torch_optimizer).WithContext("checkpoint " + path));
+  }
+  loop.step = loop.applied = loop.resumed_from = loop.last_checkpoint = step;
+  applied_.store(step);
+  loop.target_reached = w.loop.target_reached;
+  loop.final_accuracy = w.loop.final_accuracy;
+  loop.last_loss = w.loop.last_loss;
+  std::fprintf(stderr, "stella-runtime: resuming from checkpoint %s (step %lld)\n", path.c_str(),
+               static_cast<long long>(step));
+  s.events->Emit("resume", {{"step", step}, {"from_checkpoint", true}, {"path", path}, {"skipped", skipped}});
   return Status::Ok();
 }
 

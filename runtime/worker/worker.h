@@ -12,8 +12,21 @@
 // together (stop on a signal, stop at the target accuracy) ride on the
 // gradient all-reduce as extra values, so all workers stop at the same step.
 //
-// Thread safety: Run is called once, from one thread. RequestStop may be
-// called from any thread (it only sets an atomic flag).
+// Checkpoints (spec.checkpoint): every intervalSteps steps and when training
+// ends, each worker writes its own state (worker_state.h) to its own
+// directory under spec.checkpoint.path, at a step boundary where every
+// computed step is applied (stella mode drains its pipeline first). Before
+// training, the workers of a job with a checkpoint path agree, in one
+// job-wide collective, on the newest step every worker holds complete; with
+// `resume` set on every worker they continue from it bit for bit, otherwise
+// (or when there is none: logged) they start at step 0.
+//
+// Events (EventSink): start, resume, progress, eval, checkpoint, done;
+// "stopping" (OnStopSignal) and "error" (a failed Run) carry the steps
+// applied so far, which the CLI uses to count steps lost by a restart.
+//
+// Thread safety: Run is called once, from one thread. RequestStop,
+// OnStopSignal and applied_steps may be called from any thread.
 #ifndef STELLA_RUNTIME_WORKER_WORKER_H_
 #define STELLA_RUNTIME_WORKER_WORKER_H_
 
@@ -27,6 +40,11 @@
 #include "runtime/tuner/decision.h"
 #include "src/base/status.h"
 #include "src/spec/stella_job.h"
+
+namespace stella::pipeline {
+struct PipelineSnapshot;
+class TensorPipeline;
+}  // namespace stella::pipeline
 
 namespace stella::worker {
 
@@ -55,6 +73,9 @@ struct WorkerOptions {
   // If set, the final parameters are written here as raw little-endian fp32
   // (tests compare workers bit for bit).
   std::string dump_parameters_path;
+  // Continue from the newest checkpoint every worker holds (see above);
+  // needs spec.checkpoint.path. Default false: start at step 0.
+  bool resume = false;
 };
 
 class Worker {
@@ -68,10 +89,21 @@ class Worker {
   Status Run();
 
   void RequestStop() { stop_requested_.store(true); }
+  // RequestStop, and a "stopping" event with the signal and applied_steps.
+  void OnStopSignal(int signal);
+  // Updates applied to the parameters so far (including those restored).
+  int64_t applied_steps() const { return applied_.load(); }
 
  private:
   struct State;
   struct Loop;
+  Status RunTraining();
+  // The job-wide resume agreement; the restored loop state, if any.
+  Status AgreeAndRestore(Loop& loop);
+  // A checkpoint of step loop.applied; `snapshot` in stella mode.
+  Status SaveCheckpoint(Loop& loop, const pipeline::PipelineSnapshot* snapshot);
+  // Periodic checkpoint after a step, when due (stella: drains `pipe`).
+  Status MaybeCheckpoint(Loop& loop, pipeline::TensorPipeline* pipe);
   explicit Worker(std::unique_ptr<State> state);
   Status RunDense(Loop& loop);
   Status RunStella(Loop& loop);
@@ -88,6 +120,7 @@ class Worker {
 
   std::unique_ptr<State> state_;
   std::atomic<bool> stop_requested_{false};
+  std::atomic<int64_t> applied_{0};
   // Communication thread only (Tune): batch decisions made so far.
   std::vector<int> last_batches_;
   std::vector<tuner::Decision> batch_history_;

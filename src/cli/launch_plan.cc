@@ -133,6 +133,7 @@ StatusOr<LaunchPlan> BuildLaunchPlan(const spec::StellaJob& job, const LaunchPla
         p.argv.push_back("--tls-dir");
         p.argv.push_back(options.gateway_tls_dirs[static_cast<size_t>(c)]);
       }
+      if (options.resume) p.argv.push_back("--resume");
       plan.processes.push_back(std::move(p));
       plan.workers.push_back(std::move(w));
     }

@@ -37,6 +37,10 @@ struct LaunchPlanOptions {
   // order; empty (default) = no --tls-dir, plain TCP WAN links. Ignored for
   // one-cluster jobs (no WAN).
   std::vector<std::string> gateway_tls_dirs;
+
+  // Pass --resume to every worker: continue from the newest checkpoint they
+  // all hold. Default false.
+  bool resume = false;
 };
 
 struct WorkerLaunch {

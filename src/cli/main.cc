@@ -1,6 +1,6 @@
 // The `stella` command: runs and validates StellaJob manifests on one machine.
 //
-//   stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS] [--no-tls]
+//   stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS] [--no-tls] [--resume]
 //   stella validate JOB.yaml
 //   stella bench [ARGS...]   (runs bench/stella_bench.py with /usr/bin/python3)
 //   stella --version | --help
@@ -32,6 +32,7 @@
 #include "src/cli/launch_plan.h"
 #include "src/cli/progress.h"
 #include "src/cli/run_tls.h"
+#include "src/cli/restart.h"
 #include "src/cli/summary.h"
 #include "src/cli/supervisor.h"
 #include "src/spec/stella_job.h"
@@ -64,13 +65,17 @@ extern "C" void OnStopSignal(int) {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS] [--no-tls]\n"
+    "  stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS] [--no-tls] [--resume]\n"
     "      Runs the job on this machine: one stella-runtime process per worker per cluster.\n"
+    "      With spec.checkpoint, a failed worker restarts the whole job from its last complete\n"
+    "      checkpoint (up to spec.runPolicy.backoffLimit times).\n"
     "      --json FILE       write the run summary as JSON to FILE (on success only)\n"
     "      --log-dir DIR     worker logs (default /tmp/stella-<job name>-<pid>)\n"
     "      --runtime PATH    the stella-runtime binary (default: next to this program)\n"
     "      --timeout SECONDS stop the run after this long (default: no limit)\n"
     "      --no-tls          plain TCP between cluster gateways (default: mutual TLS with a per-run CA)\n"
+    "      --resume          continue from the newest checkpoint under spec.checkpoint.path\n"
+    "                        (step 0 when there is none)\n"
     "  stella validate JOB.yaml\n"
     "      Checks the manifest; prints \"ok\" or every problem.\n"
     "  stella bench [--quick] [--json FILE] [--plot FILE.png] [--scenario steady|fluctuating]\n"
@@ -91,15 +96,22 @@ struct RunArgs {
   std::string runtime_path;
   std::optional<double> timeout_seconds;
   bool no_tls = false;
+  bool resume = false;
 };
 
 // Parses "run" arguments; returns an error message for a usage error.
 std::optional<std::string> ParseRunArgs(const std::vector<std::string>& args, RunArgs* out) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
-    if (arg == "--no-tls") {
+    if (arg == "--no-tls") {  // flags without a value
       out->no_tls = true;
-    } else if (arg.size() > 1 && arg[0] == '-') {
+      continue;
+    }
+    if (arg == "--resume") {
+      out->resume = true;
+      continue;
+    }
+    if (arg.size() > 1 && arg[0] == '-') {
       std::string flag = arg;
       std::optional<std::string> value;
       size_t eq = arg.find('=');
@@ -339,16 +351,12 @@ int Run(const std::vector<std::string>& raw_args) {
     tls = std::move(created).value();
   }
 
-  LaunchPlanOptions plan_options;
-  plan_options.job_path = args.job_path;
-  plan_options.runtime_path = args.runtime_path;
-  if (tls) plan_options.gateway_tls_dirs = tls->cluster_dirs();
-  StatusOr<LaunchPlan> plan = BuildLaunchPlan(job, plan_options);
-  if (!plan.ok()) {
-    std::cerr << "stella: " << plan.status().message() << "\n";
+
+  if (args.resume && job.spec.checkpoint.path.empty()) {
+    std::cerr << "stella: run --resume: " << args.job_path
+              << " has no spec.checkpoint.path to resume from; set spec.checkpoint.path (and intervalSteps)\n";
     return kExitFailure;
   }
-  PrintBanner(job, *plan, args.log_dir, tls.get());
 
   StatusOr<int> stop_fd = InstallStopSignals();
   if (!stop_fd.ok()) {
@@ -360,39 +368,70 @@ int Run(const std::vector<std::string>& raw_args) {
   winsize window{};
   const int columns = tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &window) == 0 ? window.ws_col : 0;
   ProgressView progress(std::cout, tty, columns);
-  SummaryCollector collector;
-  SupervisorOptions sup_options;
-  sup_options.log_dir = args.log_dir;
-  sup_options.stop_fd = *stop_fd;
-  sup_options.noun = "worker";
-  sup_options.on_event = [&](const std::string& name, const nlohmann::json& event) {
-    progress.OnEvent(name, event);
-    collector.OnEvent(event);
-  };
-  sup_options.on_warning = [&](const std::string& warning) { progress.PrintLine("warning: " + warning); };
-  StatusOr<std::unique_ptr<Supervisor>> supervisor = Supervisor::Create(sup_options, plan->processes);
-  if (!supervisor.ok()) {
-    std::cerr << "stella: " << supervisor.status().message() << "\n";
-    return kExitFailure;
-  }
-
+  RestartTracker restarts(job);
   const Clock& clock = SystemClock::Get();
+  const Clock::TimePoint run_start = clock.Now();
   Clock::TimePoint deadline = Clock::TimePoint::max();
   if (args.timeout_seconds) {
-    deadline = clock.Now() + std::chrono::duration_cast<Clock::Duration>(
-                                 std::chrono::duration<double>(*args.timeout_seconds));
+    deadline = run_start + std::chrono::duration_cast<Clock::Duration>(
+                               std::chrono::duration<double>(*args.timeout_seconds));
   }
-  Status result = (*supervisor)->Run(deadline);
-  progress.Finish();
 
-  if (result.code() == StatusCode::kCancelled) {
-    std::cerr << "stella: " << result.message() << "; logs in " << args.log_dir << "\n";
-    return kExitInterrupted;
+  // One attempt per loop: a fresh launch plan (fresh ports) and supervisor;
+  // a restart resumes every worker from the newest checkpoint they all hold.
+  bool resume = args.resume;
+  SummaryCollector collector;
+  for (int attempt = 0;; ++attempt) {
+    const std::string log_dir =
+        attempt == 0 ? args.log_dir : args.log_dir + "/restart-" + std::to_string(attempt);
+    LaunchPlanOptions plan_options;
+    plan_options.job_path = args.job_path;
+    plan_options.runtime_path = args.runtime_path;
+    plan_options.resume = resume;
+    if (tls) plan_options.gateway_tls_dirs = tls->cluster_dirs();
+    StatusOr<LaunchPlan> plan = BuildLaunchPlan(job, plan_options);
+    if (!plan.ok()) {
+      progress.Finish();
+      std::cerr << "stella: " << plan.status().message() << "\n";
+      return kExitFailure;
+    }
+    if (attempt == 0) PrintBanner(job, *plan, log_dir, tls.get());
+
+    collector = SummaryCollector();  // only the successful attempt's results count
+    restarts.BeginAttempt();
+    SupervisorOptions sup_options;
+    sup_options.log_dir = log_dir;
+    sup_options.stop_fd = *stop_fd;
+    sup_options.noun = "worker";
+    sup_options.on_event = [&](const std::string& name, const nlohmann::json& event) {
+      progress.OnEvent(name, event);
+      collector.OnEvent(event);
+      restarts.OnEvent(event);
+    };
+    sup_options.on_warning = [&](const std::string& warning) { progress.PrintLine("warning: " + warning); };
+    StatusOr<std::unique_ptr<Supervisor>> supervisor = Supervisor::Create(sup_options, plan->processes);
+    if (!supervisor.ok()) {
+      progress.Finish();
+      std::cerr << "stella: " << supervisor.status().message() << "\n";
+      return kExitFailure;
+    }
+    Status result = (*supervisor)->Run(deadline);
+    if (result.ok()) break;
+    if (result.code() == StatusCode::kCancelled) {
+      progress.Finish();
+      std::cerr << "stella: " << result.message() << "; logs in " << args.log_dir << "\n";
+      return kExitInterrupted;
+    }
+    RestartTracker::Verdict verdict = restarts.OnFailure(result);
+    if (!verdict.restart) {
+      progress.Finish();
+      std::cerr << "stella: run failed: " << verdict.message << "\n";
+      return kExitFailure;
+    }
+    progress.PrintLine(verdict.message + "; logs in " + args.log_dir + "/restart-" + std::to_string(attempt + 1));
+    resume = true;
   }
-  if (!result.ok()) {
-    std::cerr << "stella: run failed: " << result.message() << "\n";
-    return kExitFailure;
-  }
+  progress.Finish();
 
   JobInfo info;
   info.job = job.metadata.name;
@@ -405,6 +444,8 @@ int Run(const std::vector<std::string>& raw_args) {
     std::cerr << "stella: every worker exited 0, but " << summary.status().message() << "\n";
     return kExitFailure;
   }
+  summary->total_wall_seconds = SecondsBetween(run_start, clock.Now());
+  summary->restarts = restarts.records();
   std::cout << "\nsummary\n" << RenderSummaryTable(*summary);
   if (!args.json_path.empty()) {
     Status written = WriteJsonAtomically(args.json_path, SummaryToJson(*summary));

@@ -30,11 +30,45 @@ void ProgressView::OnEvent(const std::string& process_name, const nlohmann::json
     OnProgress(event);
   } else if (kind == "eval") {
     OnEval(event);
+  } else if (kind == "resume") {
+    OnResume(event);
+  } else if (kind == "checkpoint") {
+    OnCheckpoint(event);
   }
+}
+
+void ProgressView::OnResume(const nlohmann::json& event) {
+  const int64_t step = EventInt(event, "step", 0);
+  step_ = resumed_step_ = step;
+  next_decile_ = total_steps_ > 0 ? static_cast<int>(std::min<int64_t>(step * 10 / total_steps_, 10)) + 1 : 1;
+  std::string line;
+  if (event.contains("from_checkpoint") && event["from_checkpoint"].is_boolean() &&
+      event["from_checkpoint"].get<bool>()) {
+    line = "resumed from checkpoint at step " + std::to_string(step);
+    if (total_steps_ > 0) line += "/" + std::to_string(total_steps_);
+  } else {
+    line = "no checkpoint that every worker holds complete; starting at step 0";
+  }
+  if (event.contains("skipped") && event["skipped"].is_array()) {
+    for (const auto& why : event["skipped"]) {
+      if (why.is_string()) line += "\n  skipped " + why.get<std::string>();
+    }
+  }
+  PrintLine(line);
+}
+
+void ProgressView::OnCheckpoint(const nlohmann::json& event) {
+  PrintLine("checkpoint step " + std::to_string(EventInt(event, "step", 0)) + " saved (" +
+            HumanBytes(static_cast<uint64_t>(std::max(0.0, EventNumber(event, "bytes", 0)))) + " per worker, " +
+            Fixed(EventNumber(event, "seconds", 0) * 1000, 1) + " ms)");
 }
 
 void ProgressView::OnStart(const nlohmann::json& event) {
   total_steps_ = EventInt(event, "total_steps", total_steps_);
+  // A new attempt: its processes count elapsed time and WAN bytes from 0.
+  resumed_step_ = 0;
+  last_wan_bytes_ = 0;
+  last_wan_elapsed_ = 0;
   std::string line = "start: world size " + std::to_string(EventInt(event, "world_size", 0)) +
                      ", device " + EventString(event, "device", "?") + ", mode " +
                      EventString(event, "mode", "?") + ", " +
@@ -95,8 +129,8 @@ void ProgressView::OnEval(const nlohmann::json& event) {
 }
 
 std::string ProgressView::EtaText() const {
-  if (step_ <= 0 || elapsed_seconds_ <= 0 || total_steps_ <= 0) return "?";
-  double steps_per_second = static_cast<double>(step_) / elapsed_seconds_;
+  if (step_ <= resumed_step_ || elapsed_seconds_ <= 0 || total_steps_ <= 0) return "?";
+  double steps_per_second = static_cast<double>(step_ - resumed_step_) / elapsed_seconds_;
   return HumanDuration(static_cast<double>(std::max<int64_t>(total_steps_ - step_, 0)) / steps_per_second);
 }
 

@@ -7,8 +7,11 @@
 // one for the start, one per eval event, one each time training crosses
 // another 10% of its steps, and one per error event.
 //
-// Events used: "start", "progress", "eval" from global rank 0; "error" from
-// any worker. Missing or mistyped fields are treated as absent.
+// Events used: "start", "progress", "eval", "resume" and "checkpoint" from
+// global rank 0 (a line each for the last two); "error" from any worker.
+// Missing or mistyped fields are treated as absent. A restarted job (the CLI
+// restarts it from a checkpoint) sends "start" and "resume" again; the view
+// then continues from the resumed step.
 //
 // Thread safety: thread-compatible; feed it from one thread (the
 // supervisor's Run thread).
@@ -45,6 +48,8 @@ class ProgressView {
   void OnStart(const nlohmann::json& event);
   void OnProgress(const nlohmann::json& event);
   void OnEval(const nlohmann::json& event);
+  void OnResume(const nlohmann::json& event);
+  void OnCheckpoint(const nlohmann::json& event);
   void Redraw();
   void ClearLiveLine();
   std::string EtaText() const;
@@ -56,6 +61,7 @@ class ProgressView {
 
   int64_t total_steps_ = 0;
   int64_t step_ = 0;
+  int64_t resumed_step_ = 0;  // where the current attempt started
   double elapsed_seconds_ = 0;
   double samples_per_second_ = -1;  // < 0: not reported yet
   double loss_ = -1;                // < 0: not reported yet

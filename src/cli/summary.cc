@@ -33,6 +33,7 @@ StatusOr<RunSummary> SummaryCollector::Summarize(const JobInfo& info) const {
   s.steps = EventInt(rank0->second, "steps", 0);
   s.final_accuracy = EventNumber(rank0->second, "final_accuracy", 0);
   s.wall_seconds = EventNumber(rank0->second, "wall_seconds", 0);
+  s.resumed_from = EventInt(rank0->second, "resumed_from", 0);
   for (const auto& [rank, event] : done_by_rank_) {
     s.samples += std::max<int64_t>(EventInt(event, "samples", 0), 0);
     s.wan_bytes += static_cast<uint64_t>(std::max<int64_t>(EventInt(event, "wan_bytes_sent", 0), 0));
@@ -42,12 +43,29 @@ StatusOr<RunSummary> SummaryCollector::Summarize(const JobInfo& info) const {
   return s;
 }
 
+namespace {
+
+int64_t StepsLost(const RunSummary& s) {
+  int64_t lost = 0;
+  for (const RestartRecord& r : s.restarts) lost += r.steps_lost;
+  return lost;
+}
+
+std::string RestartsText(const RunSummary& s) {
+  if (s.restarts.empty()) return "0";
+  return std::to_string(s.restarts.size()) + " (" + std::to_string(StepsLost(s)) + " steps lost; resumed at step " +
+         std::to_string(s.resumed_from) + ")";
+}
+
+}  // namespace
+
 std::string RenderSummaryTable(const RunSummary& s) {
   const std::vector<std::pair<std::string, std::string>> rows = {
       {"wall time", HumanDuration(s.wall_seconds)},
       {"final accuracy", Fixed(s.final_accuracy * 100, 2) + "%"},
       {"samples/s", Fixed(s.samples_per_second, 1)},
       {"steps", std::to_string(s.steps)},
+      {"restarts", RestartsText(s)},
       {"WAN bytes sent", HumanBytes(s.wan_bytes) + " (" + std::to_string(s.wan_bytes) + " B)"},
       {"mode", s.info.mode},
       {"workers", std::to_string(s.info.workers)},
@@ -64,6 +82,13 @@ std::string RenderSummaryTable(const RunSummary& s) {
 }
 
 nlohmann::json SummaryToJson(const RunSummary& s) {
+  nlohmann::json log = nlohmann::json::array();
+  for (const RestartRecord& r : s.restarts) {
+    log.push_back({{"reason", r.reason},
+                   {"failed_at_step", r.failed_at_step},
+                   {"resumed_from", r.resumed_from},
+                   {"steps_lost", r.steps_lost}});
+  }
   return nlohmann::json{
       {"job", s.info.job},
       {"mode", s.info.mode},
@@ -78,6 +103,11 @@ nlohmann::json SummaryToJson(const RunSummary& s) {
       {"samples_per_second", s.samples_per_second},
       {"wan_bytes", s.wan_bytes},
       {"done_workers", s.done_workers},
+      {"resumed_from", s.resumed_from},
+      {"total_wall_seconds", s.total_wall_seconds},
+      {"restarts", s.restarts.size()},
+      {"steps_lost", StepsLost(s)},
+      {"restart_log", log},
   };
 }
 

@@ -8,7 +8,10 @@
 // worker's "done" event (samples: what each worker itself trained on, so the
 // sum is the job's throughput; wan_bytes: bytes each worker sent over the
 // emulated WAN, so each byte is counted once); samples_per_second =
-// samples / wall_seconds.
+// samples / wall_seconds. A job restarted from a checkpoint reports the last
+// attempt's wall time and samples (its workers count from the resume step),
+// the whole run's time in total_wall_seconds, and the restarts with the
+// steps they lost (restart.h).
 //
 // Thread safety: SummaryCollector is thread-compatible; the free functions
 // are pure (WriteJsonAtomically touches only its own path).
@@ -22,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/base/status.h"
+#include "src/cli/restart.h"
 
 namespace stella::cli {
 
@@ -44,6 +48,9 @@ struct RunSummary {
   double samples_per_second = 0;
   uint64_t wan_bytes = 0;
   int done_workers = 0;  // workers that sent a "done" event
+  int64_t resumed_from = 0;          // step the last attempt started at (rank 0's "done")
+  double total_wall_seconds = 0;     // the whole run, restarts included (set by the caller)
+  std::vector<RestartRecord> restarts;  // set by the caller
 };
 
 class SummaryCollector {
@@ -64,7 +71,10 @@ class SummaryCollector {
 std::string RenderSummaryTable(const RunSummary& summary);
 
 // Keys: job, mode, clusters, workers, shaper, log_dir, steps, samples,
-// final_accuracy, wall_seconds, samples_per_second, wan_bytes, done_workers.
+// final_accuracy, wall_seconds, samples_per_second, wan_bytes, done_workers,
+// resumed_from, total_wall_seconds, restarts (count), steps_lost (sum),
+// restart_log (per restart: reason, failed_at_step, resumed_from,
+// steps_lost).
 nlohmann::json SummaryToJson(const RunSummary& summary);
 
 // Writes `value` (pretty-printed, trailing newline) to a temporary file next

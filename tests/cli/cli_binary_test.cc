@@ -91,7 +91,7 @@ class CliTest : public ::testing::Test {
 
   // A two-cluster, one-worker-each manifest whose dataset is a directory of
   // empty placeholder files (the CLI only checks that they exist).
-  std::string WriteJob(const std::string& dataset_path, int metrics_port = 0) {
+  std::string WriteJob(const std::string& dataset_path, int metrics_port = 0, const std::string& extra = "") {
     std::string path = dir_.Join("job.yaml");
     WriteFile(path,
               "apiVersion: stella.dev/v1alpha1\n"
@@ -105,7 +105,7 @@ class CliTest : public ::testing::Test {
               "  clusters:\n"
               "    - {name: onprem, workers: 1, wan: {bandwidthMbps: 100, latencyMs: 5}}\n"
               "    - {name: cloud, workers: 1, wan: {bandwidthMbps: 0, latencyMs: 0}}\n"
-              "  metrics: {port: " + std::to_string(metrics_port) + "}\n");
+              "  metrics: {port: " + std::to_string(metrics_port) + "}\n" + extra);
     return path;
   }
 
@@ -120,17 +120,21 @@ class CliTest : public ::testing::Test {
   }
 
   // A stand-in for stella-runtime. FAKE_MODE selects: "" a clean run,
-  // "fail" cluster 1 exits 3, "hang" workers wait for SIGTERM. With
-  // FAKE_DIR set, a worker given --tls-dir records the path, the modes of
-  // the directory and key, and a copy of its certificate there.
+  // "fail" cluster 1 exits 3, "hang" workers wait for SIGTERM, "crash"
+  // cluster 1 is SIGKILLed unless started with --resume, "crash_always"
+  // cluster 1 is always SIGKILLed. With --resume, rank 0 reports a resume
+  // from step 6. With FAKE_DIR set, a worker given --tls-dir records the
+  // path, the modes of the directory and key, and a copy of its certificate.
   std::string WriteFakeRuntime() {
     return WriteScript(dir_.Join("fake-runtime"), R"SH(
+resume=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --cluster-index) c=$2; shift ;;
     --local-rank) r=$2; shift ;;
     --job) job=$2; shift ;;
     --tls-dir) tls=$2; shift ;;
+    --resume) resume=1 ;;
   esac
   shift
 done
@@ -143,6 +147,19 @@ if [ -n "$tls" ] && [ -n "$FAKE_DIR" ]; then
   cp "$tls/tls.crt" "$FAKE_DIR/tls.crt.$g"
 fi
 ev start ',"world_size":2,"device":"cpu","mode":"ddp","parameters":10,"total_steps":10'
+if [ "$resume" = 1 ]; then
+  echo "resumed" >> "$FAKE_DIR/resumed.$g"
+  if [ "$g" = 0 ]; then ev resume ',"step":6,"from_checkpoint":true'; fi
+fi
+case "$FAKE_MODE" in
+  crash|crash_always)
+    if [ "$FAKE_MODE" = crash_always ] || [ "$resume" = 0 ]; then
+      # Rank 0 reports step 8, then cluster 1 dies.
+      if [ "$g" = 0 ]; then ev progress ',"step":8,"applied":8,"total_steps":10'; touch "$FAKE_DIR/progressed"; sleep 60 & wait; fi
+      while [ ! -e "$FAKE_DIR/progressed" ]; do sleep 0.01; done
+      kill -9 $$
+    fi ;;
+esac
 if [ "$g" = 0 ]; then
   ev progress ',"step":10,"total_steps":10,"samples_per_second":100,"loss":0.5,"wan_bytes_sent":1000000,"wan_bytes_received":1000000,"elapsed_seconds":1.0'
   ev eval ',"step":10,"test_accuracy":0.81,"test_loss":0.5,"elapsed_seconds":1.5'
@@ -156,7 +173,7 @@ case "$FAKE_MODE" in
     touch "$FAKE_DIR/ready.$g"
     sleep 60 & wait ;;
 esac
-ev done ",\"steps\":10,\"samples\":640,\"final_accuracy\":0.81,\"wall_seconds\":2.0,\"wan_bytes_sent\":$((1000 * (g + 1))),\"wan_bytes_received\":0"
+ev done ",\"steps\":10,\"resumed_from\":$((6 * resume)),\"samples\":640,\"final_accuracy\":0.81,\"wall_seconds\":2.0,\"wan_bytes_sent\":$((1000 * (g + 1))),\"wan_bytes_received\":0"
 )SH");
   }
 
@@ -338,6 +355,69 @@ TEST_F(CliTest, WorkerFailureExitsOneAndNamesTheWorker) {
   EXPECT_THAT(r.err, HasSubstr("worker cloud/0 exited with status 3; last lines:"));
   EXPECT_THAT(r.err, HasSubstr("fake failure on cluster 1"));
   EXPECT_FALSE(FileExists(json_path));  // only successful runs write a summary
+}
+
+// Without checkpointing a failure still ends the run at once, and the
+// message says a checkpoint would have allowed a restart.
+TEST_F(CliTest, WorkerFailureWithoutCheckpointsSaysCheckpointingWouldHaveRestarted) {
+  Result r = RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs")},
+                       {"FAKE_MODE=crash", "FAKE_DIR=" + dir_.path()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("worker cloud/0 was killed by signal 9"));
+  EXPECT_THAT(r.err, HasSubstr("checkpointing would have allowed a restart"));
+  EXPECT_FALSE(FileExists(dir_.Join("resumed.0")));
+}
+
+// With checkpointing, a killed worker restarts the whole job with --resume
+// (every worker), the progress output says so, and the summary counts the
+// restart and the steps lost (applied 8 reported, resumed at 6).
+TEST_F(CliTest, KilledWorkerRestartsTheJobFromItsCheckpoint) {
+  const std::string job =
+      WriteJob(MakeDataset(), 0, "  checkpoint: {path: " + dir_.Join("ckpt") + ", intervalSteps: 3}\n");
+  const std::string json_path = dir_.Join("summary.json");
+  Result r = RunStella({"run", job, "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs"), "--json",
+                        json_path},
+                       {"FAKE_MODE=crash", "FAKE_DIR=" + dir_.path()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("restart 1/3: worker cloud/0 was killed by signal 9 (SIGKILL: Killed)"));
+  EXPECT_THAT(r.out, HasSubstr("(at step 8)"));
+  EXPECT_THAT(r.out, HasSubstr("resumed from checkpoint at step 6/10"));
+  EXPECT_THAT(r.out, HasSubstr("  restarts         1 (2 steps lost; resumed at step 6)\n"));
+  EXPECT_EQ(ReadFile(dir_.Join("resumed.0")), "resumed\n");  // each worker resumed once
+  EXPECT_EQ(ReadFile(dir_.Join("resumed.1")), "resumed\n");
+  EXPECT_TRUE(FileExists(dir_.Join("logs/restart-1/cloud-0.log")));  // the first attempt's logs are kept
+  EXPECT_TRUE(FileExists(dir_.Join("logs/cloud-0.log")));
+  nlohmann::json summary = nlohmann::json::parse(ReadFile(json_path));
+  EXPECT_EQ(summary.at("restarts"), 1);
+  EXPECT_EQ(summary.at("steps_lost"), 2);
+  EXPECT_EQ(summary.at("restart_log").at(0).at("resumed_from"), 6);
+}
+
+TEST_F(CliTest, RestartsStopAtTheBackoffLimit) {
+  const std::string job = WriteJob(MakeDataset(), 0,
+                                   "  checkpoint: {path: " + dir_.Join("ckpt") +
+                                       ", intervalSteps: 3}\n  runPolicy: {backoffLimit: 2}\n");
+  Result r = RunStella({"run", job, "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs")},
+                       {"FAKE_MODE=crash_always", "FAKE_DIR=" + dir_.path()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("restart 1/2"));
+  EXPECT_THAT(r.out, HasSubstr("restart 2/2"));
+  EXPECT_THAT(r.err, HasSubstr("no restart left: the job was restarted 2 time(s), spec.runPolicy.backoffLimit is 2"));
+  EXPECT_EQ(ReadFile(dir_.Join("resumed.1")), "resumed\nresumed\n");
+}
+
+TEST_F(CliTest, ResumeFlagReachesEveryWorkerAndNeedsACheckpointPath) {
+  Result no_path = RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--resume"});
+  EXPECT_EQ(no_path.exit_code, 1);
+  EXPECT_THAT(no_path.err, HasSubstr("has no spec.checkpoint.path to resume from"));
+  const std::string job =
+      WriteJob(MakeDataset(), 0, "  checkpoint: {path: " + dir_.Join("ckpt") + ", intervalSteps: 3}\n");
+  Result r = RunStella({"run", "--resume", job, "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs")},
+                       {"FAKE_DIR=" + dir_.path()});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("resumed from checkpoint at step 6/10"));
+  EXPECT_EQ(ReadFile(dir_.Join("resumed.0")), "resumed\n");
+  EXPECT_EQ(ReadFile(dir_.Join("resumed.1")), "resumed\n");
 }
 
 TEST_F(CliTest, TimeoutStopsTheRunAndExitsOne) {

@@ -103,6 +103,14 @@ TEST(LaunchPlanTest, MetricsOffGivesPortZero) {
   }
 }
 
+TEST(LaunchPlanTest, ResumeIsPassedToEveryWorker) {
+  LaunchPlanOptions o = Options(20000);
+  o.resume = true;
+  StatusOr<LaunchPlan> plan = BuildLaunchPlan(TwoByTwo(), o);
+  ASSERT_TRUE(plan.ok());
+  for (const ProcessSpec& p : plan->processes) EXPECT_EQ(p.argv.back(), "--resume") << p.name;
+}
+
 TEST(LaunchPlanTest, RelativeJobPathBecomesAbsolute) {
   LaunchPlanOptions o = Options(20000);
   o.job_path = "jobs/two.yaml";

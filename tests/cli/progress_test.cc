@@ -72,6 +72,33 @@ TEST(ProgressViewTest, PlainOutputIsDeterministic) {
             "ETA 0.0s\n");
 }
 
+// A job restarted from a checkpoint: the view reports the resume (and what
+// was skipped), continues its decile lines from the resumed step, reports
+// rank 0's checkpoints, and estimates the ETA from the steps since the resume.
+TEST(ProgressViewTest, ResumeAndCheckpointLines) {
+  std::ostringstream out;
+  ProgressView view(out, /*tty=*/false);
+  view.OnEvent("onprem/0", Event("start", 0, {{"world_size", 4}, {"total_steps", 100}}));
+  view.OnEvent("onprem/0", Event("checkpoint", 0, {{"step", 40}, {"bytes", 2048}, {"seconds", 0.0125}}));
+  view.OnEvent("cloud/0", Event("checkpoint", 2, {{"step", 40}, {"bytes", 2048}, {"seconds", 0.5}}));  // not rank 0
+  view.OnEvent("onprem/0", Event("start", 0, {{"world_size", 4}, {"total_steps", 100}}));
+  view.OnEvent("onprem/0", Event("resume", 0,
+                                 {{"step", 40},
+                                  {"from_checkpoint", true},
+                                  {"skipped", {"/c/onprem-0/step-50.ckpt: truncated"}}}));
+  view.OnEvent("onprem/0", Progress(45, 1.0, 0, 300, 0.5));  // still in the 40% decile
+  view.OnEvent("onprem/0", Progress(50, 2.0, 0, 300, 0.5));
+  view.OnEvent("onprem/0", Event("resume", 0, {{"step", 0}, {"from_checkpoint", false}}));
+  EXPECT_EQ(out.str(),
+            "start: world size 4, device ?, mode ?, 0 parameters, 100 steps\n"
+            "checkpoint step 40 saved (2.0 KiB per worker, 12.5 ms)\n"
+            "start: world size 4, device ?, mode ?, 0 parameters, 100 steps\n"
+            "resumed from checkpoint at step 40/100\n"
+            "  skipped /c/onprem-0/step-50.ckpt: truncated\n"
+            "progress 50% step 50/100, 300.0 samples/s, loss 0.5000, WAN 0.00 MB/s, elapsed 2.0s, ETA 10.0s\n"
+            "no checkpoint that every worker holds complete; starting at step 0\n");
+}
+
 TEST(ProgressViewTest, TerminalOutputRedrawsOneLine) {
   std::ostringstream out;
   ProgressView view(out, /*tty=*/true);

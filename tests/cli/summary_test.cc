@@ -90,6 +90,34 @@ TEST(SummaryTest, TableIsAligned) {
   EXPECT_THAT(table, HasSubstr("  log dir          /tmp/stella-x\n"));
 }
 
+TEST(SummaryTest, RestartsAppearInTheTableAndJson) {
+  SummaryCollector c;
+  json done = Done(0, 300, 3200, 0.8, 5.0, 100);
+  done["resumed_from"] = 250;
+  c.OnEvent(done);
+  JobInfo info = Info();
+  info.workers = 1;
+  StatusOr<RunSummary> s = c.Summarize(info);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->resumed_from, 250);
+  EXPECT_THAT(RenderSummaryTable(*s), HasSubstr("  restarts         0\n"));
+  RestartRecord r;
+  r.reason = "worker cloud/0 was killed by signal 9 (SIGKILL: Killed)";
+  r.failed_at_step = 262;
+  r.resumed_from = 250;
+  r.steps_lost = 12;
+  s->restarts = {r};
+  s->total_wall_seconds = 31.5;
+  EXPECT_THAT(RenderSummaryTable(*s), HasSubstr("  restarts         1 (12 steps lost; resumed at step 250)\n"));
+  json j = SummaryToJson(*s);
+  EXPECT_EQ(j.at("restarts"), 1);
+  EXPECT_EQ(j.at("steps_lost"), 12);
+  EXPECT_EQ(j.at("resumed_from"), 250);
+  EXPECT_DOUBLE_EQ(j.at("total_wall_seconds").get<double>(), 31.5);
+  EXPECT_EQ(j.at("restart_log").at(0).at("failed_at_step"), 262);
+  EXPECT_EQ(j.at("restart_log").at(0).at("reason"), r.reason);
+}
+
 TEST(SummaryTest, MissingRankZeroIsAnError) {
   SummaryCollector c;
   c.OnEvent(Done(1, 100, 6400, 0.1, 9.0, 2000));

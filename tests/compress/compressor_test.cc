@@ -479,3 +479,47 @@ TEST(CachelineTest, AdaptsOnBlockScoresAndStaysExact) {
 }  // namespace
 }  // namespace compress
 }  // namespace stella
+
+namespace stella {
+namespace compress {
+namespace {
+
+// A compressor restored from SaveState continues exactly as the saved one:
+// the same selections (random-k's generator) and the same adaptive threshold.
+TEST_P(CompressorKindTest, SavedStateContinuesTheSameSelections) {
+  auto a = Make(GetParam(), 7);
+  for (int step = 0; step < 3; ++step) {
+    std::vector<float> g = RandomTensor(5000, 10 + step);
+    SparseGradient out;
+    ASSERT_TRUE(a->Compress(g.data(), g.size(), 0.02, &out).ok());
+  }
+  const std::string state = a->SaveState();
+  auto b = Make(GetParam(), 999);  // another seed: only the state can make it agree
+  ASSERT_TRUE(b->LoadState(state).ok()) << b->LoadState(state).ToString();
+  EXPECT_EQ(b->stats().threshold, a->stats().threshold);
+  for (int step = 3; step < 6; ++step) {
+    std::vector<float> g = RandomTensor(5000, 10 + step);
+    SparseGradient x, y;
+    ASSERT_TRUE(a->Compress(g.data(), g.size(), 0.02, &x).ok());
+    ASSERT_TRUE(b->Compress(g.data(), g.size(), 0.02, &y).ok());
+    ExpectSame(y, x, GetParam() + " step " + std::to_string(step));
+    EXPECT_EQ(b->stats().threshold, a->stats().threshold);
+  }
+}
+
+TEST_P(CompressorKindTest, LoadStateRejectsAnotherKindAndTruncationUnchanged) {
+  auto c = Make(GetParam());
+  const std::string other = GetParam() == "topk" ? "randomk" : "topk";
+  Status st = c->LoadState(Make(other)->SaveState());
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("state of a " + other + " compressor given to a " + GetParam()), std::string::npos)
+      << st.message();
+  const std::string mine = c->SaveState();
+  EXPECT_EQ(c->LoadState(mine.substr(0, mine.size() - 1)).code(), StatusCode::kDataLoss);
+  EXPECT_EQ(c->LoadState(mine + "x").code(), StatusCode::kDataLoss);
+  EXPECT_EQ(c->SaveState(), mine);  // unchanged by the failed loads
+}
+
+}  // namespace
+}  // namespace compress
+}  // namespace stella

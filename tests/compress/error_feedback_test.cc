@@ -221,3 +221,55 @@ TEST_F(ErrorFeedbackDeathTest, OrderingContractIsEnforced) {
 }  // namespace
 }  // namespace compress
 }  // namespace stella
+
+namespace stella {
+namespace compress {
+namespace {
+
+// Restoring residual and velocity mid-training continues bit for bit, with
+// and without momentum correction.
+TEST(ErrorFeedbackTest, LoadStateContinuesBitForBit) {
+  for (double m : {0.0, 0.9}) {
+    constexpr size_t kN = 256;
+    auto a = MakeFeedback(kN, m);
+    auto compressor = MakeCompressor("topk");
+    std::vector<float> acc(kN);
+    SparseGradient sent;
+    for (int step = 0; step < 4; ++step) {
+      std::vector<float> g = RandomTensor(kN, 70 + step);
+      a->Accumulate(g.data(), acc.data(), kN);
+      ASSERT_TRUE(compressor->Compress(acc.data(), kN, 0.05, &sent).ok());
+      a->Update(sent);
+    }
+    auto b = MakeFeedback(kN, m);
+    ASSERT_TRUE(b->LoadState(std::vector<float>(a->residual(), a->residual() + kN), a->velocity()).ok());
+    for (int step = 4; step < 8; ++step) {
+      std::vector<float> g = RandomTensor(kN, 70 + step);
+      std::vector<float> acc_b(kN);
+      a->Accumulate(g.data(), acc.data(), kN);
+      b->Accumulate(g.data(), acc_b.data(), kN);
+      ASSERT_EQ(acc, acc_b) << "momentum " << m << " step " << step;
+      ASSERT_TRUE(compressor->Compress(acc.data(), kN, 0.05, &sent).ok());
+      a->Update(sent);
+      b->Update(sent);
+    }
+  }
+}
+
+TEST(ErrorFeedbackTest, LoadStateRejectsWrongSizesNamingTheBuffer) {
+  auto plain = MakeFeedback(8);
+  Status st = plain->LoadState(std::vector<float>(7), {});
+  EXPECT_NE(st.message().find("residual holds 7 floats, the tensor has 8"), std::string::npos) << st.message();
+  st = plain->LoadState(std::vector<float>(8), std::vector<float>(8));
+  EXPECT_NE(st.message().find("velocity holds 8 floats, expected 0 (momentum correction off)"), std::string::npos)
+      << st.message();
+  auto dgc = MakeFeedback(8, 0.5);
+  EXPECT_FALSE(dgc->LoadState(std::vector<float>(8), {}).ok());
+  EXPECT_TRUE(dgc->LoadState(std::vector<float>(8, 1.0f), std::vector<float>(8, 2.0f)).ok());
+  EXPECT_EQ(dgc->residual()[3], 1.0f);
+  EXPECT_EQ(dgc->velocity()[3], 2.0f);
+}
+
+}  // namespace
+}  // namespace compress
+}  // namespace stella

@@ -97,4 +97,23 @@ TEST(BatchSamplerTest, DeterministicAndReshufflesPerEpoch) {
 }
 
 }  // namespace
+// A sampler moved to a saved (epoch, cursor) yields exactly what the saved
+// one would have, across the epoch boundary.
+TEST(BatchSamplerTest, SeekContinuesTheSameStream) {
+  BatchSampler a(1000, 1, 3, 42);
+  for (int i = 0; i < 40; ++i) a.Next(17);  // into the third epoch (333 per shard)
+  const int64_t epoch = a.epoch(), cursor = a.cursor();
+  EXPECT_EQ(epoch, 2);
+  BatchSampler b(1000, 1, 3, 42);
+  ASSERT_TRUE(b.Seek(epoch, cursor).ok());
+  for (int i = 0; i < 30; ++i) ASSERT_EQ(b.Next(17), a.Next(17)) << i;
+  EXPECT_FALSE(b.Seek(-1, 0).ok());
+  Status st = b.Seek(0, 334);
+  EXPECT_NE(st.message().find("outside this rank's shard of 333 examples"), std::string::npos) << st.message();
+  EXPECT_TRUE(b.Seek(0, 333).ok());  // at the end: the next batch starts epoch 1
+  BatchSampler c(1000, 1, 3, 42);
+  ASSERT_TRUE(c.Seek(1, 0).ok());
+  EXPECT_EQ(b.Next(5), c.Next(5));
+}
+
 }  // namespace stella::data

@@ -258,8 +258,9 @@ TEST(RuntimeE2eTest, CliRunWritesSummaryJson) {
   EXPECT_EQ(gateway_log.find("unencrypted"), std::string::npos) << gateway_log;
 }
 
-// A worker killed mid-run fails the whole run quickly, naming the worker and
-// the signal, and leaves no worker behind.
+// Without checkpoints, a worker killed mid-run fails the whole run quickly,
+// naming the worker and the signal, and leaves no worker behind (with
+// checkpoints the run restarts instead: checkpoint_e2e_test).
 TEST(RuntimeE2eTest, KilledWorkerFailsTheRunQuickly) {
   TempDir dir;
   const std::string job = dir.path() + "/job.yaml";
@@ -288,6 +289,8 @@ TEST(RuntimeE2eTest, KilledWorkerFailsTheRunQuickly) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << out;
   EXPECT_NE(out.find("beta/0"), std::string::npos) << out;
   EXPECT_NE(out.find("signal 9"), std::string::npos) << out;
+  // Without spec.checkpoint there is nothing to restart from; the message says so.
+  EXPECT_NE(out.find("checkpointing would have allowed a restart"), std::string::npos) << out;
   EXPECT_LT(seconds, 30.0);
   // No worker of this job survives. (The [r] keeps pgrep from matching the
   // shell that runs it.)

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/compress/compressor.h"
+#include "src/base/byte_io.h"
 #include "src/base/status.h"
 
 namespace stella {
@@ -22,6 +23,11 @@ std::unique_ptr<Compressor> NewTopKCompressor();
 std::unique_ptr<Compressor> NewRandomKCompressor(uint64_t seed);
 std::unique_ptr<Compressor> NewThresholdCompressor(const CompressorOptions& options);
 std::unique_ptr<Compressor> NewCachelineCompressor(const CompressorOptions& options);
+
+// Compressor state blobs start with the kind's name: BeginState writes it,
+// CheckStateKind reads it and fails `in` when it names another kind.
+void BeginState(const char* kind, ByteWriter* out);
+void CheckStateKind(const char* kind, ByteReader* in);
 
 // Exact top-k of x[0, n) by (|x| descending, index ascending), made fast by
 // a per-instance threshold tau adapted with AIMD (see CompressorOptions):
@@ -57,6 +63,12 @@ class ThresholdSelector {
   uint64_t rescans() const { return rescans_; }
   uint64_t fallbacks() const { return fallbacks_; }
   uint64_t last_candidates() const { return last_candidates_; }
+
+  // The adaptive threshold (not the counters), for Compressor::SaveState.
+  void SaveState(ByteWriter* out) const;
+  // Reads what SaveState wrote, which must end the blob; errors (and
+  // trailing bytes) are recorded in `in`, and then nothing changes.
+  void LoadState(ByteReader* in);
 
  private:
   void SetTau(float tau);
