@@ -91,8 +91,10 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
     args.push_back("--wan-addresses");
     args.push_back(JoinCommas(wan));
   }
-  // Resuming recreated workers from checkpoints needs the runtime's --resume
-  // (branch `ckpt`, not merged yet): until then a restart starts at step 0.
+  // A recreated worker (restart, suspend/resume, certificate rotation, a
+  // deleted pod) continues from the job's latest complete checkpoint; with none
+  // yet, --resume starts at step 0.
+  if (!job.spec.checkpoint.path.empty()) args.push_back("--resume");
   const bool wan_tls = rank == 0 && job.spec.clusters.size() > 1;
   if (wan_tls) {
     args.push_back("--tls-dir");
@@ -123,6 +125,12 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
   if (wan_tls) {
     container["volumeMounts"].push_back({{"name", "tls"}, {"mountPath", kTlsMountPath}, {"readOnly", true}});
   }
+  const spec::CheckpointSpec& ckpt = job.spec.checkpoint;
+  if (!ckpt.path.empty()) {
+    // The root filesystem is read-only: the checkpoint directory is a volume,
+    // the user's claim (outlives pods) or an emptyDir (does not).
+    container["volumeMounts"].push_back({{"name", "checkpoints"}, {"mountPath", ckpt.path}});
+  }
   json pod_spec = {
       {"restartPolicy", "Never"},  // the operator restarts whole attempts
       {"hostname", name},
@@ -140,6 +148,12 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
     pod_spec["volumes"].push_back(
         {{"name", "tls"},
          {"secret", {{"secretName", TlsSecretName(job.metadata.name, cl.name)}, {"defaultMode", 0440}}}});
+  }
+  if (!ckpt.path.empty()) {
+    pod_spec["volumes"].push_back(
+        ckpt.claim_name.empty()
+            ? json{{"name", "checkpoints"}, {"emptyDir", json::object()}}
+            : json{{"name", "checkpoints"}, {"persistentVolumeClaim", {{"claimName", ckpt.claim_name}}}});
   }
   if (!cl.node_selector.empty()) pod_spec["nodeSelector"] = cl.node_selector;
   if (!cl.tolerations.empty()) {

@@ -477,7 +477,7 @@ StatusOr<ReconcileResult> Controller::Reconcile(const std::string& key) {
     STELLA_RETURN_IF_ERROR(WriteStatus(st));
     Event(st, "Warning", "Restarting",
           "attempt " + std::to_string(attempt + 1) + " of " + std::to_string(rp.backoff_limit) + " after " + why +
-              "");
+              (st.job.spec.checkpoint.path.empty() ? "" : "; resuming from the latest checkpoint"));
     STELLA_RETURN_IF_ERROR(DeletePods(st, ob, "restart"));
     return ReconcileResult{};
   }

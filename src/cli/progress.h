@@ -8,10 +8,12 @@
 // another 10% of its steps, and one per error event.
 //
 // Events used: "start", "progress", "eval", "resume" and "checkpoint" from
-// global rank 0 (a line each for the last two); "error" from any worker.
-// Missing or mistyped fields are treated as absent. A restarted job (the CLI
-// restarts it from a checkpoint) sends "start" and "resume" again; the view
-// then continues from the resumed step.
+// global rank 0 (a line each for the last two); "error" and "wan_link" (a
+// gateway's link to a peer cluster went down, came back, or the peer left)
+// from any worker: each prints a line, and while some link is down the live
+// line says so. Missing or mistyped fields are treated as absent. A restarted
+// job (the CLI restarts it from a checkpoint) sends "start" and "resume"
+// again; the view then continues from the resumed step.
 //
 // Thread safety: thread-compatible; feed it from one thread (the
 // supervisor's Run thread).
@@ -20,6 +22,7 @@
 
 #include <cstdint>
 #include <ostream>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -50,6 +53,7 @@ class ProgressView {
   void OnEval(const nlohmann::json& event);
   void OnResume(const nlohmann::json& event);
   void OnCheckpoint(const nlohmann::json& event);
+  void OnWanLink(const nlohmann::json& event);
   void Redraw();
   void ClearLiveLine();
   std::string EtaText() const;
@@ -70,6 +74,7 @@ class ProgressView {
   double last_wan_bytes_ = 0;
   double last_wan_elapsed_ = 0;
   int next_decile_ = 1;  // non-TTY: the next 10% mark to report
+  std::set<std::string> links_down_;  // "cluster -> peer" of links reported down
 };
 
 }  // namespace stella::cli

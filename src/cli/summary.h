@@ -51,6 +51,7 @@ struct RunSummary {
   int64_t resumed_from = 0;          // step the last attempt started at (rank 0's "done")
   double total_wall_seconds = 0;     // the whole run, restarts included (set by the caller)
   std::vector<RestartRecord> restarts;  // set by the caller
+  int64_t wan_degraded_steps = 0;  // most steps any worker applied without some cluster (a WAN link was down)
 };
 
 class SummaryCollector {
@@ -74,7 +75,7 @@ std::string RenderSummaryTable(const RunSummary& summary);
 // final_accuracy, wall_seconds, samples_per_second, wan_bytes, done_workers,
 // resumed_from, total_wall_seconds, restarts (count), steps_lost (sum),
 // restart_log (per restart: reason, failed_at_step, resumed_from,
-// steps_lost).
+// steps_lost), wan_degraded_steps.
 nlohmann::json SummaryToJson(const RunSummary& summary);
 
 // Writes `value` (pretty-printed, trailing newline) to a temporary file next

@@ -329,7 +329,7 @@ bool operator==(const ClusterSpec& a, const ClusterSpec& b) {
 }
 bool operator==(const MetricsSpec& a, const MetricsSpec& b) { return a.port == b.port; }
 bool operator==(const CheckpointSpec& a, const CheckpointSpec& b) {
-  return std::tie(a.path, a.interval_steps) == std::tie(b.path, b.interval_steps);
+  return std::tie(a.path, a.interval_steps, a.claim_name) == std::tie(b.path, b.interval_steps, b.claim_name);
 }
 bool operator==(const RunPolicy& a, const RunPolicy& b) {
   return std::tie(a.suspend, a.backoff_limit, a.active_deadline_seconds,
@@ -363,6 +363,18 @@ bool IsDns1123Label(std::string_view name) {
     if (!alnum(c) && c != '-') return false;
   }
   return alnum(name.front()) && alnum(name.back());
+}
+
+bool IsDns1123Subdomain(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  for (size_t start = 0;;) {
+    const size_t dot = name.find('.', start);
+    if (!IsDns1123Label(name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start))) {
+      return false;
+    }
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
 }
 
 std::vector<FieldError> ValidateStellaJob(const StellaJob& job) {
@@ -427,6 +439,17 @@ std::vector<FieldError> ValidateStellaJob(const StellaJob& job) {
       s.checkpoint.interval_steps > 0 && s.checkpoint.path.empty()) {
     c.Add("spec.checkpoint.path", "must be set because spec.checkpoint.intervalSteps is " +
                                       std::to_string(s.checkpoint.interval_steps) + ", got \"\"");
+  }
+  if (!s.checkpoint.claim_name.empty()) {
+    if (s.checkpoint.path.empty()) {
+      c.Add("spec.checkpoint.path", "must be set because spec.checkpoint.claimName is " +
+                                        Quote(s.checkpoint.claim_name) + " (the claim is mounted there), got \"\"");
+    }
+    if (!IsDns1123Subdomain(s.checkpoint.claim_name)) {
+      c.Add("spec.checkpoint.claimName",
+            "must be a DNS-1123 subdomain (a PersistentVolumeClaim name: lowercase letters, digits, '-' and '.', "
+            "at most 253 characters), got " + Quote(s.checkpoint.claim_name));
+    }
   }
 
   const RunPolicy& r = s.run_policy;

@@ -177,6 +177,11 @@ struct MetricsSpec {
 struct CheckpointSpec {
   std::string path;        // default "" = off
   int interval_steps = 0;  // >= 0; 0 = off; > 0 requires path
+  // Kubernetes only: a PersistentVolumeClaim (in each member's namespace)
+  // that the operator mounts at `path` in every worker, so checkpoints outlive
+  // the pods of a restarted job. "" = an emptyDir (lost when pods are
+  // recreated). Requires path; a DNS-1123 subdomain.
+  std::string claim_name;
 };
 
 struct RunPolicy {
@@ -285,6 +290,9 @@ std::string ToYaml(const StellaJob& job);
 
 // True if `name` is a DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, <= 63 chars.
 bool IsDns1123Label(std::string_view name);
+// Kubernetes object names such as a PersistentVolumeClaim's: dot-separated
+// DNS-1123 labels, at most 253 characters.
+bool IsDns1123Subdomain(std::string_view name);
 
 }  // namespace stella::spec
 

@@ -166,6 +166,7 @@ void WriteSpec(Writer& w, const JobSpec& s) {
   w.Begin("checkpoint");
   w.Str("path", s.checkpoint.path);
   w.Int("intervalSteps", s.checkpoint.interval_steps);
+  if (!s.checkpoint.claim_name.empty()) w.Str("claimName", s.checkpoint.claim_name);
   w.End();
 
   const RunPolicy& r = s.run_policy;

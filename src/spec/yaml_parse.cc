@@ -344,9 +344,10 @@ class Parser {
     }
     if (const YAML::Node* n = Find(f, "checkpoint")) {
       Fields g;
-      if (Map(*n, "spec.checkpoint", {"path", "intervalSteps"}, &g)) {
+      if (Map(*n, "spec.checkpoint", {"path", "intervalSteps", "claimName"}, &g)) {
         String(g, "spec.checkpoint", "path", &s->checkpoint.path);
         Int(g, "spec.checkpoint", "intervalSteps", &s->checkpoint.interval_steps);
+        String(g, "spec.checkpoint", "claimName", &s->checkpoint.claim_name);
       }
     }
     if (const YAML::Node* n = Find(f, "runPolicy")) RunPolicyField(*n, &s->run_policy);

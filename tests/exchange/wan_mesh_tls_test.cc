@@ -75,16 +75,18 @@ TEST(WanMeshTlsTest, StrangerIsRefusedAndLoggedThenTheJobsGatewaysExchangeData) 
   EXPECT_THAT(log, HasSubstr("TLS alert \"unknown CA\""));
   EXPECT_THAT(log, ::testing::Not(HasSubstr("PRIVATE KEY")));
 
-  std::vector<std::vector<uint8_t>> got_alpha, got_beta;
+  GatherResult got_alpha, got_beta;
   const std::vector<uint8_t> from_alpha(300000, 0xA1), from_beta(1000, 0xB2);
   const auto deadline = SystemClock::Get().Now() + std::chrono::seconds(20);
   std::thread gather([&] { EXPECT_TRUE((*alpha)->AllGather(3, from_alpha, &got_alpha, deadline).ok()); });
   ASSERT_TRUE((*beta)->AllGather(3, from_beta, &got_beta, deadline).ok());
   gather.join();
-  ASSERT_EQ(got_alpha.size(), 2u);
-  EXPECT_EQ(got_alpha[1], from_beta);
-  ASSERT_EQ(got_beta.size(), 2u);
-  EXPECT_EQ(got_beta[0], from_alpha);
+  ASSERT_TRUE(got_alpha.complete());
+  ASSERT_EQ(got_alpha.payloads.size(), 2u);
+  EXPECT_EQ(got_alpha.payloads[1], from_beta);
+  ASSERT_TRUE(got_beta.complete());
+  ASSERT_EQ(got_beta.payloads.size(), 2u);
+  EXPECT_EQ(got_beta.payloads[0], from_alpha);
 }
 
 TEST(WanMeshTlsTest, PlainGatewayIsRefusedByATlsGateway) {

@@ -2,6 +2,10 @@
 // and the status helpers: pure functions, checked without an API server.
 #include <gtest/gtest.h>
 
+#include <string>
+#include <tuple>
+#include <utility>
+
 #include "operator/controller/children.h"
 #include "operator/controller/gateway.h"
 #include "operator/controller/names.h"
@@ -63,7 +67,7 @@ TEST(ChildrenTest, WorkerPodCarriesRankPeersResourcesAndHardening) {
   // Its own gateway binds; the other cluster's is dialled.
   EXPECT_EQ(ArgAfter(pod, "--wan-addresses"), "10.0.0.1:29500,0.0.0.0:29500");
   EXPECT_EQ(ArgAfter(pod, "--bind-host"), "$(POD_IP)");
-  EXPECT_FALSE(HasArg(pod, "--resume"));  // the runtime has no --resume yet
+  EXPECT_TRUE(HasArg(pod, "--resume"));  // the example has checkpoints: a recreated worker continues
   EXPECT_FALSE(HasArg(pod, "--tls-dir"));  // only gateways speak WAN TLS
   const json& c = pod["spec"]["containers"][0];
   EXPECT_EQ(c["image"], "stella:test");
@@ -117,13 +121,41 @@ TEST(ChildrenTest, TolerationsMemberResourcesAndMigPassThrough) {
   EXPECT_TRUE(wan);
 }
 
-TEST(ChildrenTest, RestartAttemptIsRecorded) {
+// The volume named "checkpoints" and where the container mounts it; null
+// when the pod has none.
+std::pair<json, std::string> CheckpointVolume(const json& pod) {
+  std::pair<json, std::string> out{nullptr, ""};
+  for (const auto& v : pod["spec"]["volumes"]) {
+    if (v["name"] == "checkpoints") out.first = v;
+  }
+  for (const auto& m : pod["spec"]["containers"][0]["volumeMounts"]) {
+    if (m["name"] == "checkpoints") out.second = m["mountPath"];
+  }
+  return out;
+}
+
+TEST(ChildrenTest, WorkersResumeOnlyWithCheckpoints) {
   spec::StellaJob job = LoadExample();
   ChildContext ctx = Context(job);
   ctx.attempt = 2;
   json pod = BuildWorkerPod(ctx, 0, 0);
+  EXPECT_TRUE(HasArg(pod, "--resume"));
   EXPECT_EQ(pod["metadata"]["annotations"][kAnnotationAttempt], "2");
+  // The example's claim is mounted at the checkpoint path (the root
+  // filesystem is read-only), so checkpoints outlive the pod.
+  auto [volume, mount] = CheckpointVolume(pod);
+  EXPECT_EQ(volume["persistentVolumeClaim"]["claimName"], "fashion-cnn-checkpoints");
+  EXPECT_EQ(mount, "/checkpoints/fashion-cnn");
+  // Without a claim the directory is still writable, as an emptyDir.
+  job.spec.checkpoint.claim_name.clear();
+  std::tie(volume, mount) = CheckpointVolume(BuildWorkerPod(ctx, 0, 0));
+  EXPECT_TRUE(volume.contains("emptyDir"));
+  EXPECT_EQ(mount, "/checkpoints/fashion-cnn");
+  job.spec.checkpoint.path.clear();
+  job.spec.checkpoint.interval_steps = 0;
+  pod = BuildWorkerPod(ctx, 0, 0);
   EXPECT_FALSE(HasArg(pod, "--resume"));
+  EXPECT_TRUE(CheckpointVolume(pod).first.is_null());
 }
 
 TEST(ChildrenTest, HubChildrenAreOwnedAndServicesSelectTheirCluster) {

@@ -319,6 +319,7 @@ class OperatorE2E(unittest.TestCase):
             return len(pods) == 4 and all(p["metadata"]["annotations"]["stella.dev/attempt"] == "1" for p in pods) \
                 and pods
         pods = wait_for("attempt-1 pods", attempt1)
+        self.assertTrue(all("--resume" in p["spec"]["containers"][0]["args"] for p in pods))
         self.wait_phase("flaky", "Running")
         c.set_pod_phase("member-b", "flaky-cloud-0", "Failed")
         job = self.wait_phase("flaky", "Failed")

@@ -147,7 +147,7 @@ StellaJob FullJob() {
   edge.gateway = {GatewayType::kNodePort, 30500};
   j.spec.clusters = {hub, edge};
   j.spec.metrics.port = 0;
-  j.spec.checkpoint = {"/ckpt", 1000};
+  j.spec.checkpoint = {"/ckpt", 1000, "ckpt-claim"};
   j.spec.run_policy.suspend = true;
   j.spec.run_policy.backoff_limit = 0;
   j.spec.run_policy.active_deadline_seconds = 3600;
@@ -473,6 +473,16 @@ TEST(SpecTest, WrongTypesAreReported) {
             "spec.clusters[2]: expected a map, got \"c\"");
 }
 
+TEST(SpecTest, CheckpointClaimParsesAndRoundTrips) {
+  StatusOr<StellaJob> job =
+      ParseStellaJob(Replace(kBase, "  batchSize: 64\n", "  batchSize: 64\n  checkpoint: {path: /c, claimName: ckpt.team-a}\n"));
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->spec.checkpoint.claim_name, "ckpt.team-a");
+  StatusOr<StellaJob> again = ParseStellaJob(ToYaml(*job));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->spec.checkpoint, job->spec.checkpoint);
+}
+
 TEST(SpecTest, OutOfRangeValuesAreReported) {
   auto error_for = [](const std::string& from, const std::string& to) {
     return ErrorOf(Replace(kBase, from, to));
@@ -508,6 +518,11 @@ TEST(SpecTest, OutOfRangeValuesAreReported) {
             "spec.runPolicy.activeDeadlineSeconds: must be >= 1, got 0");
   EXPECT_EQ(error_for("  batchSize: 64\n", "  checkpoint: {intervalSteps: 100}\n"),
             "spec.checkpoint.path: must be set because spec.checkpoint.intervalSteps is 100, got \"\"");
+  EXPECT_EQ(error_for("  batchSize: 64\n", "  checkpoint: {claimName: Ckpt_Claim}\n"),
+            "spec.checkpoint.path: must be set because spec.checkpoint.claimName is \"Ckpt_Claim\" (the claim is "
+            "mounted there), got \"\"\n"
+            "spec.checkpoint.claimName: must be a DNS-1123 subdomain (a PersistentVolumeClaim name: lowercase "
+            "letters, digits, '-' and '.', at most 253 characters), got \"Ckpt_Claim\"");
   EXPECT_EQ(error_for("    - name: c\n", "    - name: c\n      resources: {limits: {cpu: two}}\n"),
             "spec.clusters[2].resources.limits[\"cpu\"]: must be a Kubernetes quantity such as "
             "\"2\", \"500m\" or \"1Gi\", got \"two\"");
