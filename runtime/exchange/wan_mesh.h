@@ -167,6 +167,14 @@ struct GatherResult {
   }
 };
 
+// Round tags of one gateway must only go forward within a run (a frame of a
+// later round drops earlier ones that are still unclaimed, and a peer that
+// sent a later round is taken to have gone on without us). Setup rounds come
+// first: the resume agreement (runtime/worker) uses kSetupRoundTag, every
+// training round a tag >= kFirstTrainingRoundTag.
+inline constexpr uint32_t kSetupRoundTag = 0;
+inline constexpr uint32_t kFirstTrainingRoundTag = 1;
+
 class WanMesh {
  public:
   // Connects to every peer (bounded by connect_timeout). InvalidArgument for

@@ -130,14 +130,15 @@ Status SparseSync::LoadState(const SparseSyncState& state) {
 
 Status SparseSync::Step(uint32_t step, float* buffer, SyncStepStats* stats) {
   STELLA_CHECK(ranges_.size() == 1);
-  return RunRange(step, ranges_[0], buffer, buffer + num_parameters_, stats);
+  return RunRange(exchange::kFirstTrainingRoundTag + step, ranges_[0], buffer, buffer + num_parameters_, stats);
 }
 
 Status SparseSync::StepBucket(uint32_t step, size_t bucket, float* gradient, float* control, SyncStepStats* stats) {
   STELLA_CHECK(bucket < ranges_.size());
   // Unique per (step, bucket), so a frame can never be taken for another
   // bucket's (the mesh matches frames by tag).
-  const uint32_t tag = static_cast<uint32_t>(static_cast<uint64_t>(step) * ranges_.size() + bucket);
+  const uint32_t tag = exchange::kFirstTrainingRoundTag +
+                       static_cast<uint32_t>(static_cast<uint64_t>(step) * ranges_.size() + bucket);
   Status st = RunRange(tag, ranges_[bucket], gradient, control, stats);
   if (!st.ok()) return st.WithContext("bucket " + std::to_string(bucket));
   return st;

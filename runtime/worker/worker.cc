@@ -55,10 +55,10 @@ constexpr int kTunerEverySteps = 5;
 // small WAN rounds are latency-bound and the tuner, reading their low
 // goodput as a slow link, drove the density to its floor.
 constexpr size_t kBucketBytes = 256 * 1024;
-// Resume agreement: the all-reduce round (WAN frame tag) it uses, far from
-// any training round, and how many of its newest complete checkpoints each
-// worker offers.
-constexpr uint32_t kAgreementRound = 0xFFFFFF00u;
+// Resume agreement: the all-reduce round (WAN frame tag) it uses, before any
+// training round (the mesh's tags only go forward), and how many of its
+// newest complete checkpoints each worker offers.
+constexpr uint32_t kAgreementRound = exchange::kSetupRoundTag;
 constexpr size_t kAgreementSlots = 8;
 // Complete checkpoints kept per worker: if the newest is found torn or
 // corrupt, the one before it is used.
@@ -588,7 +588,8 @@ Status Worker::RunDense(Loop& loop) {
     buffer[static_cast<size_t>(n) + kStopSlot] = (stop_requested_.load() || loop.target_reached) ? 1.0f : 0.0f;
     buffer[static_cast<size_t>(n) + kLossSlot] = loss;
     exchange::DenseRoundInfo round;
-    Status st = s.allreduce->AllReduceMean(buffer.data(), buffer.size(), static_cast<uint32_t>(loop.step),
+    Status st = s.allreduce->AllReduceMean(buffer.data(), buffer.size(),
+                                           exchange::kFirstTrainingRoundTag + static_cast<uint32_t>(loop.step),
                                            clock.Now() + WanRoundTimeout(s.options), &round);
     if (!st.ok()) return st.WithContext("step " + std::to_string(loop.step + 1) + " gradient exchange");
     const auto t2 = clock.Now();

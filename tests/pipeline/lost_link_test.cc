@@ -123,7 +123,10 @@ std::vector<WorkerRun> RunCutJob(SparseSyncOptions base, const std::vector<float
                                  testing::MeshHub::Deliver deliver,
                                  std::vector<std::pair<size_t, size_t>> buckets = {}) {
   testing::MeshHub mesh_hub(kClusters);
-  mesh_hub.SetDeliver(std::move(deliver));
+  // The predicates count rounds from 0: step * buckets + bucket.
+  mesh_hub.SetDeliver([deliver = std::move(deliver)](int from, int to, uint32_t tag) {
+    return deliver(from, to, tag - exchange::kFirstTrainingRoundTag);
+  });
   std::vector<std::unique_ptr<testing::GroupHub>> group_hubs;
   for (int c = 0; c < kClusters; ++c) group_hubs.push_back(std::make_unique<testing::GroupHub>(kWorkers));
   std::vector<WorkerRun> runs(kWorld);

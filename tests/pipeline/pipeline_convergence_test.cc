@@ -26,7 +26,7 @@ nlohmann::json RunJob(const std::string& dir, const std::string& name, const std
   const std::vector<std::string> args = {BuildDir() + "/bin/stella", "run", job, "--json", json, "--log-dir",
                                          dir + "/logs-" + name};
   pid_t pid = stella::testing::Spawn(args, out);
-  int status = stella::testing::WaitFor(pid, std::chrono::seconds(200));
+  int status = stella::testing::WaitFor(pid, std::chrono::seconds(300));  // ~100 s each on an idle 2-core machine
   const bool exited = status != -1;
   EXPECT_TRUE(exited && WIFEXITED(status) && WEXITSTATUS(status) == 0) << name << "\n" << ReadFile(out);
   if (!exited || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return nullptr;
