@@ -156,7 +156,7 @@ StatusOr<std::string> ClusterSet::ReadKubeconfig(const std::string& ns, const st
 }
 
 StatusOr<std::unique_ptr<Member>> ClusterSet::Connect(const std::string& id, const std::string& kubeconfig) {
-  auto config = kube::ParseKubeconfig(kubeconfig);
+  auto config = kube::ParseInlineKubeconfig(kubeconfig);
   if (!config.ok()) return config.status().WithContext("kubeconfig of member " + id);
   config->name = id;
   kube::ClientOptions co;

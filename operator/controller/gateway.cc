@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <initializer_list>
 
 namespace stella::op {
 namespace {
@@ -11,6 +12,32 @@ using json = nlohmann::json;
 std::string Str(const json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// The member at ptr, nullptr when a step is missing or not an object. (The
+// json::value() shortcut throws on members of an unexpected type, and nothing
+// up the reconcile catches it.)
+const json* At(const json& j, std::initializer_list<const char*> path) {
+  const json* cur = &j;
+  for (const char* key : path) {
+    if (!cur->is_object()) return nullptr;
+    const auto it = cur->find(key);
+    if (it == cur->end()) return nullptr;
+    cur = &*it;
+  }
+  return cur;
+}
+
+// The array at ptr, or an empty one.
+const json& ArrayAt(const json& j, std::initializer_list<const char*> path) {
+  static const json kEmpty = json::array();  // immutable
+  const json* v = At(j, path);
+  return v && v->is_array() ? *v : kEmpty;
+}
+
+std::string NodeName(const json& node) {
+  const json* v = At(node, {"metadata", "name"});
+  return v && v->is_string() ? v->get<std::string>() : std::string();
 }
 
 bool MatchesSelector(const json& node, const spec::StringMap& selector) {
@@ -27,16 +54,16 @@ bool MatchesSelector(const json& node, const spec::StringMap& selector) {
 }  // namespace
 
 bool NodeReady(const json& node) {
-  if (node.value("/spec/unschedulable"_json_pointer, false)) return false;
-  const json conds = node.value("/status/conditions"_json_pointer, json::array());
-  for (const auto& c : conds) {
+  const json* unschedulable = At(node, {"spec", "unschedulable"});
+  if (unschedulable && unschedulable->is_boolean() && unschedulable->get<bool>()) return false;
+  for (const auto& c : ArrayAt(node, {"status", "conditions"})) {
     if (Str(c, "type") == "Ready") return Str(c, "status") == "True";
   }
   return false;
 }
 
 std::string NodeAddress(const json& node) {
-  const json addrs = node.value("/status/addresses"_json_pointer, json::array());
+  const json& addrs = ArrayAt(node, {"status", "addresses"});
   for (const char* type : {"ExternalIP", "InternalIP"}) {
     for (const auto& a : addrs) {
       if (Str(a, "type") == type && !Str(a, "address").empty()) return Str(a, "address");
@@ -55,8 +82,7 @@ GatewayResolution ResolveGateway(const spec::ClusterSpec& cluster, const std::st
         r.waiting = "gateway Service of cluster " + cluster.name + " not created yet";
         return r;
       }
-      const json ingress = service->value("/status/loadBalancer/ingress"_json_pointer, json::array());
-      for (const auto& in : ingress) {
+      for (const auto& in : ArrayAt(*service, {"status", "loadBalancer", "ingress"})) {
         std::string host = Str(in, "ip").empty() ? Str(in, "hostname") : Str(in, "ip");
         if (!host.empty()) {
           r.address = host + ":" + port;
@@ -72,15 +98,19 @@ GatewayResolution ResolveGateway(const spec::ClusterSpec& cluster, const std::st
         return r;
       }
       int node_port = 0;
-      for (const auto& p : service->value("/spec/ports"_json_pointer, json::array())) {
-        if (p.contains("nodePort") && p["nodePort"].is_number_integer()) node_port = p["nodePort"].get<int>();
+      for (const auto& p : ArrayAt(*service, {"spec", "ports"})) {
+        const json* np = At(p, {"nodePort"});
+        // A port outside 1..65535 is no port (and would not fit an int).
+        if (np && np->is_number_integer() && np->get<int64_t>() >= 1 && np->get<int64_t>() <= 65535) {
+          node_port = static_cast<int>(np->get<int64_t>());
+        }
       }
       std::vector<const json*> ready;
       for (const auto& n : nodes) {
         if (NodeReady(n) && !NodeAddress(n).empty()) ready.push_back(&n);
       }
       std::sort(ready.begin(), ready.end(), [](const json* a, const json* b) {
-        return a->value("/metadata/name"_json_pointer, "") < b->value("/metadata/name"_json_pointer, "");
+        return NodeName(*a) < NodeName(*b);
       });
       if (node_port == 0 || ready.empty()) {
         r.waiting = node_port == 0 ? "NodePort of cluster " + cluster.name + " not allocated yet"
@@ -100,10 +130,10 @@ GatewayResolution ResolveGateway(const spec::ClusterSpec& cluster, const std::st
         return r;
       }
       std::sort(fit.begin(), fit.end(), [](const json* a, const json* b) {
-        return a->value("/metadata/name"_json_pointer, "") < b->value("/metadata/name"_json_pointer, "");
+        return NodeName(*a) < NodeName(*b);
       });
       const json& pick = *fit[std::hash<std::string>{}(job_uid) % fit.size()];
-      r.node = pick.value("/metadata/name"_json_pointer, "");
+      r.node = NodeName(pick);
       r.address = NodeAddress(pick) + ":" + port;
       return r;
     }

@@ -1,11 +1,50 @@
 #include "operator/controller/status.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 
 namespace stella::op {
 
 using json = nlohmann::json;
+
+namespace {
+
+// Type-tolerant reads. What the API server returns is written by others
+// (kubelets, users with status access, older operators), and json::value()
+// throws on a member of an unexpected type -- an exception no reconcile
+// catches. A member of the wrong type reads as absent.
+const json* At(const json& j, std::initializer_list<const char*> path) {
+  const json* cur = &j;
+  for (const char* key : path) {
+    if (!cur->is_object()) return nullptr;
+    const auto it = cur->find(key);
+    if (it == cur->end()) return nullptr;
+    cur = &*it;
+  }
+  return cur;
+}
+
+std::string StringAt(const json& j, std::initializer_list<const char*> path,
+                     const std::string& fallback = "") {
+  const json* v = At(j, path);
+  return v && v->is_string() ? v->get<std::string>() : fallback;
+}
+
+std::string Str(const json& j, const char* key) { return StringAt(j, {key}); }
+
+// The array at ptr, or an empty one.
+const json& ArrayAt(const json& j, std::initializer_list<const char*> path) {
+  static const json kEmpty = json::array();  // immutable
+  const json* v = At(j, path);
+  return v && v->is_array() ? *v : kEmpty;
+}
+
+// A finite value that fits int64 (a cast of anything else is undefined).
+bool FitsInt64(double v) { return std::isfinite(v) && v >= -9.2e18 && v <= 9.2e18; }
+
+}  // namespace
 
 std::string Rfc3339(std::time_t t) {
   std::tm tm{};
@@ -30,12 +69,14 @@ std::optional<std::time_t> ParseRfc3339(const std::string& text) {
 
 bool SetCondition(json* status, const std::string& type, bool value, const std::string& reason,
                   const std::string& message, int64_t generation, std::time_t now) {
+  // The operator owns status: anything that is not an object is replaced.
+  if (!status->is_object()) *status = json::object();
   if (!status->contains("conditions") || !(*status)["conditions"].is_array()) (*status)["conditions"] = json::array();
   json& conds = (*status)["conditions"];
   const std::string v = value ? "True" : "False";
   for (auto& c : conds) {
-    if (c.value("type", "") != type) continue;
-    bool flipped = c.value("status", "") != v;
+    if (!c.is_object() || Str(c, "type") != type) continue;
+    bool flipped = Str(c, "status") != v;
     if (flipped) c["lastTransitionTime"] = Rfc3339(now);
     c["status"] = v;
     c["reason"] = reason;
@@ -53,9 +94,8 @@ bool SetCondition(json* status, const std::string& type, bool value, const std::
 }
 
 bool ConditionTrue(const json& status, const std::string& type) {
-  if (!status.contains("conditions") || !status["conditions"].is_array()) return false;
-  for (const auto& c : status["conditions"]) {
-    if (c.value("type", "") == type) return c.value("status", "") == "True";
+  for (const auto& c : ArrayAt(status, {"conditions"})) {
+    if (Str(c, "type") == type) return Str(c, "status") == "True";
   }
   return false;
 }
@@ -63,11 +103,15 @@ bool ConditionTrue(const json& status, const std::string& type) {
 PodCounts CountPods(const std::vector<const json*>& pods) {
   PodCounts n;
   for (const json* p : pods) {
-    const std::string phase = p->value("/status/phase"_json_pointer, std::string("Pending"));
+    const std::string phase = StringAt(*p, {"status", "phase"}, "Pending");
     if (phase == "Running") {
       ++n.running;
-      for (const auto& c : p->value("/status/conditions"_json_pointer, json::array())) {
-        if (c.value("type", "") == "Ready" && c.value("status", "") == "True") ++n.ready;
+      // The first Ready condition decides, as in ConditionTrue (a pod listing
+      // Ready twice is still one pod).
+      for (const auto& c : ArrayAt(*p, {"status", "conditions"})) {
+        if (Str(c, "type") != "Ready") continue;
+        if (Str(c, "status") == "True") ++n.ready;
+        break;
       }
     } else if (phase == "Succeeded") {
       ++n.succeeded;
@@ -81,18 +125,20 @@ PodCounts CountPods(const std::vector<const json*>& pods) {
 }
 
 std::string DescribeFailure(const json& pod) {
-  std::string out = pod.value("/metadata/name"_json_pointer, std::string("?"));
-  std::string reason = pod.value("/status/reason"_json_pointer, std::string());
-  std::string message = pod.value("/status/message"_json_pointer, std::string());
+  std::string out = StringAt(pod, {"metadata", "name"}, "?");
+  std::string reason = StringAt(pod, {"status", "reason"});
+  std::string message = StringAt(pod, {"status", "message"});
   if (reason.empty()) {
-    for (const auto& cs : pod.value("/status/containerStatuses"_json_pointer, json::array())) {
-      if (cs.contains("state") && cs["state"].contains("terminated")) {
-        const json& t = cs["state"]["terminated"];
-        reason = t.value("reason", std::string("Error"));
-        message = "exit code " + std::to_string(t.value("exitCode", -1)) +
-                  (t.value("message", std::string()).empty() ? "" : ": " + t.value("message", std::string()));
-        break;
-      }
+    for (const auto& cs : ArrayAt(pod, {"status", "containerStatuses"})) {
+      const json* t = At(cs, {"state", "terminated"});
+      if (!t || !t->is_object()) continue;
+      reason = StringAt(*t, {"reason"}, "Error");
+      const json* code = At(*t, {"exitCode"});
+      // Integers only: converting a huge float to an integer is undefined.
+      const int64_t exit_code = code && code->is_number_integer() ? code->get<int64_t>() : -1;
+      const std::string text = Str(*t, "message");
+      message = "exit code " + std::to_string(exit_code) + (text.empty() ? "" : ": " + text);
+      break;
     }
   }
   if (reason.empty()) reason = "Failed";
@@ -118,6 +164,9 @@ RuntimeFigures ParseRuntimeMetrics(const std::string& text) {
     char* stop = nullptr;
     double v = std::strtod(line.c_str() + value_start, &stop);
     if (stop == line.c_str() + value_start) continue;
+    // NaN, +Inf and values past int64 read as absent: the figures go into
+    // the job's status, and casting them to int64 would be undefined.
+    if (!FitsInt64(v)) continue;
     if (name == "stella_steps_total") f.step = static_cast<int64_t>(v);
     else if (name == "stella_samples_per_second") f.samples_per_second = v;
     else if (name == "stella_density") f.density = v;

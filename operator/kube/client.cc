@@ -204,16 +204,50 @@ class StopWatcher {
   std::thread thread_;
 };
 
-StatusOr<EventType> ParseEventType(const std::string& s) {
-  if (s == "ADDED") return EventType::kAdded;
-  if (s == "MODIFIED") return EventType::kModified;
-  if (s == "DELETED") return EventType::kDeleted;
-  if (s == "BOOKMARK") return EventType::kBookmark;
-  if (s == "ERROR") return EventType::kError;
-  return InvalidArgumentError("unknown watch event type \"" + s + "\"");
+}  // namespace
+
+StatusOr<WatchEvent> DecodeWatchEvent(const std::string& line) {
+  auto quoted = [&line] { return line.substr(0, std::min<size_t>(line.size(), 200)); };
+  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return DataLossError("undecodable watch event: " + quoted());
+  }
+  const auto type = j.find("type");
+  if (type == j.end() || !type->is_string()) {
+    return DataLossError("watch event without a string \"type\": " + quoted());
+  }
+  WatchEvent ev;
+  const std::string& t = type->get_ref<const std::string&>();
+  if (t == "ADDED") {
+    ev.type = EventType::kAdded;
+  } else if (t == "MODIFIED") {
+    ev.type = EventType::kModified;
+  } else if (t == "DELETED") {
+    ev.type = EventType::kDeleted;
+  } else if (t == "BOOKMARK") {
+    ev.type = EventType::kBookmark;
+  } else if (t == "ERROR") {
+    ev.type = EventType::kError;
+  } else {
+    return InvalidArgumentError("unknown watch event type \"" + t.substr(0, 64) +
+                                "\" (expected ADDED, MODIFIED, DELETED, BOOKMARK or ERROR): " +
+                                quoted());
+  }
+  const auto object = j.find("object");
+  if (object != j.end()) ev.object = std::move(*object);
+  return ev;
 }
 
-}  // namespace
+int WatchErrorCode(const json& status) {
+  if (!status.is_object()) return 500;
+  const auto code = status.find("code");
+  // is_number_integer covers signed and unsigned; compare as int64 so a huge
+  // unsigned value cannot wrap into range.
+  if (code == status.end() || !code->is_number_integer()) return 500;
+  if (code->is_number_unsigned() && code->get<uint64_t>() > 599) return 500;
+  const int64_t c = code->get<int64_t>();
+  return c >= 100 && c <= 599 ? static_cast<int>(c) : 500;
+}
 
 StatusOr<WatchEnd> Client::Impl::Watch(const std::string& collection_path, const WatchOptions& o,
                                        const std::function<void(const WatchEvent&)>& on_event,
@@ -296,19 +330,11 @@ StatusOr<WatchEnd> Client::Impl::Watch(const std::string& collection_path, const
       size_t start = 0;
       for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
         if (nl == start) continue;
-        json line = json::parse(pending.begin() + start, pending.begin() + nl, nullptr, false);
-        if (line.is_discarded() || !line.is_object() || !line.contains("type") ||
-            !line["type"].is_string()) {
-          return DataLossError(what + ": undecodable watch event: " +
-                               pending.substr(start, std::min<size_t>(nl - start, 200)));
-        }
-        StatusOr<EventType> type = ParseEventType(line["type"].get<std::string>());
-        if (!type.ok()) return type.status().WithContext(what);
-        WatchEvent ev;
-        ev.type = *type;
-        ev.object = std::move(line["object"]);
+        StatusOr<WatchEvent> decoded = DecodeWatchEvent(pending.substr(start, nl - start));
+        if (!decoded.ok()) return decoded.status().WithContext(what);
+        WatchEvent& ev = *decoded;
         if (ev.type == EventType::kError) {
-          Response r{ev.object.value("code", 500), ev.object};
+          Response r{WatchErrorCode(ev.object), ev.object};
           if (r.code == 410) {
             end.gone = true;
             end.gone_message = ApiMessage(r);
@@ -502,8 +528,26 @@ std::string QueryEscape(const std::string& value) {
   return out;
 }
 
+namespace {
+
+// obj[key] when obj is an object and that member is a string, else "". (The
+// json::value() shortcut throws on a member of another type.)
+std::string StringMember(const json& obj, const char* key) {
+  if (!obj.is_object()) return "";
+  const auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::string MetadataString(const json& obj, const char* key) {
+  if (!obj.is_object()) return "";
+  const auto meta = obj.find("metadata");
+  return meta == obj.end() ? std::string() : StringMember(*meta, key);
+}
+
+}  // namespace
+
 std::string ApiReason(const Response& r) {
-  if (r.body.is_object() && r.body.value("kind", "") == "Status") return r.body.value("reason", "");
+  if (StringMember(r.body, "kind") == "Status") return StringMember(r.body, "reason");
   return "";
 }
 
@@ -544,19 +588,10 @@ Status ResponseStatus(const Response& r, const std::string& context) {
   return Status(code, msg);
 }
 
-std::string ResourceVersionOf(const json& obj) {
-  if (!obj.is_object() || !obj.contains("metadata") || !obj["metadata"].is_object()) return "";
-  return obj["metadata"].value("resourceVersion", "");
-}
+std::string ResourceVersionOf(const json& obj) { return MetadataString(obj, "resourceVersion"); }
 
-std::string NamespaceOf(const json& obj) {
-  if (!obj.is_object() || !obj.contains("metadata") || !obj["metadata"].is_object()) return "";
-  return obj["metadata"].value("namespace", "");
-}
+std::string NamespaceOf(const json& obj) { return MetadataString(obj, "namespace"); }
 
-std::string NameOf(const json& obj) {
-  if (!obj.is_object() || !obj.contains("metadata") || !obj["metadata"].is_object()) return "";
-  return obj["metadata"].value("name", "");
-}
+std::string NameOf(const json& obj) { return MetadataString(obj, "name"); }
 
 }  // namespace stella::kube

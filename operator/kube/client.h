@@ -90,6 +90,19 @@ struct WatchEvent {
   nlohmann::json object;
 };
 
+// Decodes one line of a watch stream (one JSON event, without the newline):
+// {"type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR", "object": {...}}.
+// A line that is not a JSON object with a string "type" is DataLoss, an
+// unknown type InvalidArgument; both messages quote (up to 200 bytes of) the
+// line. ERROR events decode like the others: their object is the server's
+// Status (see WatchErrorCode). A missing "object" decodes as null.
+StatusOr<WatchEvent> DecodeWatchEvent(const std::string& line);
+
+// The HTTP code an ERROR event's Status object carries ("code"), or 500 when
+// it has none that is an integer in [100, 599] (a garbled ERROR event is a
+// server error, never a 410 that would trigger a re-list).
+int WatchErrorCode(const nlohmann::json& status);
+
 struct WatchOptions {
   // Start after this resourceVersion; "" = the server's current state is sent
   // first as ADDED events (avoid: List first, then watch from its version).
@@ -179,7 +192,8 @@ bool IsGone(const Response& r);           // 410
 bool IsSuccess(const Response& r);        // 2xx
 // The server's Status.message, or the body text when it is not a Status.
 std::string ApiMessage(const Response& r);
-// The server's Status.reason ("NotFound", "Conflict", "Invalid", ...) or "".
+// The server's Status.reason ("NotFound", "Conflict", "Invalid", ...) or ""
+// (also when the body is not a Status or the reason is not a string).
 std::string ApiReason(const Response& r);
 // A non-2xx Response as an error Status: "context: HTTP 422 Invalid: <message>",
 // with a code that says whether retrying may help (409/429/5xx -> Unavailable,
@@ -187,7 +201,8 @@ std::string ApiReason(const Response& r);
 // Ok for 2xx.
 Status ResponseStatus(const Response& r, const std::string& context);
 
-// The object's metadata.resourceVersion / namespace / name ("" when absent).
+// The object's metadata.resourceVersion / namespace / name ("" when absent or
+// not a string).
 std::string ResourceVersionOf(const nlohmann::json& obj);
 std::string NamespaceOf(const nlohmann::json& obj);
 std::string NameOf(const nlohmann::json& obj);

@@ -68,10 +68,24 @@ StatusOr<YAML::Node> FindNamed(const YAML::Node& root, const char* list_key,
                               name + "\" in " + list_key);
 }
 
+// Where a kubeconfig came from decides whether it may name files.
+struct Source {
+  std::string base_dir;     // relative paths are resolved against it
+  bool allow_files = true;  // false: a kubeconfig from a Secret (see ParseInlineKubeconfig)
+};
+
+Status RefuseFile(const Source& src, const std::string& path, const char* key,
+                  const std::string& file) {
+  if (src.allow_files || file.empty()) return Status::Ok();
+  return InvalidArgumentError("kubeconfig: " + path + "." + key + ": file references (\"" + file +
+                              "\") are not allowed in a kubeconfig from a Secret; inline the "
+                              "content (kubectl config view --minify --flatten --raw)");
+}
+
 // Reads PEM either inline (`data_key`, base64) or from a file (`file_key`).
 // Both set is an error, as in kubectl.
 StatusOr<std::string> PemField(const YAML::Node& node, const char* data_key, const char* file_key,
-                               const std::string& path, const std::string& base_dir) {
+                               const std::string& path, const Source& src) {
   STELLA_ASSIGN_OR_RETURN(std::string data, StringField(node, data_key, path));
   STELLA_ASSIGN_OR_RETURN(std::string file, StringField(node, file_key, path));
   if (!data.empty() && !file.empty()) {
@@ -90,9 +104,10 @@ StatusOr<std::string> PemField(const YAML::Node& node, const char* data_key, con
     }
     return *pem;
   }
+  STELLA_RETURN_IF_ERROR(RefuseFile(src, path, file_key, file));
   if (!file.empty()) {
     StatusOr<std::string> pem =
-        ReadWholeFile(JoinPath(base_dir, file), "kubeconfig: " + path + "." + file_key);
+        ReadWholeFile(JoinPath(src.base_dir, file), "kubeconfig: " + path + "." + file_key);
     if (!pem.ok()) return InvalidArgumentError(pem.status().message());
     if (pem->find("-----BEGIN") == std::string::npos) {
       return InvalidArgumentError("kubeconfig: " + path + "." + file_key + ": file \"" + file +
@@ -104,7 +119,7 @@ StatusOr<std::string> PemField(const YAML::Node& node, const char* data_key, con
 }
 
 StatusOr<ClusterConfig> ParseKubeconfigNode(const YAML::Node& root, const std::string& context,
-                                            const std::string& base_dir) {
+                                            const Source& src) {
   if (!root.IsMap()) return InvalidArgumentError("kubeconfig: expected a mapping at the top level");
   ClusterConfig cfg;
 
@@ -151,7 +166,7 @@ StatusOr<ClusterConfig> ParseKubeconfigNode(const YAML::Node& root, const std::s
   STELLA_ASSIGN_OR_RETURN(cfg.insecure_skip_tls_verify,
                           BoolField(cl, "insecure-skip-tls-verify", cl_path));
   STELLA_ASSIGN_OR_RETURN(cfg.ca_pem, PemField(cl, "certificate-authority-data",
-                                               "certificate-authority", cl_path, base_dir));
+                                               "certificate-authority", cl_path, src));
   if (cfg.insecure_skip_tls_verify && !cfg.ca_pem.empty()) {
     return InvalidArgumentError("kubeconfig: " + cl_path +
                                 ": insecure-skip-tls-verify and a certificate authority are "
@@ -184,15 +199,16 @@ StatusOr<ClusterConfig> ParseKubeconfigNode(const YAML::Node& root, const std::s
     if (!cfg.bearer_token.empty() && !token_file.empty()) {
       return InvalidArgumentError("kubeconfig: " + u_path + ": set only one of token and tokenFile");
     }
+    STELLA_RETURN_IF_ERROR(RefuseFile(src, u_path, "tokenFile", token_file));
     if (!token_file.empty()) {
-      cfg.token_file = JoinPath(base_dir, token_file);
+      cfg.token_file = JoinPath(src.base_dir, token_file);
       StatusOr<std::string> t = ReadWholeFile(cfg.token_file, "kubeconfig: " + u_path + ".tokenFile");
       if (!t.ok()) return InvalidArgumentError(t.status().message());
     }
     STELLA_ASSIGN_OR_RETURN(cfg.client_cert_pem, PemField(u, "client-certificate-data",
-                                                          "client-certificate", u_path, base_dir));
+                                                          "client-certificate", u_path, src));
     STELLA_ASSIGN_OR_RETURN(cfg.client_key_pem,
-                            PemField(u, "client-key-data", "client-key", u_path, base_dir));
+                            PemField(u, "client-key-data", "client-key", u_path, src));
     if (cfg.client_cert_pem.empty() != cfg.client_key_pem.empty()) {
       return InvalidArgumentError(
           "kubeconfig: " + u_path + ": " +
@@ -250,13 +266,26 @@ StatusOr<std::string> DecodeBase64(const std::string& in) {
   return out;
 }
 
-StatusOr<ClusterConfig> ParseKubeconfig(const std::string& yaml, const std::string& context,
-                                        const std::string& base_dir) {
+namespace {
+
+StatusOr<ClusterConfig> ParseKubeconfigSource(const std::string& yaml, const std::string& context,
+                                              const Source& src) {
   try {
-    return ParseKubeconfigNode(YAML::Load(yaml), context, base_dir);
+    return ParseKubeconfigNode(YAML::Load(yaml), context, src);
   } catch (const YAML::Exception& e) {
     return InvalidArgumentError(std::string("kubeconfig: not valid YAML: ") + e.what());
   }
+}
+
+}  // namespace
+
+StatusOr<ClusterConfig> ParseKubeconfig(const std::string& yaml, const std::string& context,
+                                        const std::string& base_dir) {
+  return ParseKubeconfigSource(yaml, context, Source{base_dir, /*allow_files=*/true});
+}
+
+StatusOr<ClusterConfig> ParseInlineKubeconfig(const std::string& yaml, const std::string& context) {
+  return ParseKubeconfigSource(yaml, context, Source{"", /*allow_files=*/false});
 }
 
 StatusOr<ClusterConfig> LoadKubeconfigFile(const std::string& path, const std::string& context) {

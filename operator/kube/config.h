@@ -36,6 +36,17 @@ struct ClusterConfig {
 StatusOr<ClusterConfig> ParseKubeconfig(const std::string& yaml, const std::string& context = "",
                                         const std::string& base_dir = "");
 
+// Parses a kubeconfig that does not come from this machine's own files (a
+// member cluster's kubeconfig in a Secret): like ParseKubeconfig, but every
+// file reference (certificate-authority, client-certificate, client-key,
+// tokenFile) is an InvalidArgument naming the field. Reading them would let
+// whoever writes the Secret make the operator load its own files -- tokenFile:
+// /var/run/secrets/kubernetes.io/serviceaccount/token would send the
+// operator's token to a server of the author's choosing. Such kubeconfigs
+// must be self-contained (`kubectl config view --minify --flatten --raw`).
+StatusOr<ClusterConfig> ParseInlineKubeconfig(const std::string& yaml,
+                                              const std::string& context = "");
+
 // Reads and parses a kubeconfig file; relative paths in it are resolved
 // against the file's directory (as kubectl does).
 StatusOr<ClusterConfig> LoadKubeconfigFile(const std::string& path,

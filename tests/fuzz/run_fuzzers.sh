@@ -19,12 +19,14 @@ SRC_DIR=$(cd "$(dirname "$0")" && pwd)
 
 # target  runs  max seconds. The byte decoders run ~300k inputs/s here under
 # ASan+UBSan, the frame target (memory streams) ~17k/s, the manifest target
-# (yaml-cpp) ~4k/s; the caps bound the wall time on a slower CI machine while
-# the totals keep a wide margin over MIN_TOTAL_EXECS.
+# (yaml-cpp) ~4k/s, the Kubernetes JSON target (nlohmann + yaml-cpp for the
+# kubeconfig and the StellaJob spec) ~4-5k/s; the caps bound the wall time on
+# a slower CI machine while the totals keep a wide margin over MIN_TOTAL_EXECS.
 TARGETS=(
   "frame_fuzzer        300000  60"
   "sparse_wire_fuzzer 1000000  30"
   "manifest_fuzzer     150000  60"
+  "kube_json_fuzzer    150000  60"
   "decision_fuzzer    1000000  30"
   "idx_fuzzer         1000000  30"
 )

@@ -302,3 +302,83 @@ TEST(NamesTest, JobFromApiObjectIgnoresServerSetMetadataAndStatus) {
 
 }  // namespace
 }  // namespace stella::op
+
+// Regression tests for what kube_json_fuzzer (tests/fuzz) exercises: fields of
+// an unexpected type used to throw nlohmann::json::type_error out of
+// json::value(), which no reconcile catches (std::terminate), and a
+// non-finite metric was cast to int64 (undefined behaviour).
+namespace stella::op {
+namespace {
+
+using json = nlohmann::json;
+
+TEST(StatusTest, MistypedFieldsReadAsAbsentInsteadOfThrowing) {
+  // A pod whose phase is a number, whose conditions hold a string, and whose
+  // terminated state has a string exit code; a non-object list entry.
+  json pod = json::parse(R"({"metadata": {"name": 7}, "status": {"phase": 3, "reason": ["x"],
+      "conditions": ["Ready", {"type": 1, "status": true}],
+      "containerStatuses": [5, {"state": {"terminated": {"exitCode": "137", "reason": 9, "message": "m"}}}]}})");
+  json not_an_object = "pod";
+  EXPECT_EQ(CountPods({&pod, &not_an_object}).pending, 2);
+  EXPECT_EQ(DescribeFailure(pod), "?: Error: exit code -1: m");
+  EXPECT_EQ(DescribeFailure(not_an_object), "?: Failed");
+  json huge = json::parse(R"({"metadata": {"name": "p"}, "status": {"containerStatuses": [
+      {"state": {"terminated": {"exitCode": 1e300}}}]}})");
+  EXPECT_EQ(DescribeFailure(huge), "p: Error: exit code -1");
+
+  json status = json::parse(R"({"conditions": ["Running", {"type": ["Running"]}, {"type": "Running", "status": 1}]})");
+  EXPECT_FALSE(ConditionTrue(status, "Running"));
+  EXPECT_TRUE(SetCondition(&status, "Running", true, "r", "m", 1, 1000));
+  EXPECT_TRUE(ConditionTrue(status, "Running"));
+  EXPECT_EQ(status["conditions"][2]["status"], "True");  // the first well-formed Running entry
+  EXPECT_EQ(status["conditions"][0], "Running");         // other entries are kept as they are
+  json scalar_status = "garbage";
+  EXPECT_TRUE(SetCondition(&scalar_status, "Running", true, "r", "m", 1, 1000));
+  EXPECT_TRUE(ConditionTrue(scalar_status, "Running"));
+  EXPECT_FALSE(ConditionTrue(json(42), "Running"));
+}
+
+TEST(StatusTest, APodListingReadyTwiceIsOneReadyPod) {
+  json pod = json::parse(R"({"status": {"phase": "Running", "conditions": [
+      {"type": "Ready", "status": "True"}, {"type": "Ready", "status": "True"}]}})");
+  PodCounts n = CountPods({&pod});
+  EXPECT_EQ(n.running, 1);
+  EXPECT_EQ(n.ready, 1);
+}
+
+TEST(StatusTest, NonFiniteOrHugeMetricsReadAsAbsent) {
+  RuntimeFigures f = ParseRuntimeMetrics(
+      "stella_steps_total +Inf\nstella_batch_size 1e300\nstella_samples_per_second NaN\nstella_density -Inf\n");
+  EXPECT_EQ(f.step, -1);
+  EXPECT_EQ(f.batch_size, -1);
+  EXPECT_EQ(f.samples_per_second, -1);
+  EXPECT_EQ(f.density, -1);
+  EXPECT_EQ(ParseRuntimeMetrics("stella_steps_total 9e18\n").step, static_cast<int64_t>(9e18));
+}
+
+TEST(GatewayTest, MistypedNodesAndServicesReadAsAbsentInsteadOfThrowing) {
+  json node = json::parse(R"({"metadata": {"name": 1}, "spec": {"unschedulable": "yes"},
+      "status": {"addresses": [3, {"type": "InternalIP", "address": "10.0.0.1"}],
+                 "conditions": ["Ready", {"type": "Ready", "status": "True"}]}})");
+  EXPECT_TRUE(NodeReady(node));
+  EXPECT_EQ(NodeAddress(node), "10.0.0.1");
+  EXPECT_FALSE(NodeReady(json("node")));
+  EXPECT_EQ(NodeAddress(json::array()), "");
+
+  spec::ClusterSpec cl;
+  cl.name = "b";
+  cl.gateway.type = spec::GatewayType::kNodePort;
+  // nodePort beyond 65535 (it used to be truncated into an int) or of the wrong type is no port.
+  json svc = json::parse(R"({"spec": {"ports": [{"nodePort": 4294998796}, {"nodePort": "31500"}, 7]}})");
+  GatewayResolution g = ResolveGateway(cl, "u", &svc, {node});
+  EXPECT_TRUE(g.address.empty());
+  EXPECT_NE(g.waiting.find("NodePort of cluster b not allocated"), std::string::npos) << g.waiting;
+  svc["spec"]["ports"].push_back({{"nodePort", 31500}});
+  EXPECT_EQ(ResolveGateway(cl, "u", &svc, {node}).address, "10.0.0.1:31500");
+  json scalar_service = 5;
+  cl.gateway.type = spec::GatewayType::kLoadBalancer;
+  EXPECT_FALSE(ResolveGateway(cl, "u", &scalar_service, {}).waiting.empty());
+}
+
+}  // namespace
+}  // namespace stella::op

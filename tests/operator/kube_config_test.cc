@@ -180,6 +180,49 @@ TEST(KubeconfigTest, BadKubeconfigsNameTheField) {
   }
 }
 
+// A member's kubeconfig comes from a Secret that job authors write: it must
+// not make the operator read its own files. (Found while writing
+// kube_json_fuzzer: with ParseKubeconfig, "tokenFile: /var/run/secrets/
+// kubernetes.io/serviceaccount/token" plus an arbitrary server would have sent
+// the operator's service-account token to that server.)
+TEST(KubeconfigTest, InlineKubeconfigsRefuseFileReferencesNamingTheField) {
+  stella::testing::TempDir dir;
+  stella::testing::WriteFile(dir.path() + "/token", "operator-token\n");
+  stella::testing::WriteFile(dir.path() + "/ca.crt", kCa);
+  stella::testing::WriteFile(dir.path() + "/client.crt", kCert);
+  stella::testing::WriteFile(dir.path() + "/client.key", kKey);
+  struct Case {
+    std::string cluster, user, expect;
+  };
+  const Case cases[] = {
+      {"", "    tokenFile: " + dir.path() + "/token\n", "users[0].user.tokenFile: file references"},
+      {"    certificate-authority: " + dir.path() + "/ca.crt\n", "    token: t\n",
+       "clusters[1].cluster.certificate-authority: file references"},
+      {"", "    client-certificate: " + dir.path() + "/client.crt\n    client-key-data: " + Base64(kKey) + "\n",
+       "users[0].user.client-certificate: file references"},
+      {"", "    client-certificate-data: " + Base64(kCert) + "\n    client-key: " + dir.path() + "/client.key\n",
+       "users[0].user.client-key: file references"},
+  };
+  for (const Case& c : cases) {
+    const std::string yaml = Kubeconfig(kServer + c.cluster, c.user);
+    ASSERT_TRUE(ParseKubeconfig(yaml).ok()) << "the files exist, so only the inline rule can refuse: " << yaml;
+    auto cfg = ParseInlineKubeconfig(yaml);
+    ASSERT_FALSE(cfg.ok()) << yaml;
+    EXPECT_EQ(cfg.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(cfg.status().message().find(c.expect), std::string::npos) << cfg.status().message();
+    EXPECT_NE(cfg.status().message().find(dir.path()), std::string::npos) << cfg.status().message();
+  }
+  // Everything inline is accepted as by ParseKubeconfig.
+  auto inline_cfg = ParseInlineKubeconfig(
+      Kubeconfig(kServer + "    certificate-authority-data: " + Base64(kCa) + "\n",
+                 "    client-certificate-data: " + Base64(kCert) + "\n    client-key-data: " + Base64(kKey) + "\n"));
+  ASSERT_TRUE(inline_cfg.ok()) << inline_cfg.status().ToString();
+  EXPECT_EQ(inline_cfg->ca_pem, kCa);
+  EXPECT_EQ(inline_cfg->client_key_pem, kKey);
+  EXPECT_EQ(inline_cfg->server, "https://127.0.0.1:6443");
+  EXPECT_TRUE(inline_cfg->token_file.empty());
+}
+
 TEST(KubeconfigTest, Base64) {
   EXPECT_EQ(*DecodeBase64(""), "");
   EXPECT_EQ(*DecodeBase64("YQ=="), "a");
