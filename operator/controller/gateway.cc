@@ -4,36 +4,16 @@
 #include <functional>
 #include <initializer_list>
 
+#include "operator/controller/json_read.h"
+
 namespace stella::op {
 namespace {
 
 using json = nlohmann::json;
 
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-// The member at ptr, nullptr when a step is missing or not an object. (The
-// json::value() shortcut throws on members of an unexpected type, and nothing
-// up the reconcile catches it.)
-const json* At(const json& j, std::initializer_list<const char*> path) {
-  const json* cur = &j;
-  for (const char* key : path) {
-    if (!cur->is_object()) return nullptr;
-    const auto it = cur->find(key);
-    if (it == cur->end()) return nullptr;
-    cur = &*it;
-  }
-  return cur;
-}
-
-// The array at ptr, or an empty one.
-const json& ArrayAt(const json& j, std::initializer_list<const char*> path) {
-  static const json kEmpty = json::array();  // immutable
-  const json* v = At(j, path);
-  return v && v->is_array() ? *v : kEmpty;
-}
+using json_read::ArrayAt;
+using json_read::At;
+using json_read::Str;
 
 std::string NodeName(const json& node) {
   const json* v = At(node, {"metadata", "name"});

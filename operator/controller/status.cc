@@ -5,41 +5,18 @@
 #include <cstdlib>
 #include <initializer_list>
 
+#include "operator/controller/json_read.h"
+
 namespace stella::op {
 
 using json = nlohmann::json;
 
 namespace {
 
-// Type-tolerant reads. What the API server returns is written by others
-// (kubelets, users with status access, older operators), and json::value()
-// throws on a member of an unexpected type -- an exception no reconcile
-// catches. A member of the wrong type reads as absent.
-const json* At(const json& j, std::initializer_list<const char*> path) {
-  const json* cur = &j;
-  for (const char* key : path) {
-    if (!cur->is_object()) return nullptr;
-    const auto it = cur->find(key);
-    if (it == cur->end()) return nullptr;
-    cur = &*it;
-  }
-  return cur;
-}
-
-std::string StringAt(const json& j, std::initializer_list<const char*> path,
-                     const std::string& fallback = "") {
-  const json* v = At(j, path);
-  return v && v->is_string() ? v->get<std::string>() : fallback;
-}
-
-std::string Str(const json& j, const char* key) { return StringAt(j, {key}); }
-
-// The array at ptr, or an empty one.
-const json& ArrayAt(const json& j, std::initializer_list<const char*> path) {
-  static const json kEmpty = json::array();  // immutable
-  const json* v = At(j, path);
-  return v && v->is_array() ? *v : kEmpty;
-}
+using json_read::ArrayAt;
+using json_read::At;
+using json_read::Str;
+using json_read::StringAt;
 
 // A finite value that fits int64 (a cast of anything else is undefined).
 bool FitsInt64(double v) { return std::isfinite(v) && v >= -9.2e18 && v <= 9.2e18; }
