@@ -177,6 +177,7 @@ class ByteReader {
     return true;
   }
   void CopyFloats(float* out, size_t n) {
+    if (n == 0) return;  // `out` may be null (an empty vector's data()); memcpy must not see it
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     std::memcpy(out, data_.data() + pos_, n * sizeof(float));
     pos_ += n * sizeof(float);
