@@ -160,6 +160,7 @@ yes list pods -n team-a
 yes watch pods -n team-a
 yes create pods -n team-a
 yes delete pods -n team-a
+yes get pods --subresource=proxy -n team-a
 yes get services -n team-a
 yes list services -n team-a
 yes watch services -n team-a
@@ -179,6 +180,7 @@ no  delete secrets -n team-a
 no  patch secrets -n team-a
 no  update pods -n team-a
 no  create pods --subresource=exec -n team-a
+no  create pods --subresource=proxy -n team-a
 no  get pods --subresource=log -n team-a
 no  create deployments.apps -n team-a
 no  get configmaps -n team-a
@@ -198,6 +200,7 @@ cat >"$dir/want-cluster.txt" <<'EOF'
 events [] [create patch]
 nodes [] [get list watch]
 pods [] [get list watch create delete]
+pods/proxy [] [get]
 secrets [] [get list watch create update]
 services [] [get list watch create delete]
 stellajobs.stella.dev [] [get list watch update patch]
@@ -323,6 +326,7 @@ yes list pods -n jobs
 yes watch pods -n jobs
 yes create pods -n jobs
 yes delete pods -n jobs
+yes get pods --subresource=proxy -n jobs
 yes get services -n jobs
 yes create services -n jobs
 yes delete services -n jobs
@@ -341,11 +345,12 @@ EOF
 cat >"$dir/want-member.txt" <<'EOF'
 nodes [] [get list watch]
 pods [] [get list watch create delete]
+pods/proxy [] [get]
 secrets [] [get create update delete]
 services [] [get list watch create delete]
 EOF
 rules_in "$dir/member.kubeconfig" jobs >"$dir/got-member.txt"
-check "member can-i --list in the job namespace is exactly pods, services, TLS secrets, nodes" diff -u "$dir/want-member.txt" "$dir/got-member.txt"
+check "member can-i --list in the job namespace is exactly pods (and their proxy), services, TLS secrets, nodes" diff -u "$dir/want-member.txt" "$dir/got-member.txt"
 
 # The hub gets the member kubeconfig as a Secret in each watched namespace...
 if h upgrade stella "$chart" -n stella-system --reuse-values \

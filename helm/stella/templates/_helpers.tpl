@@ -124,6 +124,10 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [pods, services]
   verbs: [get, list, watch, create, delete]
+# Rank 0's /metrics through the API server (status step, throughput).
+- apiGroups: [""]
+  resources: [pods/proxy]
+  verbs: [get]
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
