@@ -36,6 +36,8 @@ StatusOr<std::unique_ptr<CpuOptimizer>> CpuOptimizer::Create(const CpuOptimizerO
   o->offsets_.assign(1, 0);
   for (int64_t n : options.tensor_sizes) o->offsets_.push_back(o->offsets_.back() + static_cast<size_t>(n));
   o->master_.assign(initial_parameters, initial_parameters + total);
+  const auto& t0 = *o->optimizers_.front();
+  o->state_floats_per_element_ = 1 + (t0.first_moment().empty() ? 0 : 1) + (t0.second_moment().empty() ? 0 : 1);
   if (options.threads > 1) {
     optim::ThreadPool::Options po;
     po.num_threads = options.threads;
@@ -83,6 +85,37 @@ Status CpuOptimizer::ApplyTensors(size_t first, size_t end, const float* gradien
       if (!st.ok()) return st.WithContext("cpu optimizer: tensor " + std::to_string(i));
     }
     offset += n;
+  }
+  return Status::Ok();
+}
+
+void CpuOptimizer::SaveRangeState(size_t first, size_t end, float* out) const {
+  STELLA_CHECK(first <= end && end <= optimizers_.size());
+  for (size_t i = first; i < end; ++i) {
+    const size_t n = static_cast<size_t>(sizes_[i]);
+    out = std::copy(master_.data() + offsets_[i], master_.data() + offsets_[i] + n, out);
+    const auto& t = *optimizers_[i];
+    out = std::copy(t.first_moment().begin(), t.first_moment().end(), out);
+    out = std::copy(t.second_moment().begin(), t.second_moment().end(), out);
+  }
+}
+
+Status CpuOptimizer::LoadRangeState(size_t first, size_t end, const float* in) {
+  if (first > end || end > optimizers_.size()) {
+    return InvalidArgumentError("cpu optimizer: state range [" + std::to_string(first) + ", " + std::to_string(end) +
+                                ") outside the " + std::to_string(optimizers_.size()) + " tensors");
+  }
+  for (size_t i = first; i < end; ++i) {
+    const size_t n = static_cast<size_t>(sizes_[i]);
+    std::copy(in, in + n, master_.data() + offsets_[i]);
+    in += n;
+    optim::OptimizerState state = optimizers_[i]->SaveState();
+    for (auto* buffer : {&state.first_moment, &state.second_moment}) {
+      std::copy(in, in + buffer->size(), buffer->begin());
+      in += buffer->size();
+    }
+    Status st = optimizers_[i]->LoadState(std::move(state));
+    if (!st.ok()) return st.WithContext("cpu optimizer: tensor " + std::to_string(i));
   }
   return Status::Ok();
 }

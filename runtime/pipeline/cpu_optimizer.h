@@ -55,6 +55,20 @@ class CpuOptimizer {
   Status ApplyTensors(size_t first, size_t end, const float* gradient,
                       const std::vector<std::vector<uint32_t>>& touched, uint32_t block_size);
 
+  // The state a cluster resynchronization carries and averages, per
+  // parameter element: the parameter itself plus the optimizer's dense
+  // buffers (1 for SGD without momentum, 2 with momentum, 3 for Adam/AdamW).
+  size_t state_floats_per_element() const { return state_floats_per_element_; }
+  // Copies the state of tensors [first, end) to `out`, tensor after tensor:
+  // parameters, then first moment (if kept), then second moment (if kept);
+  // state_floats_per_element() times the range's elements in all. Step
+  // counters are not part of it (every cluster steps every tensor once per
+  // round, so they agree).
+  void SaveRangeState(size_t first, size_t end, float* out) const;
+  // Replaces the state of tensors [first, end) with one in SaveRangeState's
+  // layout. InvalidArgument for a bad range (nothing changes).
+  Status LoadRangeState(size_t first, size_t end, const float* in);
+
   // Offset of tensor i in the master copy (i <= number of tensors).
   size_t tensor_offset(size_t i) const { return offsets_[i]; }
   size_t num_tensors() const { return sizes_.size(); }
@@ -73,6 +87,7 @@ class CpuOptimizer {
   std::vector<std::unique_ptr<optim::TensorOptimizer>> optimizers_;
   std::unique_ptr<optim::ThreadPool> pool_;  // null for one thread
   std::vector<float> values_;                // scratch: packed values of touched blocks
+  size_t state_floats_per_element_ = 1;
 };
 
 }  // namespace stella::pipeline

@@ -38,8 +38,13 @@ uint32_t CompressorBlockSize(const std::string& kind) {
 
 Status EncodePayload(uint32_t step, const float* control, size_t num_control,
                      const std::vector<compress::SparseGradient>& tensors, compress::ValuePrecision precision,
-                     std::vector<uint8_t>* out) {
-  size_t total = kPayloadHeaderSize + 4 * num_control;
+                     std::vector<uint8_t>* out, uint32_t flags, const float* state, size_t state_floats) {
+  const bool has_state = (flags & kPayloadHasState) != 0;
+  if (has_state && state == nullptr && state_floats > 0) {
+    return InvalidArgumentError("payload flags announce state but none was given");
+  }
+  if (!has_state) state_floats = 0;
+  size_t total = kPayloadHeaderSize + 4 * num_control + 8 + 4 * state_floats;
   for (const auto& t : tensors) total += 4 + compress::EncodedSize(t, precision);
   out->clear();
   out->reserve(total);
@@ -48,6 +53,8 @@ Status EncodePayload(uint32_t step, const float* control, size_t num_control,
   PutU32(out, static_cast<uint32_t>(tensors.size()));
   PutU32(out, static_cast<uint32_t>(num_control));
   for (size_t i = 0; i < num_control; ++i) PutF32(out, control[i]);
+  PutU32(out, flags);
+  PutU32(out, static_cast<uint32_t>(state_floats));
   std::vector<uint8_t> encoded;
   for (size_t i = 0; i < tensors.size(); ++i) {
     Status st = compress::EncodeSparse(tensors[i], precision, &encoded);
@@ -55,6 +62,9 @@ Status EncodePayload(uint32_t step, const float* control, size_t num_control,
     PutU32(out, static_cast<uint32_t>(encoded.size()));
     out->insert(out->end(), encoded.begin(), encoded.end());
   }
+  const size_t at = out->size();
+  out->resize(at + 4 * state_floats);
+  if (state_floats > 0) std::memcpy(out->data() + at, state, 4 * state_floats);  // little-endian hosts only, as PutF32
   return Status::Ok();
 }
 
@@ -87,6 +97,19 @@ StatusOr<DecodedPayload> DecodePayload(const uint8_t* data, size_t n, uint32_t s
     if (!std::isfinite(out.control[i])) {
       return DataLossError("control value " + std::to_string(i) + " is not finite");
     }
+  }
+  if (n - pos < 8) return DataLossError("payload truncated in its flags");
+  out.flags = GetU32(data + pos);
+  const uint32_t state_floats = GetU32(data + pos + 4);
+  pos += 8;
+  if ((out.flags & ~(kPayloadDiverged | kPayloadHasState)) != 0) {
+    return DataLossError("payload has unknown flags " + std::to_string(out.flags));
+  }
+  const bool has_state = (out.flags & kPayloadHasState) != 0;
+  if (state_floats != (has_state ? layout.state_floats : 0)) {
+    return DataLossError("payload carries " + std::to_string(state_floats) + " state floats, expected " +
+                         std::to_string(has_state ? layout.state_floats : 0) +
+                         (has_state ? "" : " (its flags announce no state)"));
   }
   out.tensors.reserve(num_tensors);
   for (uint32_t i = 0; i < num_tensors; ++i) {
@@ -122,6 +145,15 @@ StatusOr<DecodedPayload> DecodePayload(const uint8_t* data, size_t n, uint32_t s
     out.tensors.push_back(std::move(g));
     pos += len;
   }
+  if (n - pos < size_t{4} * state_floats) {
+    return DataLossError("payload truncated in its state section: " + std::to_string(n - pos) + " bytes for " +
+                         std::to_string(state_floats) + " floats");
+  }
+  out.state.resize(state_floats);
+  for (size_t i = 0; i < state_floats; ++i, pos += 4) {
+    out.state[i] = GetF32(data + pos);
+    if (!std::isfinite(out.state[i])) return DataLossError("state value " + std::to_string(i) + " is not finite");
+  }
   if (pos != n) return DataLossError("payload has " + std::to_string(n - pos) + " trailing bytes");
   return out;
 }
@@ -144,10 +176,29 @@ StatusOr<std::unique_ptr<SparseExchange>> SparseExchange::Create(const SparseExc
   if (options.momentum_correction != 0.0 && !options.error_feedback) {
     return InvalidArgumentError("sparse exchange: momentum correction needs error feedback");
   }
+  if (!options.cluster_workers.empty()) {
+    int sum = 0;
+    for (int w : options.cluster_workers) {
+      if (w < 1) return InvalidArgumentError("sparse exchange: cluster_workers entries must be >= 1");
+      sum += w;
+    }
+    if (static_cast<int>(options.cluster_workers.size()) != clusters || sum != options.world_size) {
+      return InvalidArgumentError("sparse exchange: cluster_workers has " +
+                                  std::to_string(options.cluster_workers.size()) + " entries summing to " +
+                                  std::to_string(sum) + "; expected " + std::to_string(clusters) +
+                                  " entries summing to world_size " + std::to_string(options.world_size));
+    }
+  }
   auto x = std::unique_ptr<SparseExchange>(new SparseExchange(options, mesh));
   x->layout_.tensor_sizes = options.tensor_sizes;
   x->layout_.num_control = options.num_control;
   x->layout_.block_size = CompressorBlockSize(options.compressor.kind);
+  x->layout_.state_floats = options.state_floats;
+  for (int c = 0; c < clusters; ++c) {
+    x->cluster_workers_.push_back(options.cluster_workers.empty()
+                                      ? static_cast<double>(options.world_size) / clusters
+                                      : options.cluster_workers[static_cast<size_t>(c)]);
+  }
   for (size_t i = 0; i < options.tensor_sizes.size(); ++i) {
     const int64_t size = options.tensor_sizes[i];
     if (size < 0 || static_cast<uint64_t>(size) > compress::kMaxCompressElements) {
@@ -177,7 +228,8 @@ StatusOr<std::unique_ptr<SparseExchange>> SparseExchange::Create(const SparseExc
 
 Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_sum, const float* control,
                                 float* aggregate, float* control_out, std::vector<std::vector<uint32_t>>* touched,
-                                ExchangeStats* stats, Clock::TimePoint deadline) {
+                                ExchangeStats* stats, Clock::TimePoint deadline, const float* state,
+                                float* state_out) {
   const Clock& clock = *options_.clock;
   ExchangeStats local;
   const auto t0 = clock.Now();
@@ -205,24 +257,37 @@ Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_su
     local.sent_elements += selected_[i].values.size();
     offset += options_.tensor_sizes[i];
   }
-  STELLA_RETURN_IF_ERROR(
-      EncodePayload(step, control, options_.num_control, selected_, options_.precision, &mine_));
+  // A diverged gateway says so, and carries its state when it can.
+  uint32_t flags = diverged_ ? kPayloadDiverged : 0;
+  const bool carry_state = wants_state() && state != nullptr && state_out != nullptr;
+  if (carry_state) flags |= kPayloadHasState;
+  STELLA_RETURN_IF_ERROR(EncodePayload(step, control, options_.num_control, selected_, options_.precision, &mine_,
+                                       flags, state, layout_.state_floats));
   local.payload_bytes = mine_.size();
   const auto t1 = clock.Now();
 
   // 2. The WAN round (skipped by single-cluster jobs).
-  std::vector<const std::vector<uint8_t>*> payloads;
+  std::vector<const std::vector<uint8_t>*> payloads;  // present ones, cluster order
+  std::vector<size_t> present;                         // their clusters
   if (mesh_ != nullptr && mesh_->num_clusters() > 1) {
-    Status st = mesh_->AllGather(step, mine_, &all_, deadline);
+    Status st = mesh_->AllGather(step, mine_, &gathered_, deadline);
     if (!st.ok()) return st.WithContext("step " + std::to_string(step) + " WAN all-gather");
-    if (all_.size() != static_cast<size_t>(mesh_->num_clusters())) {
-      return InternalError("WAN all-gather returned " + std::to_string(all_.size()) + " payloads for " +
-                           std::to_string(mesh_->num_clusters()) + " clusters");
+    if (gathered_.payloads.size() != static_cast<size_t>(mesh_->num_clusters()) ||
+        gathered_.outcome.size() != gathered_.payloads.size()) {
+      return InternalError("WAN all-gather returned " + std::to_string(gathered_.payloads.size()) +
+                           " payloads for " + std::to_string(mesh_->num_clusters()) + " clusters");
     }
-    for (const auto& p : all_) payloads.push_back(&p);
-    local.wan_bytes_sent = static_cast<uint64_t>(mine_.size()) * (all_.size() - 1);
+    for (size_t c = 0; c < gathered_.payloads.size(); ++c) {
+      if (gathered_.outcome[c] != exchange::PeerRound::kReceived) continue;
+      payloads.push_back(&gathered_.payloads[c]);
+      present.push_back(c);
+    }
+    local.missing = gathered_.missing();
+    local.peer_left = gathered_.any_left();
+    local.wan_bytes_sent = static_cast<uint64_t>(mine_.size()) * (gathered_.payloads.size() - 1);
   } else {
     payloads.push_back(&mine_);
+    present.push_back(static_cast<size_t>(options_.cluster_index));
   }
   const auto t2 = clock.Now();
 
@@ -230,10 +295,11 @@ Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_su
   // is written), then sum in cluster order.
   std::vector<DecodedPayload> decoded;
   decoded.reserve(payloads.size());
-  for (size_t c = 0; c < payloads.size(); ++c) {
-    auto d = DecodePayload(payloads[c]->data(), payloads[c]->size(), step, layout_);
+  for (size_t k = 0; k < payloads.size(); ++k) {
+    auto d = DecodePayload(payloads[k]->data(), payloads[k]->size(), step, layout_);
     if (!d.ok()) {
-      return d.status().WithContext("step " + std::to_string(step) + ": payload of cluster " + std::to_string(c));
+      return d.status().WithContext("step " + std::to_string(step) + ": payload of cluster " +
+                                    std::to_string(present[k]));
     }
     decoded.push_back(std::move(d).value());
   }
@@ -257,16 +323,47 @@ Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_su
       u.erase(std::unique(u.begin(), u.end()), u.end());
     }
   }
-  // The same float multiplication DenseAllReduce does after its sum.
-  const float inv = 1.0f / static_cast<float>(options_.world_size);
+  // The same float multiplication DenseAllReduce does after its sum; a
+  // partial round averages over the workers whose gradients it holds.
+  double workers = 0;
+  for (size_t c : present) workers += cluster_workers_[c];
+  const bool complete = local.missing.empty();
+  const float inv = complete ? 1.0f / static_cast<float>(options_.world_size) : static_cast<float>(1.0 / workers);
+  local.present_workers = complete ? options_.world_size : static_cast<int>(std::lround(workers));
   for (int64_t e = 0; e < total_elements_; ++e) aggregate[e] *= inv;
   for (size_t k = 0; k < options_.num_control; ++k) control_out[k] *= inv;
+
+  // 4. Resynchronization: decided from the round's payloads alone, so every
+  // gateway that saw the whole round decides alike.
+  bool all_state = complete && layout_.state_floats > 0;
+  bool any_diverged = false;
+  for (const auto& d : decoded) {
+    if ((d.flags & kPayloadHasState) == 0) all_state = false;
+    if ((d.flags & kPayloadDiverged) != 0) any_diverged = true;
+  }
+  if (all_state) {
+    // Weighted by workers, summed in cluster order: the same bits everywhere.
+    // Every payload's state was validated to be state_floats finite floats.
+    std::vector<double> sum(layout_.state_floats, 0.0);
+    for (size_t k = 0; k < decoded.size(); ++k) {
+      const double w = cluster_workers_[present[k]];
+      const float* src = decoded[k].state.data();
+      for (size_t e = 0; e < sum.size(); ++e) sum[e] += w * static_cast<double>(src[e]);
+    }
+    const double inv_world = 1.0 / static_cast<double>(options_.world_size);
+    for (size_t e = 0; e < sum.size(); ++e) state_out[e] = static_cast<float>(sum[e] * inv_world);
+    diverged_ = false;
+    local.resynced = true;
+  } else if (!complete || any_diverged) {
+    diverged_ = true;
+  }
+  local.diverged = diverged_;
   const auto t3 = clock.Now();
 
   local.compress_seconds = SecondsBetween(t0, t1);
   local.wan_seconds = SecondsBetween(t1, t2);
   local.aggregate_seconds = SecondsBetween(t2, t3);
-  if (stats != nullptr) *stats = local;
+  if (stats != nullptr) *stats = std::move(local);
   return Status::Ok();
 }
 

@@ -6,6 +6,15 @@
 #include "runtime/pipeline/block_mask.h"
 
 namespace stella::pipeline {
+namespace {
+
+// The last float of the broadcast message: the round's flags, small integers
+// (exact in a float).
+constexpr uint32_t kRoundDegraded = 1;
+constexpr uint32_t kRoundResync = 2;
+constexpr uint32_t kRoundPeerLeft = 4;
+
+}  // namespace
 
 StatusOr<std::unique_ptr<SparseSync>> SparseSync::Create(const SparseSyncOptions& options,
                                                          exchange::IntraClusterGroup* group, exchange::WanMesh* mesh,
@@ -63,12 +72,15 @@ StatusOr<std::unique_ptr<SparseSync>> SparseSync::Create(const SparseSyncOptions
       xo.num_control = r.num_control;
       xo.world_size = options.world_size;
       xo.cluster_index = mesh == nullptr ? 0 : options.cluster_index;
+      if (mesh != nullptr) xo.cluster_workers = options.cluster_workers;
+      xo.state_floats = options.resync ? r.elements * s->optimizer_->state_floats_per_element() : 0;
       xo.clock = options.clock;
       STELLA_ASSIGN_OR_RETURN(r.exchange, SparseExchange::Create(xo, mesh));
     }
     r.mask_words = BlockMaskWords(r.sizes, s->block_size_);
     r.sum.resize(r.elements + r.num_control);
-    r.message.resize(r.elements + r.num_control + r.mask_words);
+    r.message.resize(r.elements + r.num_control + r.mask_words + 1);
+    if (options.resync) r.state_floats = r.elements * s->optimizer_->state_floats_per_element();
     s->ranges_.push_back(std::move(r));
   }
   return s;
@@ -105,12 +117,24 @@ Status SparseSync::RunRange(uint32_t tag, Range& r, float* gradient, float* cont
   if (!st.ok()) return st.WithContext(where + "intra-cluster gradient sum");
   const auto t1 = clock.Now();
 
+  float& flags_slot = r.message.back();
   if (r.exchange != nullptr) {
     ExchangeStats xs;
+    float* state = nullptr;
+    if (r.exchange->wants_state() && r.state_floats > 0) {
+      r.state.resize(r.state_floats);
+      optimizer_->SaveRangeState(r.first, r.end, r.state.data());
+      state = r.state.data();
+    }
     STELLA_RETURN_IF_ERROR(r.exchange->Exchange(tag, density_.load(), r.sum.data(), r.sum.data() + n,
                                                 r.message.data(), r.message.data() + n, &r.touched, &xs,
-                                                clock.Now() + options_.timeout));
+                                                clock.Now() + options_.timeout, state, state));
     PackBlockMask(r.touched, r.sizes, block_size_, r.message.data() + n + c);
+    uint32_t flags = 0;
+    if (!xs.missing.empty()) flags |= kRoundDegraded;
+    if (xs.resynced) flags |= kRoundResync;
+    if (xs.peer_left) flags |= kRoundPeerLeft;
+    flags_slot = static_cast<float>(flags);
     local.compress_seconds = xs.compress_seconds;
     local.wan_seconds = xs.wan_seconds + xs.aggregate_seconds;
     local.payload_bytes = xs.payload_bytes;
@@ -121,6 +145,19 @@ Status SparseSync::RunRange(uint32_t tag, Range& r, float* gradient, float* cont
   // of them run the optimizer on exactly the same inputs.
   st = group_->Broadcast(r.message.data(), r.message.size(), 0);
   if (!st.ok()) return st.WithContext(where + "intra-cluster broadcast of the aggregate");
+  const auto flags = static_cast<uint32_t>(flags_slot);
+  local.degraded = (flags & kRoundDegraded) != 0;
+  local.resynced = (flags & kRoundResync) != 0;
+  local.peer_left = (flags & kRoundPeerLeft) != 0;
+  if (local.resynced) {
+    // Every member installs the clusters' averaged state, then applies this
+    // round's update on top, as the gateway does.
+    STELLA_CHECK(r.state_floats > 0);
+    r.state.resize(r.state_floats);
+    st = group_->Broadcast(r.state.data(), r.state.size(), 0);
+    if (!st.ok()) return st.WithContext(where + "intra-cluster broadcast of the resynchronized state");
+    STELLA_RETURN_IF_ERROR(optimizer_->LoadRangeState(r.first, r.end, r.state.data()));
+  }
   const auto t3 = clock.Now();
 
   st = UnpackBlockMask(r.message.data() + n + c, r.sizes, block_size_, &r.touched);

@@ -9,6 +9,14 @@
 // Every worker of every cluster applies the same bits to the same master
 // copy, so parameters stay identical everywhere.
 //
+// Lost WAN links (see sparse_exchange.h): a round that lacks some clusters'
+// payloads is applied as the mean over the clusters present; the broadcast
+// message carries the round's flags (degraded, resync, a peer left) to every
+// worker. In a resync round the gateway broadcasts the averaged state of the
+// bucket (master parameters and optimizer buffers) in a second broadcast and
+// every worker installs it before applying the round's update, so after a
+// resync the clusters are bit-identical again.
+//
 // Per-tensor pipelining: with `buckets` set, the same four stages run per
 // bucket of consecutive tensors (StepBucket), so the communication of the
 // late layers' gradients starts while backward is still producing the early
@@ -61,15 +69,22 @@ struct SparseSyncOptions {
   // Workers in the job (>= 1) and this worker's cluster. Defaults 1 and 0.
   int world_size = 1;
   int cluster_index = 0;
+  // Workers per cluster (see SparseExchangeOptions). Default empty: even.
+  std::vector<int> cluster_workers;
+  // Re-join clusters after a lost link by averaging their state (see the
+  // file comment). Default true; false leaves the clusters apart.
+  bool resync = true;
   // Control floats after the gradient in each step's buffer. Default 0.
   size_t num_control = 0;
   // Tensor ranges [first, end) that StepBucket steps, a partition of all
   // tensors; the one with first == 0 carries the control section. Default
   // empty: one bucket of all tensors, driven by Step.
   std::vector<std::pair<size_t, size_t>> buckets;
-  // Bound on the WAN round of a step (the Gloo group carries its own).
-  // Default 120 s.
-  std::chrono::milliseconds timeout{120000};
+  // Bound on the WAN round of a step: a cluster whose payload has not
+  // arrived by then is left out of the round. Must be well below the intra-
+  // cluster group's own timeout (the other workers wait in the broadcast
+  // meanwhile). Default 60 s.
+  std::chrono::milliseconds timeout{60000};
   // Time source for deadlines and stats. Default the system clock.
   const Clock* clock = &SystemClock::Get();
 };
@@ -83,6 +98,9 @@ struct SyncStepStats {
   size_t payload_bytes = 0;      // gateway: bytes of this cluster's payload
   uint64_t wan_bytes_sent = 0;   // gateway: bytes sent over the WAN this step
   size_t touched_elements = 0;   // parameters updated this step
+  bool degraded = false;         // some cluster's gradient is missing from the update
+  bool resynced = false;         // the clusters' states were averaged (resync round)
+  bool peer_left = false;        // some peer cluster said Bye (ended its job)
 };
 
 class SparseSync {
@@ -131,7 +149,9 @@ class SparseSync {
     std::unique_ptr<SparseExchange> exchange;  // gateway only
     size_t mask_words = 0;
     std::vector<float> sum;      // [gradient | control], the intra-cluster sum
-    std::vector<float> message;  // [aggregate | control | mask], broadcast from the gateway
+    std::vector<float> message;  // [aggregate | control | mask | flags], broadcast from the gateway
+    size_t state_floats = 0;     // of a resync; 0 without resync
+    std::vector<float> state;    // resync: the range's state (CpuOptimizer::SaveRangeState layout), allocated on first use
     std::vector<std::vector<uint32_t>> touched;
   };
 

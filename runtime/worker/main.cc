@@ -4,6 +4,7 @@
 //                  [--store-port P] [--store-host H] [--bind-host H]
 //                  [--wan-ports p0,p1,...] [--wan-addresses h0:p0,h1:p1,...]
 //                  [--metrics-port M] [--metrics-bind A] [--threads T] [--device auto|cpu|cuda]
+//                  [--wan-link-timeout-ms MS] [--wan-round-timeout-ms MS]
 //
 // The `stella` CLI starts one per worker on a laptop; the operator starts one
 // per pod. SIGINT/SIGTERM stop training at the next step boundary (all
@@ -25,7 +26,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: stella-runtime --job FILE --cluster-index C --local-rank R [--store-host H] [--store-port P]\n"
     "       [--bind-host H] [--wan-ports p0,p1,...] [--wan-addresses h0:p0,...] [--metrics-port M]\n"
-    "       [--metrics-bind ADDR] [--threads T] [--device auto|cpu|cuda] [--dump-parameters FILE]\n";
+    "       [--metrics-bind ADDR] [--threads T] [--device auto|cpu|cuda] [--dump-parameters FILE]\n"
+    "       [--wan-link-timeout-ms MS] [--wan-round-timeout-ms MS]\n";
 
 std::vector<std::string> SplitCommas(const std::string& s) {
   std::vector<std::string> out;
@@ -82,6 +84,11 @@ int main(int argc, char** argv) {
     else if (flag == "--threads") ok = ParseInt(flag, value, 1, 256, &o.threads);
     else if (flag == "--device") o.device = value;
     else if (flag == "--dump-parameters") o.dump_parameters_path = value;
+    else if (flag == "--wan-link-timeout-ms" || flag == "--wan-round-timeout-ms") {
+      int ms = 0;
+      ok = ParseInt(flag, value, 10, 3600 * 1000, &ms);
+      (flag == "--wan-link-timeout-ms" ? o.wan_link_timeout : o.wan_round_timeout) = std::chrono::milliseconds(ms);
+    }
     else {
       std::fprintf(stderr, "stella-runtime: unknown flag %s\n%s", flag.c_str(), kUsage);
       return 2;

@@ -82,7 +82,13 @@ struct WorkerMetrics {
                            .Add(l)),
         tuner_decisions(r.AddCounter("stella_tuner_decisions_total",
                                      "Tuner decisions that changed the density or the batch sizes.")
-                            .Add(l)) {
+                            .Add(l)),
+        degraded_steps(r.AddCounter("stella_wan_degraded_steps_total",
+                                    "Steps applied without some cluster's gradients (a WAN link was down).")
+                           .Add(l)),
+        resyncs(r.AddCounter("stella_wan_resyncs_total",
+                             "Buckets whose state was averaged across clusters after a lost link (stella mode).")
+                    .Add(l)) {
     auto& phase = r.AddCounter(
         "stella_step_phase_seconds_total",
         "Time spent per step phase: compute, communication, optimizer, wait (for parameters), compression.");
@@ -116,32 +122,64 @@ struct WorkerMetrics {
   metrics::Gauge& batch_size;
   metrics::Gauge& inflight_steps;
   metrics::Counter& tuner_decisions;
+  metrics::Counter& degraded_steps;
+  metrics::Counter& resyncs;
   std::vector<metrics::Counter*> phase_total;  // owned by the registry
   std::vector<metrics::Gauge*> phase_last;
 };
 
-// Per-peer WAN series, refreshed from the mesh's counters.
+// Per-peer WAN series, refreshed from the mesh's counters; link changes seen
+// between two refreshes are also reported as "wan_link" events.
 struct WanMetrics {
   WanMetrics(metrics::Registry& r, const metrics::Labels& l, const std::vector<exchange::PeerLinkStats>& peers) {
     auto& sent_f = r.AddGauge("stella_wan_sent_bytes", "Bytes sent to a peer cluster's gateway (cumulative).");
     auto& recv_f = r.AddGauge("stella_wan_received_bytes", "Bytes received from a peer cluster's gateway (cumulative).");
     auto& good_f = r.AddGauge("stella_wan_goodput_bytes_per_second", "Achieved send goodput to a peer (EWMA).");
+    auto& up_f = r.AddGauge("stella_wan_link_up", "1 while the link to a peer cluster's gateway is up, else 0.");
+    auto& reconnects_f = r.AddCounter("stella_wan_reconnects_total",
+                                      "Links to a peer cluster's gateway re-established after a loss.");
+    auto& losses_f = r.AddCounter("stella_wan_link_losses_total",
+                                  "Links to a peer cluster's gateway lost (error, reset or silence).");
     for (const auto& p : peers) {
       metrics::Labels pl = l;
       pl["peer"] = p.name;
       sent.push_back(&sent_f.Add(pl));
       received.push_back(&recv_f.Add(pl));
       goodput.push_back(&good_f.Add(pl));
+      up.push_back(&up_f.Add(pl));
+      reconnects.push_back(&reconnects_f.Add(pl));
+      losses.push_back(&losses_f.Add(pl));
+      last.push_back(p);
+      up.back()->Set(p.up ? 1 : 0);
     }
   }
-  void Update(const std::vector<exchange::PeerLinkStats>& peers) {
+  void Update(const std::vector<exchange::PeerLinkStats>& peers, EventSink& events) {
     for (size_t i = 0; i < peers.size() && i < sent.size(); ++i) {
-      sent[i]->Set(static_cast<double>(peers[i].bytes_sent));
-      received[i]->Set(static_cast<double>(peers[i].bytes_received));
-      goodput[i]->Set(peers[i].goodput_bytes_per_second);
+      const auto& p = peers[i];
+      sent[i]->Set(static_cast<double>(p.bytes_sent));
+      received[i]->Set(static_cast<double>(p.bytes_received));
+      goodput[i]->Set(p.goodput_bytes_per_second);
+      up[i]->Set(p.up ? 1 : 0);
+      const auto& before = last[i];
+      if (p.link_losses > before.link_losses) losses[i]->Increment(static_cast<double>(p.link_losses - before.link_losses));
+      if (p.connects > before.connects) {
+        reconnects[i]->Increment(static_cast<double>(p.connects - before.connects));
+      }
+      // A loss and a reconnect both between two refreshes show as both events.
+      if (p.link_losses > before.link_losses || (before.up && !p.up && !p.left)) {
+        events.Emit("wan_link", {{"peer", p.name}, {"state", "down"}, {"reason", p.last_error},
+                                 {"losses", p.link_losses}});
+      }
+      if (p.left && !before.left) events.Emit("wan_link", {{"peer", p.name}, {"state", "left"}});
+      if (p.connects > before.connects && p.up) {
+        events.Emit("wan_link", {{"peer", p.name}, {"state", "up"}, {"connects", p.connects}});
+      }
+      last[i] = p;
     }
   }
-  std::vector<metrics::Gauge*> sent, received, goodput;  // owned by the registry
+  std::vector<metrics::Gauge*> sent, received, goodput, up;  // owned by the registry
+  std::vector<metrics::Counter*> reconnects, losses;         // owned by the registry
+  std::vector<exchange::PeerLinkStats> last;                 // at the previous refresh
 };
 
 Status DumpParameters(const compute::Trainer& trainer, const std::string& path) {
@@ -229,6 +267,16 @@ StatusOr<optim::OptimizerOptions> CpuOptimizerOptionsFromSpec(const spec::JobSpe
   }
   STELLA_RETURN_IF_ERROR(optim::ValidateOptimizerOptions(oo));
   return oo;
+}
+
+std::vector<int> ClusterWorkers(const spec::JobSpec& spec) {
+  std::vector<int> out;
+  for (const auto& c : spec.clusters) out.push_back(c.workers);
+  return out;
+}
+
+std::chrono::milliseconds WanRoundTimeout(const WorkerOptions& o) {
+  return o.wan_round_timeout.count() > 0 ? o.wan_round_timeout : o.collective_timeout / 2;
 }
 
 compress::ValuePrecision WirePrecision(spec::ValuePrecision p) {
@@ -349,6 +397,8 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
     mo.egress_bits_per_second = cluster.wan.bandwidth_mbps * 1e6;
     mo.egress_latency = std::chrono::microseconds(static_cast<int64_t>(cluster.wan.latency_ms * 1000));
     mo.connect_timeout = o.collective_timeout;
+    if (o.wan_link_timeout.count() > 0) mo.link_timeout = o.wan_link_timeout;
+    mo.heartbeat_interval = std::max(std::chrono::milliseconds(1), mo.link_timeout / 10);
     STELLA_ASSIGN_OR_RETURN(s->mesh, exchange::WanMesh::Create(mo));
     s->wan_metrics = std::make_unique<WanMetrics>(s->registry, labels, s->mesh->stats());
   }
@@ -372,7 +422,8 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
     s->telemetry.world = s->world_size;
     s->telemetry.clusters = num_clusters;
     so.num_control = s->telemetry.size();
-    so.timeout = o.collective_timeout;
+    so.timeout = WanRoundTimeout(o);
+    so.cluster_workers = ClusterWorkers(spec);
     so.buckets = pipeline::MakeBuckets(so.tensor_sizes, kBucketBytes);
     auto sync = pipeline::SparseSync::Create(so, s->group.get(), s->mesh.get(), initial.data());
     if (!sync.ok()) return sync.status().WithContext("spec.sync.mode stella");
@@ -395,7 +446,7 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
       s->tuner = std::move(t).value();
     }
   } else {
-    s->allreduce = std::make_unique<exchange::DenseAllReduce>(s->group.get(), s->mesh.get(), s->world_size);
+    s->allreduce = std::make_unique<exchange::DenseAllReduce>(s->group.get(), s->mesh.get(), ClusterWorkers(spec));
   }
   return std::unique_ptr<Worker>(new Worker(std::move(s)));
 }
@@ -409,7 +460,7 @@ std::pair<uint64_t, uint64_t> Worker::WanTotals() {
       sent += p.bytes_sent;
       received += p.bytes_received;
     }
-    if (s.wan_metrics) s.wan_metrics->Update(st);
+    if (s.wan_metrics) s.wan_metrics->Update(st, *s.events);
   }
   return {sent, received};
 }
@@ -480,11 +531,14 @@ Status Worker::RunDense(Loop& loop) {
     s.trainer->CopyGradientsTo(buffer.data());
     buffer[static_cast<size_t>(n) + kStopSlot] = (stop_requested_.load() || loop.target_reached) ? 1.0f : 0.0f;
     buffer[static_cast<size_t>(n) + kLossSlot] = loss;
+    exchange::DenseRoundInfo round;
     Status st = s.allreduce->AllReduceMean(buffer.data(), buffer.size(), static_cast<uint32_t>(loop.step),
-                                           clock.Now() + s.options.collective_timeout);
+                                           clock.Now() + WanRoundTimeout(s.options), &round);
     if (!st.ok()) return st.WithContext("step " + std::to_string(loop.step + 1) + " gradient exchange");
     const auto t2 = clock.Now();
-    stop_agreed = buffer[static_cast<size_t>(n) + kStopSlot] > 0;
+    if (round.degraded) s.metrics->degraded_steps.Increment();
+    // A peer that left has ended its job: stop with it.
+    stop_agreed = buffer[static_cast<size_t>(n) + kStopSlot] > 0 || round.peer_left;
     s.trainer->SetGradients(buffer.data());
     s.trainer->OptimizerStep();
     const auto t3 = clock.Now();
@@ -618,16 +672,25 @@ Status Worker::RunStella(Loop& loop) {
     total->broadcast_seconds += st.broadcast_seconds;
     total->optimizer_seconds += st.optimizer_seconds;
     total->wan_bytes_sent += st.wan_bytes_sent;
+    total->degraded = total->degraded || st.degraded;
+    total->peer_left = total->peer_left || st.peer_left;
+    if (st.resynced) metrics->resyncs.Increment();
     if (bucket != last_bucket) return false;
-    if (state_->tuner && (step + 1) % kTunerEverySteps == 0) STELLA_RETURN_IF_ERROR(Tune(step, control));
+    if (total->degraded) metrics->degraded_steps.Increment();
+    // A partial round's telemetry lacks the missing clusters: no decision.
+    if (state_->tuner && !total->degraded && (step + 1) % kTunerEverySteps == 0) {
+      STELLA_RETURN_IF_ERROR(Tune(step, control));
+    }
     metrics->ObservePhase(WorkerMetrics::kCompression, total->compress_seconds);
     metrics->ObservePhase(WorkerMetrics::kCommunication,
                           total->allreduce_seconds + total->wan_seconds + total->broadcast_seconds);
     metrics->ObservePhase(WorkerMetrics::kOptimizer, total->optimizer_seconds);
     metrics->density.Set(sync->density());
     metrics->wan_bytes_per_step.Set(static_cast<double>(total->wan_bytes_sent));
+    const bool peer_left = total->peer_left;
     *total = pipeline::SyncStepStats();
-    return control[kStopSlot] > 0;
+    // A peer that left has ended its job: stop with it.
+    return control[kStopSlot] > 0 || peer_left;
   };
   STELLA_ASSIGN_OR_RETURN(auto pipe, pipeline::TensorPipeline::Create(po, sync->parameters(), bucket_function));
   auto install = [&s](size_t tensor, const float* params) { s.trainer->SetTensorParameters(tensor, params); };

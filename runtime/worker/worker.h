@@ -11,6 +11,10 @@
 // Every worker runs the same number of steps; decisions that must be taken
 // together (stop on a signal, stop at the target accuracy) ride on the
 // gradient all-reduce as extra values, so all workers stop at the same step.
+// While a WAN link is down, a vote reaches only the clusters present in the
+// round; a cluster stops on its own clusters' votes, and a peer that left the
+// job (said Bye) counts as a vote to stop. A cluster that cannot reach the
+// one that stopped trains on until its own end (steps, or a later Bye).
 //
 // Thread safety: Run is called once, from one thread. RequestStop may be
 // called from any thread (it only sets an atomic flag).
@@ -47,6 +51,14 @@ struct WorkerOptions {
   std::string device = "auto";
   // Bound on every collective: a dead peer fails the run instead of hanging.
   std::chrono::milliseconds collective_timeout{120000};
+  // WAN links between gateways (see runtime/exchange/wan_mesh.h): a link
+  // silent this long is declared down (heartbeats go out every tenth of it);
+  // a WAN round waits at most wan_round_timeout for a peer that is up but
+  // late, then goes on without it. 0 = defaults: 10 s, and half the
+  // collective timeout (the cluster's other workers wait in a collective
+  // meanwhile).
+  std::chrono::milliseconds wan_link_timeout{0};
+  std::chrono::milliseconds wan_round_timeout{0};
   // Steps between "progress" events.
   int progress_every = 10;
   // If set, the final parameters are written here as raw little-endian fp32

@@ -54,7 +54,7 @@ TEST(DenseAllReduceTest, TwoClustersTwoWorkersAgreeBitForBit) {
           if (!m.ok()) { statuses[g] = m.status(); return; }
           mesh = std::move(m).value();
         }
-        DenseAllReduce ar(group->get(), mesh.get(), kWorld);
+        DenseAllReduce ar(group->get(), mesh.get(), std::vector<int>(kClusters, kWorkers));
         std::vector<float> data(kN);
         for (int round = 0; round < 3; ++round) {
           for (size_t i = 0; i < kN; ++i) data[i] = 0.001f * static_cast<float>((i * 31 + g * 7 + round) % 1000) - 0.3f;

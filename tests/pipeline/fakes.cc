@@ -65,23 +65,42 @@ class FakeMesh final : public exchange::WanMesh {
  public:
   FakeMesh(MeshHub* hub, int cluster) : hub_(hub), cluster_(cluster) {}
 
-  Status AllGather(uint32_t tag, const std::vector<uint8_t>& mine, std::vector<std::vector<uint8_t>>* all,
+  Status AllGather(uint32_t tag, const std::vector<uint8_t>& mine, exchange::GatherResult* result,
                    Clock::TimePoint deadline) override {
     std::unique_lock<std::mutex> lock(hub_->mu_);
+    const size_t n = static_cast<size_t>(hub_->clusters_);
     auto& round = hub_->rounds_[tag];
-    round.resize(static_cast<size_t>(hub_->clusters_));
+    round.resize(n);
     round[static_cast<size_t>(cluster_)] = mine;
     if (hub_->tamper_) hub_->tamper_(cluster_, tag, &round[static_cast<size_t>(cluster_)]);
-    sent_ += mine.size() * static_cast<size_t>(hub_->clusters_ - 1);
-    ++hub_->present_[tag];
+    sent_ += mine.size() * (n - 1);
+    hub_->deposited_[tag].resize(n, false);
+    hub_->deposited_[tag][static_cast<size_t>(cluster_)] = true;
     hub_->cv_.notify_all();
-    if (!hub_->cv_.wait_until(lock, deadline, [&] { return hub_->present_[tag] == hub_->clusters_; })) {
+    auto delivered = [&](size_t c) {
+      return static_cast<int>(c) == cluster_ || !hub_->deliver_ ||
+             hub_->deliver_(static_cast<int>(c), cluster_, tag);
+    };
+    auto ready = [&] {
+      for (size_t c = 0; c < n; ++c) {
+        if (delivered(c) && !hub_->deposited_[tag][c]) return false;
+      }
+      return true;
+    };
+    if (!hub_->cv_.wait_until(lock, deadline, ready)) {
       return DeadlineExceededError("fake mesh round " + std::to_string(tag));
     }
-    *all = hub_->rounds_[tag];
+    result->payloads = hub_->rounds_[tag];
+    result->outcome.assign(n, exchange::PeerRound::kReceived);
+    for (size_t c = 0; c < n; ++c) {
+      if (!delivered(c)) {
+        result->outcome[c] = exchange::PeerRound::kLinkDown;
+        result->payloads[c].clear();
+      }
+    }
     if (++hub_->taken_[tag] == hub_->clusters_) {
       hub_->rounds_.erase(tag);
-      hub_->present_.erase(tag);
+      hub_->deposited_.erase(tag);
       hub_->taken_.erase(tag);
     }
     return Status::Ok();
@@ -90,6 +109,7 @@ class FakeMesh final : public exchange::WanMesh {
   std::vector<exchange::PeerLinkStats> stats() const override {
     exchange::PeerLinkStats s;
     s.bytes_sent = sent_;
+    s.up = true;
     return {s};
   }
   int num_clusters() const override { return hub_->clusters_; }

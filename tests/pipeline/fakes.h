@@ -50,13 +50,18 @@ class GroupHub {
 
 // The shared state of an in-memory WAN mesh between `clusters` gateways.
 // A tamper hook may rewrite any payload before delivery (malformed-peer
-// tests).
+// tests); a delivery hook may drop payloads (cut-link tests): a payload it
+// drops is reported to the receiver as kLinkDown, and the receiver does not
+// wait for it.
 class MeshHub {
  public:
   using Tamper = std::function<void(int from_cluster, uint32_t tag, std::vector<uint8_t>* payload)>;
+  using Deliver = std::function<bool(int from_cluster, int to_cluster, uint32_t tag)>;
   explicit MeshHub(int clusters) : clusters_(clusters) {}
   std::unique_ptr<exchange::WanMesh> Member(int cluster);
   void SetTamper(Tamper tamper) { tamper_ = std::move(tamper); }
+  // Set before the members start; called from their threads.
+  void SetDeliver(Deliver deliver) { deliver_ = std::move(deliver); }
 
  private:
   friend class FakeMesh;
@@ -64,9 +69,10 @@ class MeshHub {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint32_t, std::vector<std::vector<uint8_t>>> rounds_;  // tag -> payload per cluster
-  std::map<uint32_t, int> present_;                                // tag -> payloads deposited
+  std::map<uint32_t, std::vector<bool>> deposited_;                // tag -> which clusters deposited
   std::map<uint32_t, int> taken_;                                  // tag -> members done
   Tamper tamper_;
+  Deliver deliver_;
 };
 
 }  // namespace stella::pipeline::testing
