@@ -674,7 +674,12 @@ Status Worker::RunStella(Loop& loop) {
     total->wan_bytes_sent += st.wan_bytes_sent;
     total->degraded = total->degraded || st.degraded;
     total->peer_left = total->peer_left || st.peer_left;
-    if (st.resynced) metrics->resyncs.Increment();
+    if (st.resynced) {
+      metrics->resyncs.Increment();
+      if (sync->is_gateway()) {
+        state_->events->Emit("wan_resync", {{"step", step}, {"bucket", bucket}});
+      }
+    }
     if (bucket != last_bucket) return false;
     if (total->degraded) metrics->degraded_steps.Increment();
     // A partial round's telemetry lacks the missing clusters: no decision.
@@ -770,6 +775,8 @@ Status Worker::Run() {
                           {"wall_seconds", wall},
                           {"wan_bytes_sent", sent},
                           {"wan_bytes_received", received},
+                          {"wan_degraded_steps", static_cast<int64_t>(s.metrics->degraded_steps.Value())},
+                          {"wan_resyncs", static_cast<int64_t>(s.metrics->resyncs.Value())},
                           {"stopped", stop_requested_.load()}});
   if (!s.options.dump_parameters_path.empty()) {
     STELLA_RETURN_IF_ERROR(DumpParameters(*s.trainer, s.options.dump_parameters_path));

@@ -23,6 +23,10 @@ void ProgressView::OnEvent(const std::string& process_name, const nlohmann::json
     PrintLine("error from " + process_name + ": " + EventString(event, "message", "(no message)"));
     return;
   }
+  if (kind == "wan_link") {
+    OnWanLink(event);
+    return;
+  }
   if (!FromRankZero(event)) return;
   if (kind == "start") {
     OnStart(event);
@@ -94,6 +98,25 @@ void ProgressView::OnEval(const nlohmann::json& event) {
   out_.flush();
 }
 
+void ProgressView::OnWanLink(const nlohmann::json& event) {
+  const std::string link = EventString(event, "cluster_name", "?") + " -> " + EventString(event, "peer", "?");
+  const std::string state = EventString(event, "state", "");
+  std::string line = "WAN link " + link;
+  if (state == "down") {
+    links_down_.insert(link);
+    line += " down: " + EventString(event, "reason", "(no reason)") + "; training on with the clusters reachable";
+  } else if (state == "up") {
+    links_down_.erase(link);
+    line += " up again (connection " + std::to_string(EventInt(event, "connects", 0)) + ")";
+  } else if (state == "left") {
+    links_down_.erase(link);
+    line += ": the peer left the job";
+  } else {
+    return;
+  }
+  PrintLine(line);
+}
+
 std::string ProgressView::EtaText() const {
   if (step_ <= 0 || elapsed_seconds_ <= 0 || total_steps_ <= 0) return "?";
   double steps_per_second = static_cast<double>(step_) / elapsed_seconds_;
@@ -111,6 +134,7 @@ void ProgressView::Redraw() {
   if (loss_ >= 0) line += " | loss " + Fixed(loss_, 3);
   if (test_accuracy_ >= 0) line += " | acc " + Fixed(test_accuracy_ * 100, 1) + "%";
   if (wan_mb_per_second_ >= 0) line += " | WAN " + Fixed(wan_mb_per_second_, 2) + " MB/s";
+  if (!links_down_.empty()) line += " | WAN degraded (" + std::to_string(links_down_.size()) + " link down)";
   line += " | ETA " + EtaText();
   const size_t visible_max = columns_ > 1 ? static_cast<size_t>(columns_ - 1) : 0;
   const size_t prefix = sizeof(kClearLine) - 1;

@@ -7,8 +7,11 @@
 // one for the start, one per eval event, one each time training crosses
 // another 10% of its steps, and one per error event.
 //
-// Events used: "start", "progress", "eval" from global rank 0; "error" from
-// any worker. Missing or mistyped fields are treated as absent.
+// Events used: "start", "progress", "eval" from global rank 0; "error" and
+// "wan_link" (a gateway's link to a peer cluster went down, came back, or the
+// peer left) from any worker: each prints a line, and while some link is
+// down the live line says so. Missing or mistyped fields are treated as
+// absent.
 //
 // Thread safety: thread-compatible; feed it from one thread (the
 // supervisor's Run thread).
@@ -17,6 +20,7 @@
 
 #include <cstdint>
 #include <ostream>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -45,6 +49,7 @@ class ProgressView {
   void OnStart(const nlohmann::json& event);
   void OnProgress(const nlohmann::json& event);
   void OnEval(const nlohmann::json& event);
+  void OnWanLink(const nlohmann::json& event);
   void Redraw();
   void ClearLiveLine();
   std::string EtaText() const;
@@ -64,6 +69,7 @@ class ProgressView {
   double last_wan_bytes_ = 0;
   double last_wan_elapsed_ = 0;
   int next_decile_ = 1;  // non-TTY: the next 10% mark to report
+  std::set<std::string> links_down_;  // "cluster -> peer" of links reported down
 };
 
 }  // namespace stella::cli

@@ -36,6 +36,7 @@ StatusOr<RunSummary> SummaryCollector::Summarize(const JobInfo& info) const {
   for (const auto& [rank, event] : done_by_rank_) {
     s.samples += std::max<int64_t>(EventInt(event, "samples", 0), 0);
     s.wan_bytes += static_cast<uint64_t>(std::max<int64_t>(EventInt(event, "wan_bytes_sent", 0), 0));
+    s.wan_degraded_steps = std::max(s.wan_degraded_steps, EventInt(event, "wan_degraded_steps", 0));
   }
   s.samples_per_second = s.wall_seconds > 0 ? static_cast<double>(s.samples) / s.wall_seconds : 0;
   s.done_workers = static_cast<int>(done_by_rank_.size());
@@ -43,7 +44,7 @@ StatusOr<RunSummary> SummaryCollector::Summarize(const JobInfo& info) const {
 }
 
 std::string RenderSummaryTable(const RunSummary& s) {
-  const std::vector<std::pair<std::string, std::string>> rows = {
+  std::vector<std::pair<std::string, std::string>> rows = {
       {"wall time", HumanDuration(s.wall_seconds)},
       {"final accuracy", Fixed(s.final_accuracy * 100, 2) + "%"},
       {"samples/s", Fixed(s.samples_per_second, 1)},
@@ -54,6 +55,9 @@ std::string RenderSummaryTable(const RunSummary& s) {
       {"clusters", std::to_string(s.info.clusters)},
       {"log dir", s.info.log_dir},
   };
+  if (s.wan_degraded_steps > 0) {
+    rows.insert(rows.begin() + 5, {"WAN degraded steps", std::to_string(s.wan_degraded_steps) + " (a link was down)"});
+  }
   size_t width = 0;
   for (const auto& row : rows) width = std::max(width, row.first.size());
   std::string out;
@@ -78,6 +82,7 @@ nlohmann::json SummaryToJson(const RunSummary& s) {
       {"samples_per_second", s.samples_per_second},
       {"wan_bytes", s.wan_bytes},
       {"done_workers", s.done_workers},
+      {"wan_degraded_steps", s.wan_degraded_steps},
   };
 }
 

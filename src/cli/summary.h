@@ -44,6 +44,7 @@ struct RunSummary {
   double samples_per_second = 0;
   uint64_t wan_bytes = 0;
   int done_workers = 0;  // workers that sent a "done" event
+  int64_t wan_degraded_steps = 0;  // most steps any worker applied without some cluster (a WAN link was down)
 };
 
 class SummaryCollector {
@@ -64,7 +65,8 @@ class SummaryCollector {
 std::string RenderSummaryTable(const RunSummary& summary);
 
 // Keys: job, mode, clusters, workers, shaper, log_dir, steps, samples,
-// final_accuracy, wall_seconds, samples_per_second, wan_bytes, done_workers.
+// final_accuracy, wall_seconds, samples_per_second, wan_bytes, done_workers,
+// wan_degraded_steps.
 nlohmann::json SummaryToJson(const RunSummary& summary);
 
 // Writes `value` (pretty-printed, trailing newline) to a temporary file next

@@ -104,6 +104,30 @@ TEST(ProgressViewTest, TerminalLineIsCutToTheWidth) {
   EXPECT_EQ(out.str(), "\r\033[2K[##----------------------] 10");  // 29 visible columns
 }
 
+// A gateway's link goes down and comes back: one line each (from whichever
+// worker reports it), and the live line says the WAN is degraded meanwhile.
+TEST(ProgressViewTest, WanLinkChangesArePrintedAndMarkTheLiveLine) {
+  std::ostringstream plain;
+  ProgressView view(plain, /*tty=*/false);
+  view.OnEvent("cloud/0", Event("wan_link", 2,
+                                {{"peer", "onprem"}, {"state", "down"}, {"reason", "no byte from the peer for 10 s"}}));
+  view.OnEvent("cloud/0", Event("wan_link", 2, {{"peer", "onprem"}, {"state", "up"}, {"connects", 2}}));
+  view.OnEvent("onprem/0", Event("wan_link", 0, {{"peer", "cloud"}, {"state", "left"}}));
+  view.OnEvent("onprem/0", Event("wan_link", 0, {{"peer", "cloud"}, {"state", "bogus"}}));
+  EXPECT_EQ(plain.str(),
+            "WAN link cloud -> onprem down: no byte from the peer for 10 s; training on with the clusters reachable\n"
+            "WAN link cloud -> onprem up again (connection 2)\n"
+            "WAN link onprem -> cloud: the peer left the job\n");
+
+  std::ostringstream tty;
+  ProgressView live(tty, /*tty=*/true);
+  live.OnEvent("onprem/0", Progress(10, 2.0, 1e6, 320, 1.5));
+  live.OnEvent("cloud/0", Event("wan_link", 2, {{"peer", "onprem"}, {"state", "down"}, {"reason", "reset"}}));
+  EXPECT_THAT(tty.str(), EndsWith("| WAN degraded (1 link down) | ETA 18.0s"));
+  live.OnEvent("cloud/0", Event("wan_link", 2, {{"peer", "onprem"}, {"state", "up"}, {"connects", 2}}));
+  EXPECT_THAT(tty.str(), EndsWith("MB/s | ETA 18.0s"));
+}
+
 TEST(FormatTest, HumanUnits) {
   EXPECT_EQ(HumanBytes(0), "0 B");
   EXPECT_EQ(HumanBytes(1023), "1023 B");

@@ -58,6 +58,26 @@ TEST(SummaryTest, CombinesDoneEvents) {
   EXPECT_EQ(s->done_workers, 4);
 }
 
+// A run that lived through a cut WAN link says so: the most degraded steps
+// any worker reported, in the table (only then) and in the JSON.
+TEST(SummaryTest, ReportsDegradedStepsOfACutLink) {
+  StatusOr<RunSummary> clean = Collect();
+  ASSERT_TRUE(clean.ok());
+  EXPECT_EQ(clean->wan_degraded_steps, 0);
+  EXPECT_THAT(RenderSummaryTable(*clean), ::testing::Not(HasSubstr("degraded")));
+  SummaryCollector c;
+  json a = Done(0, 100, 6400, 0.87, 20.0, 1000), b = Done(2, 100, 6400, 0.2, 20.0, 1000);
+  a["wan_degraded_steps"] = 40;
+  b["wan_degraded_steps"] = 42;
+  c.OnEvent(a);
+  c.OnEvent(b);
+  StatusOr<RunSummary> s = c.Summarize(Info());
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->wan_degraded_steps, 42);
+  EXPECT_THAT(RenderSummaryTable(*s), HasSubstr("WAN degraded steps   42 (a link was down)"));
+  EXPECT_EQ(SummaryToJson(*s).at("wan_degraded_steps"), 42);
+}
+
 TEST(SummaryTest, JsonHasTheDocumentedKeys) {
   StatusOr<RunSummary> s = Collect();
   ASSERT_TRUE(s.ok());
