@@ -46,7 +46,7 @@ HARDENING_CMAKE = -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILE
 # Concurrency-heavy suites that `make tsan` builds and runs (net_shaper_rate_test
 # is left out: it asserts wall-clock rates, which TSan's slowdown would skew).
 TSAN_TESTS ?= net_frame_test net_tcp_test net_token_bucket_test net_shaped_stream_test \
-  net_framed_connection_test metrics_test cli_supervisor_test optim_test pipeline_test
+  net_framed_connection_test metrics_test cli_supervisor_test optim_test pipeline_test wan_mesh_test
 # "^(a|b|...)$" for ctest -R ($(eval) is empty, so the subst replaces spaces).
 TSAN_TEST_REGEX = ^($(subst $(eval) ,|,$(strip $(TSAN_TESTS))))$$
 

@@ -89,45 +89,5 @@ TEST(DenseAllReduceTest, TwoClustersTwoWorkersAgreeBitForBit) {
   }
 }
 
-TEST(WanMeshTest, RejectsBadAddressesAndIndices) {
-  WanMeshOptions mo;
-  mo.job_name = "j";
-  mo.addresses = {"127.0.0.1:1", "nonsense"};
-  mo.cluster_index = 1;
-  mo.connect_timeout = std::chrono::milliseconds(200);
-  auto m = WanMesh::Create(mo);
-  EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(m.status().message().find("nonsense"), std::string::npos);
-  mo.cluster_index = 5;
-  EXPECT_EQ(WanMesh::Create(mo).status().code(), StatusCode::kInvalidArgument);
-}
-
-TEST(WanMeshTest, PeerOfAnotherJobIsRefused) {
-  const std::string addr0 = "127.0.0.1:" + std::to_string(FreePort());
-  const std::string addr1 = "127.0.0.1:" + std::to_string(FreePort());
-  Status s0, s1;
-  std::thread t0([&] {
-    WanMeshOptions mo;
-    mo.job_name = "job-a";
-    mo.cluster_index = 0;
-    mo.addresses = {addr0, addr1};
-    mo.connect_timeout = std::chrono::seconds(2);
-    s0 = WanMesh::Create(mo).status();
-  });
-  std::thread t1([&] {
-    WanMeshOptions mo;
-    mo.job_name = "job-b";
-    mo.cluster_index = 1;
-    mo.addresses = {addr0, addr1};
-    mo.connect_timeout = std::chrono::seconds(2);
-    s1 = WanMesh::Create(mo).status();
-  });
-  t0.join();
-  t1.join();
-  EXPECT_FALSE(s0.ok());
-  EXPECT_FALSE(s1.ok());
-  EXPECT_NE(s1.message().find("job-a"), std::string::npos) << s1.ToString();
-}
-
 }  // namespace
 }  // namespace stella::exchange
