@@ -193,8 +193,10 @@ WanMeshOptions FastOptions(int cluster, std::vector<std::string> addresses) {
   o.addresses = std::move(addresses);
   o.cluster_names = {"zero", "one"};
   o.connect_timeout = std::chrono::seconds(30);
-  o.link_timeout = std::chrono::milliseconds(600);
-  o.heartbeat_interval = std::chrono::milliseconds(50);
+  // Short enough to keep the tests quick, long enough that a loaded machine
+  // (sanitizers, parallel builds) does not starve a heartbeat that long.
+  o.link_timeout = std::chrono::milliseconds(2000);
+  o.heartbeat_interval = std::chrono::milliseconds(100);
   o.reconnect_min_backoff = std::chrono::milliseconds(20);
   o.reconnect_max_backoff = std::chrono::milliseconds(200);
   o.jitter_seed = 7;
@@ -285,7 +287,7 @@ TEST(WanMeshLinkTest, SilentLinkIsDeclaredDownRoundsGoOnAndItComesBack) {
   ExpectComplete(Round(p, 0), 0);
 
   proxy.SetBlackhole(true);
-  // Nothing crosses: each side's watchdog declares the link down (600 ms of
+  // Nothing crosses: each side's watchdog declares the link down (2 s of
   // silence) long before the round's 60 s deadline, and the round returns
   // with the peer missing for that reason.
   auto cut = Round(p, 1);
@@ -371,8 +373,6 @@ TEST(WanMeshLinkTest, RestartedGatewayProcessIsReconnected) {
   };
   pid_t first = spawn(0, "wait", dir.path() + "/first.log");
   auto o = FastOptions(1, {addr0, addr1});
-  o.link_timeout = std::chrono::milliseconds(2000);
-  o.heartbeat_interval = std::chrono::milliseconds(100);
   o.reconnect_max_backoff = std::chrono::milliseconds(500);
   auto created = WanMesh::Create(o);
   ASSERT_TRUE(created.ok()) << created.status().ToString() << "\n" << stella::testing::ReadFile(dir.path() + "/first.log");
@@ -448,7 +448,7 @@ TEST(WanMeshTest, PeerOfAnotherJobIsRefused) {
 
 TEST(WanMeshLinkTest, RejectsInconsistentLivenessOptions) {
   auto o = FastOptions(0, {"127.0.0.1:1", "127.0.0.1:2"});
-  o.heartbeat_interval = std::chrono::milliseconds(600);
+  o.heartbeat_interval = std::chrono::milliseconds(2000);
   auto m = WanMesh::Create(o);
   EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(m.status().message().find("heartbeat_interval"), std::string::npos) << m.status().ToString();
