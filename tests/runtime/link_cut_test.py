@@ -311,6 +311,10 @@ def run(args, work):
                        if e["_t"] >= t_up]
             check(resyncs, "no resync round after the link came back")
             result["resync_seconds_after_restore"] = round(min(resyncs) - t_up, 2)
+            result["resync_step"] = min(e["step"] for e in cut["a"].events("wan_resync") if e["_t"] >= t_up)
+            t_reconnect = t_up + reconnect
+            result["step_at_reconnect"] = max([e.get("step", 0) for e in cut["a"].events("progress")
+                                               if e["_t"] <= t_reconnect] or [0])
             result["resyncs"] = {s: done["cut-" + s]["wan_resyncs"] for s in "ab"}
             check(params["cut-a"] == params["cut-b"],
                   "after the resync the clusters' final parameters differ (max |a-b| %.3g)" %
