@@ -2,13 +2,19 @@
 """End-to-end test of a cut WAN link, as root, with network namespaces.
 
 Two clusters (one worker each, so each process is its cluster's gateway) run
-in two network namespaces joined by a veth pair. Mid-run, cluster a's end of
-the link is taken down (`ip link set DEV down`) for --cut-seconds (30), then
-brought up again. Alongside, the same job runs uncut on the host's loopback as
-the reference. The test asserts:
+in two network namespaces joined by a veth pair. At step --cut-at-step,
+cluster a's end of the link is taken down (`ip link set DEV down`) for
+--cut-seconds (30), then brought up again. Once the clusters are back in step
+(stella: the first resync round; ddp: the link re-established) and
+--after-steps more steps ran, cluster a's process gets SIGTERM: a stop vote
+that rides on the rounds, so both clusters stop at the same step K. (So the
+run's length adapts to the machine's speed: a fixed step count would end
+during the cut on a fast machine or take minutes on a slow one.) Then the
+same job runs uncut for exactly K steps on the host's loopback as the
+reference. The test asserts:
 
-  * the cut job finishes (every process exits 0), with finite losses, final
-    accuracy and parameters (no NaN);
+  * the cut job finishes (every process exits 0, both clusters at the same
+    step), with finite losses, final accuracy and parameters (no NaN);
   * its final accuracy is within --tolerance of the uncut reference's;
   * both gateways report degraded steps > 0 (the "done" event, and
     stella_wan_degraded_steps_total / stella_wan_link_up on /metrics during
@@ -23,7 +29,7 @@ writes them. Exit 0 on success, 1 on a failed check, 77 (ctest: skipped)
 when not root or network namespaces are unavailable.
 
   link_cut_test.py --bin BUILD/bin [--mode stella|ddp] [--cut-seconds 30]
-                   [--steps 1500] [--json FILE]
+                   [--cut-at-step 100] [--after-steps 300] [--json FILE]
 """
 
 import argparse
@@ -201,48 +207,48 @@ def metric(text, name, **labels):
     return None
 
 
+def wait_until(what, done, procs, limit):
+    """Polls done() every 0.1 s; fails if a process exits meanwhile or after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = done()
+        if value:
+            return value
+        for p in procs:
+            check(p.popen.poll() is None, "%s exited while waiting for %s:\n%s" % (p.name, what, p.tail()))
+        check(time.monotonic() < deadline, "no %s within %d s" % (what, limit))
+        time.sleep(0.1)
+
+
+def rank0_step(proc):
+    return ([e.get("step", 0) for e in proc.events("progress")] or [0])[-1]
+
+
 def run(args, work):
     runtime = os.path.join(os.path.abspath(args.bin), "stella-runtime")
     check(os.access(runtime, os.X_OK), "no stella-runtime at %s" % runtime)
     job = os.path.join(work, "job.yaml")
     with open(job, "w") as f:
-        f.write(job_yaml("link-cut-" + args.mode, args.mode, args.steps))
+        f.write(job_yaml("link-cut-" + args.mode, args.mode, args.max_steps))
     ns = Namespaces()
     procs = []
     try:
         ns.setup()
-        base = ["--job", job, "--local-rank", "0", "--threads", "1"]
+        base = ["--local-rank", "0", "--threads", "1"]
         wan = "%s:%d,%s:%d" % (ADDR["a"], WAN_PORT, ADDR["b"], WAN_PORT)
         cut = {}
         for i, side in enumerate("ab"):
-            argv = [runtime] + base + ["--cluster-index", str(i), "--store-host", "127.0.0.1",
-                                       "--store-port", str(29710 + i), "--bind-host", "127.0.0.1",
-                                       "--wan-addresses", wan, "--wan-link-timeout-ms", str(LINK_TIMEOUT_MS),
-                                       "--metrics-port", str(METRICS_PORT),
-                                       "--dump-parameters", os.path.join(work, "cut-%s.bin" % side)]
+            argv = [runtime, "--job", job] + base + [
+                "--cluster-index", str(i), "--store-host", "127.0.0.1", "--store-port", str(29710 + i),
+                "--bind-host", "127.0.0.1", "--wan-addresses", wan, "--wan-link-timeout-ms", str(LINK_TIMEOUT_MS),
+                "--metrics-port", str(METRICS_PORT), "--dump-parameters", os.path.join(work, "cut-%s.bin" % side)]
             cut[side] = Proc("cut-" + side, ns.wrap(side, argv), work)
             procs.append(cut[side])
-        ref_ports = "%d,%d" % (free_port(), free_port())
-        ref = {}
-        for i, side in enumerate("ab"):
-            argv = [runtime] + base + ["--cluster-index", str(i), "--store-port", str(free_port()),
-                                       "--wan-ports", ref_ports,
-                                       "--dump-parameters", os.path.join(work, "ref-%s.bin" % side)]
-            ref[side] = Proc("ref-" + side, argv, work)
-            procs.append(ref[side])
 
         # Cut once training is well under way.
-        deadline = time.monotonic() + 180
-        while True:
-            steps = [e.get("step", 0) for e in cut["a"].events("progress")]
-            if steps and steps[-1] >= args.cut_at_step:
-                break
-            for p in procs:
-                check(p.popen.poll() is None, "%s exited before the cut:\n%s" % (p.name, p.tail()))
-            check(time.monotonic() < deadline, "the cut job did not reach step %d in 180 s:\n%s" %
-                  (args.cut_at_step, cut["a"].tail()))
-            time.sleep(0.1)
-        step_at_cut = steps[-1]
+        step_at_cut = wait_until("step %d" % args.cut_at_step,
+                                 lambda: rank0_step(cut["a"]) >= args.cut_at_step and rank0_step(cut["a"]),
+                                 procs, 180)
         ns.link(False)
         t_down = time.monotonic()
         print("link down at step %d" % step_at_cut, flush=True)
@@ -260,20 +266,54 @@ def run(args, work):
                     print("metrics during the cut: stella_wan_link_up{peer=b} 0, "
                           "stella_wan_degraded_steps_total %g" % degraded, flush=True)
             time.sleep(0.5)
+        # Where each cluster is when the link returns (they trained apart, at
+        # their own speed: the one behind catches up before they re-join).
+        steps_at_up = {side: metric(scrape(ns, side), "stella_steps_total") for side in "ab"}
         ns.link(True)
         t_up = time.monotonic()
-        step_at_up = ([e.get("step", 0) for e in cut["a"].events("progress")] or [0])[-1]
+        step_at_up = rank0_step(cut["a"])
         print("link up at step %d, %.1f s after the cut" % (step_at_up, t_up - t_down), flush=True)
         check(seen_on_metrics, "the cut never showed on cluster a's /metrics (stella_wan_link_up{peer=\"b\"} 0 "
                                "and stella_wan_degraded_steps_total > 0)")
 
+        # Back in step: stella resyncs; ddp only reconnects.
+        def back_in_step():
+            if args.mode == "stella":
+                return [e["step"] for e in cut["a"].events("wan_resync") if e["_t"] >= t_up]
+            ups = [e for side in "ab" for e in cut[side].events("wan_link") if e["state"] == "up" and e["_t"] >= t_up]
+            return len({e["cluster"] for e in ups}) == 2 and [rank0_step(cut["a"])]
+        joined_at = min(wait_until("rejoin after the link came back", back_in_step, procs, 180))
+        stop_at = joined_at + args.after_steps
+        wait_until("step %d" % stop_at, lambda: rank0_step(cut["a"]) >= stop_at, procs, 300)
+        cut["a"].popen.send_signal(signal.SIGTERM)  # a stop vote: both clusters stop at the same step
         for p in procs:
-            rc = p.wait(timeout=300)
+            rc = p.wait(timeout=120)
             check(rc == 0, "%s exited with %s:\n%s" % (p.name, rc, p.tail()))
+        check(cut["a"].events("done") and cut["b"].events("done"), "a cut-run process sent no done event")
+        steps = cut["a"].events("done")[-1]["steps"]
+        check(cut["b"].events("done")[-1]["steps"] == steps,
+              "the clusters stopped at different steps: %d and %d" % (steps, cut["b"].events("done")[-1]["steps"]))
+        print("cut run stopped at step %d; reference run (uncut) for as many steps" % steps, flush=True)
+
+        ref_job = os.path.join(work, "ref.yaml")
+        with open(ref_job, "w") as f:
+            f.write(job_yaml("link-cut-ref-" + args.mode, args.mode, steps))
+        ref_ports = "%d,%d" % (free_port(), free_port())
+        ref = {}
+        for i, side in enumerate("ab"):
+            argv = [runtime, "--job", ref_job] + base + [
+                "--cluster-index", str(i), "--store-port", str(free_port()), "--wan-ports", ref_ports,
+                "--dump-parameters", os.path.join(work, "ref-%s.bin" % side)]
+            ref[side] = Proc("ref-" + side, argv, work)
+            procs.append(ref[side])
+        for side in "ab":
+            rc = ref[side].wait(timeout=300)
+            check(rc == 0, "%s exited with %s:\n%s" % (ref[side].name, rc, ref[side].tail()))
 
         done = {k: p.events("done")[-1] for k, p in
                 [("cut-a", cut["a"]), ("cut-b", cut["b"]), ("ref-a", ref["a"])] if p.events("done")}
         check(len(done) == 3, "missing done events: have %s" % sorted(done))
+        check(done["ref-a"]["steps"] == steps, "reference ran %d steps, not %d" % (done["ref-a"]["steps"], steps))
         acc_cut, acc_ref = done["cut-a"]["final_accuracy"], done["ref-a"]["final_accuracy"]
         check(math.isfinite(acc_cut) and acc_cut > 0, "cut run final accuracy %r" % acc_cut)
         check(abs(acc_cut - acc_ref) <= args.tolerance,
@@ -300,8 +340,9 @@ def run(args, work):
         reconnect = min(t for e in (cut["a"].events("wan_link") + cut["b"].events("wan_link"))
                         for t in [e["_t"]] if e["state"] == "up" and t >= t_up) - t_up
         result = {
-            "mode": args.mode, "steps": args.steps, "cut_seconds": round(t_up - t_down, 1),
+            "mode": args.mode, "steps": steps, "cut_seconds": round(t_up - t_down, 1),
             "step_at_cut": step_at_cut, "step_at_restore": step_at_up,
+            "steps_at_restore_by_cluster": steps_at_up,
             "degraded_steps": {s: done["cut-" + s]["wan_degraded_steps"] for s in "ab"},
             "final_accuracy": acc_cut, "final_accuracy_uncut": acc_ref,
             "reconnect_seconds_after_restore": round(reconnect, 2),
@@ -339,13 +380,15 @@ def main(argv):
     ap.add_argument("--mode", choices=["stella", "ddp"], default="stella")
     ap.add_argument("--cut-seconds", type=float, default=30.0)
     ap.add_argument("--cut-at-step", type=int, default=100)
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--after-steps", type=int, default=300,
+                    help="steps to train after the clusters are back in step, before stopping")
+    ap.add_argument("--max-steps", type=int, default=100000, help="the cut job's step bound (it is stopped earlier)")
     ap.add_argument("--tolerance", type=float, default=0.03, help="allowed final accuracy difference")
     ap.add_argument("--json", help="write the measured figures here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, dumps)")
     args = ap.parse_args(argv)
-    if args.cut_seconds <= 0 or args.steps <= args.cut_at_step:
-        ap.error("--cut-seconds must be > 0 and --steps > --cut-at-step")
+    if args.cut_seconds <= 0 or args.after_steps < 1 or args.max_steps <= args.cut_at_step:
+        ap.error("--cut-seconds and --after-steps must be > 0, --max-steps > --cut-at-step")
 
     if os.geteuid() != 0:
         skip("needs root (it creates network namespaces and takes a link down)")
