@@ -29,7 +29,7 @@ writes them. Exit 0 on success, 1 on a failed check, 77 (ctest: skipped)
 when not root or network namespaces are unavailable.
 
   link_cut_test.py --bin BUILD/bin [--mode stella|ddp] [--cut-seconds 30]
-                   [--cut-at-step 100] [--after-steps 300] [--json FILE]
+                   [--cut-at-step 100] [--after-steps 200] [--json FILE]
 """
 
 import argparse
@@ -161,7 +161,7 @@ class Proc:
             self.popen.wait()
 
 
-def job_yaml(name, mode, steps):
+def job_yaml(name, mode, steps, tuner):
     return """apiVersion: stella.dev/v1alpha1
 kind: StellaJob
 metadata:
@@ -172,11 +172,11 @@ spec:
   optimizer: {name: adam, learningRate: 0.002}
   batchSize: 64
   training: {steps: %d, evalEvery: %d, seed: 1}
-  sync: {mode: %s, density: 0.05, staleness: 1, compressor: cacheline}
+  sync: {mode: %s, density: 0.05, staleness: 1, compressor: cacheline, tuner: %s}
   clusters:
     - {name: a, workers: 1, wan: {bandwidthMbps: 0, latencyMs: 0}}
     - {name: b, workers: 1, wan: {bandwidthMbps: 0, latencyMs: 0}}
-""" % (name, steps, steps, mode)
+""" % (name, steps, steps, mode, "true" if tuner else "false")
 
 
 def check(cond, message):
@@ -229,7 +229,7 @@ def run(args, work):
     check(os.access(runtime, os.X_OK), "no stella-runtime at %s" % runtime)
     job = os.path.join(work, "job.yaml")
     with open(job, "w") as f:
-        f.write(job_yaml("link-cut-" + args.mode, args.mode, args.max_steps))
+        f.write(job_yaml("link-cut-" + args.mode, args.mode, args.max_steps, args.tuner))
     ns = Namespaces()
     procs = []
     try:
@@ -297,7 +297,7 @@ def run(args, work):
 
         ref_job = os.path.join(work, "ref.yaml")
         with open(ref_job, "w") as f:
-            f.write(job_yaml("link-cut-ref-" + args.mode, args.mode, steps))
+            f.write(job_yaml("link-cut-ref-" + args.mode, args.mode, steps, args.tuner))
         ref_ports = "%d,%d" % (free_port(), free_port())
         ref = {}
         for i, side in enumerate("ab"):
@@ -340,7 +340,7 @@ def run(args, work):
         reconnect = min(t for e in (cut["a"].events("wan_link") + cut["b"].events("wan_link"))
                         for t in [e["_t"]] if e["state"] == "up" and t >= t_up) - t_up
         result = {
-            "mode": args.mode, "steps": steps, "cut_seconds": round(t_up - t_down, 1),
+            "mode": args.mode, "tuner": args.tuner, "steps": steps, "cut_seconds": round(t_up - t_down, 1),
             "step_at_cut": step_at_cut, "step_at_restore": step_at_up,
             "steps_at_restore_by_cluster": steps_at_up,
             "degraded_steps": {s: done["cut-" + s]["wan_degraded_steps"] for s in "ab"},
@@ -380,8 +380,11 @@ def main(argv):
     ap.add_argument("--mode", choices=["stella", "ddp"], default="stella")
     ap.add_argument("--cut-seconds", type=float, default=30.0)
     ap.add_argument("--cut-at-step", type=int, default=100)
-    ap.add_argument("--after-steps", type=int, default=300,
+    ap.add_argument("--after-steps", type=int, default=200,
                     help="steps to train after the clusters are back in step, before stopping")
+    ap.add_argument("--tuner", action="store_true",
+                    help="stella mode: run the tuner (it rebalances batch sizes, so the clusters drift further "
+                         "apart in steps while cut and the one behind takes longer to catch up)")
     ap.add_argument("--max-steps", type=int, default=100000, help="the cut job's step bound (it is stopped earlier)")
     ap.add_argument("--tolerance", type=float, default=0.03, help="allowed final accuracy difference")
     ap.add_argument("--json", help="write the measured figures here")
