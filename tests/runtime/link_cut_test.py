@@ -85,7 +85,22 @@ class Namespaces:
         self.dev = {s: "lc%d%s" % (pid, s) for s in "ab"}
         self.made = False
 
+    @staticmethod
+    def clean_leftovers():
+        """Deletes lc<pid>-a/-b namespaces of earlier runs whose process is gone (killed with SIGKILL)."""
+        for line in sh(["ip", "netns", "list"]).stdout.splitlines():
+            name = line.split()[0] if line.split() else ""
+            if not (name.startswith("lc") and name[-2:] in ("-a", "-b") and name[2:-2].isdigit()):
+                continue
+            try:
+                os.kill(int(name[2:-2]), 0)
+            except ProcessLookupError:
+                sh(["ip", "netns", "del", name], check=False)  # its veth pair goes with it
+            except PermissionError:
+                pass
+
     def setup(self):
+        self.clean_leftovers()
         self.made = True
         for s in "ab":
             sh(["ip", "netns", "add", self.ns[s]])
