@@ -284,7 +284,16 @@ Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_su
     }
     local.missing = gathered_.missing();
     local.peer_left = gathered_.any_left();
-    local.wan_bytes_sent = static_cast<uint64_t>(mine_.size()) * (gathered_.payloads.size() - 1);
+    // Sent to the peers whose link was up (a down or departed peer got nothing).
+    size_t reached = 0;
+    for (size_t c = 0; c < gathered_.outcome.size(); ++c) {
+      const auto o = gathered_.outcome[c];
+      if (static_cast<int>(c) != options_.cluster_index && o != exchange::PeerRound::kLinkDown &&
+          o != exchange::PeerRound::kPeerLeft) {
+        ++reached;
+      }
+    }
+    local.wan_bytes_sent = static_cast<uint64_t>(mine_.size()) * reached;
   } else {
     payloads.push_back(&mine_);
     present.push_back(static_cast<size_t>(options_.cluster_index));

@@ -143,7 +143,7 @@ struct ExchangeStats {
   double wan_seconds = 0;        // the all-gather (0 for one cluster)
   double aggregate_seconds = 0;  // decoding + summing + union
   size_t payload_bytes = 0;      // this gateway's payload
-  uint64_t wan_bytes_sent = 0;   // payload_bytes x peers
+  uint64_t wan_bytes_sent = 0;   // payload_bytes x peers whose link was up
   size_t sent_elements = 0;      // gradient elements this gateway sent
   std::vector<int> missing;      // clusters whose payload this round lacks
   bool peer_left = false;        // some peer cluster said Bye (ended its job)
