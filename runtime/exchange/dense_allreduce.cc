@@ -38,7 +38,9 @@ Status DenseAllReduce::AllReduceMean(float* data, size_t n, uint32_t round, Cloc
     int workers = world_size_;
     uint32_t flags = 0;
     if (multi) {
-      if (mesh_ == nullptr) return InternalError("dense all-reduce: the gateway of a multi-cluster job has no WAN mesh");
+      if (mesh_ == nullptr) {
+        return InternalError("dense all-reduce: the gateway of a multi-cluster job has no WAN mesh");
+      }
       send_buffer_.resize(n * sizeof(float));
       std::memcpy(send_buffer_.data(), buf, send_buffer_.size());
       STELLA_RETURN_IF_ERROR(mesh_->AllGather(round, send_buffer_, &received_, deadline));

@@ -151,7 +151,9 @@ class SparseSync {
     std::vector<float> sum;      // [gradient | control], the intra-cluster sum
     std::vector<float> message;  // [aggregate | control | mask | flags], broadcast from the gateway
     size_t state_floats = 0;     // of a resync; 0 without resync
-    std::vector<float> state;    // resync: the range's state (CpuOptimizer::SaveRangeState layout), allocated on first use
+    // Resync: the range's state (CpuOptimizer::SaveRangeState layout),
+    // allocated on first use.
+    std::vector<float> state;
     std::vector<std::vector<uint32_t>> touched;
   };
 

@@ -161,7 +161,9 @@ struct WanMetrics {
       goodput[i]->Set(p.goodput_bytes_per_second);
       up[i]->Set(p.up ? 1 : 0);
       const auto& before = last[i];
-      if (p.link_losses > before.link_losses) losses[i]->Increment(static_cast<double>(p.link_losses - before.link_losses));
+      if (p.link_losses > before.link_losses) {
+        losses[i]->Increment(static_cast<double>(p.link_losses - before.link_losses));
+      }
       if (p.connects > before.connects) {
         reconnects[i]->Increment(static_cast<double>(p.connects - before.connects));
       }

@@ -375,7 +375,8 @@ TEST(WanMeshLinkTest, RestartedGatewayProcessIsReconnected) {
   auto o = FastOptions(1, {addr0, addr1});
   o.reconnect_max_backoff = std::chrono::milliseconds(500);
   auto created = WanMesh::Create(o);
-  ASSERT_TRUE(created.ok()) << created.status().ToString() << "\n" << stella::testing::ReadFile(dir.path() + "/first.log");
+  ASSERT_TRUE(created.ok()) << created.status().ToString() << "\n"
+                            << stella::testing::ReadFile(dir.path() + "/first.log");
   auto& mesh = *created;
   auto round = [&](uint32_t tag) {
     GatherResult r;

@@ -246,7 +246,8 @@ TEST(LostLinkSyncTest, ClustersTrainApartWhileCutAndAreBitIdenticalAfterResync) 
 TEST(LostLinkSyncTest, OneWayLossSpreadsTheFlagAndResynchronizes) {
   const auto o = CutOptions("sgd");
   std::vector<float> initial(1333, 0.125f);
-  auto runs = RunCutJob(o, initial, 12, [](int from, int to, uint32_t tag) { return !(tag == 5 && from == 1 && to == 0); });
+  auto runs = RunCutJob(o, initial, 12,
+                        [](int from, int to, uint32_t tag) { return !(tag == 5 && from == 1 && to == 0); });
   for (int g = 0; g < kWorld; ++g) ASSERT_TRUE(runs[g].status.ok()) << runs[g].status.ToString();
   EXPECT_TRUE(runs[0].steps[5].degraded);
   EXPECT_FALSE(runs[2].steps[5].degraded);
