@@ -59,6 +59,9 @@ constexpr size_t kBucketBytes = 256 * 1024;
 // training round (the mesh's tags only go forward), and how many of its
 // newest complete checkpoints each worker offers.
 constexpr uint32_t kAgreementRound = exchange::kSetupRoundTag;
+// stella_samples_per_second is updated once per window of at least this much
+// wall time (short enough for a 15 s scrape to see it move).
+constexpr double kRateWindowSeconds = 2.0;
 constexpr size_t kAgreementSlots = 8;
 // Complete checkpoints kept per worker: if the newest is found torn or
 // corrupt, the one before it is used.
@@ -70,7 +73,8 @@ struct WorkerMetrics {
       : steps(r.AddCounter("stella_steps_total", "Training steps completed by this worker.").Add(l)),
         samples(r.AddCounter("stella_samples_total", "Training samples processed by this worker.").Add(l)),
         samples_per_second(r.AddGauge("stella_samples_per_second",
-                                      "Job-wide training throughput seen by this worker (samples/s, EWMA).")
+                                      "Job-wide training throughput seen by this worker: samples/s over the last "
+                                      ">= 2 s of wall time, evaluations and checkpoints included.")
                                .Add(l)),
         loss(r.AddGauge("stella_loss", "Training loss averaged over all workers, last step.").Add(l)),
         test_accuracy(r.AddGauge("stella_test_accuracy", "Test-set accuracy at the last evaluation (0..1).").Add(l)),
@@ -244,7 +248,11 @@ struct Worker::Loop {
   const Clock& clock = SystemClock::Get();
   Clock::TimePoint start;
   double busy_seconds = 0;
-  double throughput_ewma = 0;
+  // Throughput window: samples/s is measured over wall time, not summed
+  // from per-step durations (those leave out evaluations and the time
+  // between steps, and read 2-4x high).
+  Clock::TimePoint rate_window_start;
+  int64_t rate_window_steps = 0;
   double final_accuracy = -1;
   bool target_reached = false;
   int64_t step = 0;     // steps computed (forward/backward done)
@@ -544,10 +552,15 @@ void Worker::AfterStep(Loop& loop, double compute_seconds, double step_seconds, 
   s.metrics->samples.Increment(spec.batch_size);
   s.metrics->step_seconds.Observe(step_seconds);
   s.metrics->loss.Set(loss);
-  const double inst = step_seconds > 0 ? static_cast<double>(global_batch) / step_seconds : 0;
-  loop.throughput_ewma = loop.throughput_ewma == 0 ? inst : 0.9 * loop.throughput_ewma + 0.1 * inst;
-  s.metrics->samples_per_second.Set(loop.throughput_ewma);
-  const double elapsed = SecondsBetween(loop.start, loop.clock.Now());
+  const auto now = loop.clock.Now();
+  ++loop.rate_window_steps;
+  const double window = SecondsBetween(loop.rate_window_start, now);
+  if (window >= kRateWindowSeconds) {
+    s.metrics->samples_per_second.Set(static_cast<double>(loop.rate_window_steps * global_batch) / window);
+    loop.rate_window_start = now;
+    loop.rate_window_steps = 0;
+  }
+  const double elapsed = SecondsBetween(loop.start, now);
   s.metrics->compute_busy.Set(elapsed > 0 ? loop.busy_seconds / elapsed : 0);
   auto [sent, received] = WanTotals();
   if (s.options.job.spec.sync.mode == spec::SyncMode::kDdp) {
@@ -850,6 +863,7 @@ Status Worker::RunTraining() {
   loop.batch = spec.batch_size;
   STELLA_RETURN_IF_ERROR(AgreeAndRestore(loop));
   loop.start = loop.clock.Now();
+  loop.rate_window_start = loop.start;
   STELLA_RETURN_IF_ERROR(spec.sync.mode == spec::SyncMode::kStella ? RunStella(loop) : RunDense(loop));
   // Stella mode evaluated in-loop on parameters up to `staleness` updates
   // old; the final evaluation must see the final parameters.
