@@ -75,6 +75,11 @@ class ProgressStream final : public net::Stream {
     }
     return Status::Ok();
   }
+  StatusOr<size_t> ReadSome(void* data, size_t max, Clock::TimePoint deadline) override {
+    STELLA_ASSIGN_OR_RETURN(const size_t got, inner_->ReadSome(data, max, deadline));
+    Touch();
+    return got;
+  }
   Status Flush(Clock::TimePoint deadline) override { return inner_->Flush(deadline); }
   void Shutdown() override { inner_->Shutdown(); }
   double DeliveryRateBytesPerSecond() const override { return inner_->DeliveryRateBytesPerSecond(); }

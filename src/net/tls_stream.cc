@@ -510,9 +510,18 @@ Status TlsStream::WriteAll(const void* data, size_t n, Clock::TimePoint deadline
 }
 
 Status TlsStream::ReadAll(void* data, size_t n, Clock::TimePoint deadline) {
+  return Read(data, n, /*fill=*/true, deadline).status();
+}
+
+StatusOr<size_t> TlsStream::ReadSome(void* data, size_t max, Clock::TimePoint deadline) {
+  if (max == 0) return InvalidArgumentError("tls " + peer_label_ + ": ReadSome: max must be > 0");
+  return Read(data, max, /*fill=*/false, deadline);
+}
+
+StatusOr<size_t> TlsStream::Read(void* data, size_t n, bool fill, Clock::TimePoint deadline) {
   auto* p = static_cast<uint8_t*>(data);
   size_t done = 0;
-  while (done < n) {
+  while (done < n && (fill || done == 0)) {
     int err = SSL_ERROR_NONE;
     std::string reasons;
     {
@@ -542,7 +551,7 @@ Status TlsStream::ReadAll(void* data, size_t n, Clock::TimePoint deadline) {
     return DataLossError("tls " + peer_label_ + ": decrypting failed" + progress + ": " +
                          (reasons.empty() ? std::string("unknown OpenSSL error") : reasons));
   }
-  return Status::Ok();
+  return done;
 }
 
 Status TlsStream::Flush(Clock::TimePoint deadline) {

@@ -138,6 +138,9 @@ class TlsStream final : public Stream {
   // stream usable, even in the middle of a TLS record (its bytes stay
   // buffered): polling with short deadlines works as on TCP.
   Status ReadAll(void* data, size_t n, Clock::TimePoint deadline) override;
+  // Returns the plaintext already decrypted or buffered (at least one byte):
+  // a framing layer above TLS gets whole records per call, not single bytes.
+  StatusOr<size_t> ReadSome(void* data, size_t max, Clock::TimePoint deadline) override;
   // Sends bytes OpenSSL queued while reading, then flushes the inner stream.
   Status Flush(Clock::TimePoint deadline) override;
   // Shuts the inner stream down (no close_notify: Shutdown must not block).
@@ -159,6 +162,8 @@ class TlsStream final : public Stream {
   static int BioWrite(BIO* bio, const char* in, int len);
   static long BioCtrl(BIO* bio, int cmd, long num, void* ptr);
 
+  // ReadAll (fill) and ReadSome (stop after the first plaintext) in one loop.
+  StatusOr<size_t> Read(void* data, size_t n, bool fill, Clock::TimePoint deadline);
   // Reads what has arrived from inner_ into the receive buffer. Reader
   // thread only.
   Status Receive(Clock::TimePoint deadline);
