@@ -151,6 +151,15 @@ Status Worker::CreateStellaStages(State& s) {
   return Status::Ok();
 }
 
+// What this gateway would have sent in `steps` steps of dense fp32
+// exchange (ddp mode's payload to every other cluster), for the summary's
+// comparison. 0 off gateways.
+uint64_t Worker::DenseWanBytes(int64_t steps) const {
+  if (!state_->mesh || steps <= 0) return 0;
+  const uint64_t payload = (static_cast<uint64_t>(state_->trainer->num_parameters()) + kNumControlSlots) * 4;
+  return static_cast<uint64_t>(steps) * payload * static_cast<uint64_t>(state_->mesh->num_clusters() - 1);
+}
+
 std::pair<uint64_t, uint64_t> Worker::WanTotals() {
   State& s = *state_;
   uint64_t sent = 0, received = 0;
@@ -267,6 +276,7 @@ Status Worker::RunTraining() {
                           {"wall_seconds", wall},
                           {"wan_bytes_sent", sent},
                           {"wan_bytes_received", received},
+                          {"dense_wan_bytes", DenseWanBytes(loop.applied - loop.resumed_from)},
                           {"wan_degraded_steps", static_cast<int64_t>(s.metrics->degraded_steps.Value())},
                           {"wan_resyncs", static_cast<int64_t>(s.metrics->resyncs.Value())},
                           {"stopped", stop_requested_.load()}});

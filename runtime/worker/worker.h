@@ -92,6 +92,7 @@ class Worker {
   void Evaluate(Loop& loop);
   // WAN bytes sent/received by this gateway so far (0 elsewhere).
   std::pair<uint64_t, uint64_t> WanTotals();
+  uint64_t DenseWanBytes(int64_t steps) const;
 
   // Checkpoints and resume (resume.cc). The job-wide resume agreement, then
   // the restored loop state, if any.
