@@ -109,7 +109,7 @@ struct SparseExchangeOptions {
   // Elements per parameter tensor, in model order. Required (non-empty, each
   // >= 0).
   std::vector<int64_t> tensor_sizes;
-  // Compressor kind and its options; one instance per tensor. Default topk.
+  // Compressor kind (required) and its options; one instance per tensor.
   compress::CompressorOptions compressor;
   // Precision of values on the wire. Default fp32.
   compress::ValuePrecision precision = compress::ValuePrecision::kFp32;

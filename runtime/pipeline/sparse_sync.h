@@ -59,7 +59,7 @@ struct SparseSyncOptions {
   size_t optimizer_threads = 1;
   // Gateway compression: compressor kind/options, wire precision, error
   // feedback and DGC momentum correction; see SparseExchangeOptions.
-  // Defaults topk, fp32, feedback on, no momentum correction.
+  // The kind is required; defaults fp32, feedback on, no momentum correction.
   compress::CompressorOptions compressor;
   compress::ValuePrecision precision = compress::ValuePrecision::kFp32;
   bool error_feedback = true;

@@ -234,6 +234,7 @@ TEST(PipelineResumeTest, SparseSyncStateMustFitTheWorkersRole) {
   auto g1 = hub.Member(1);
   SparseSyncOptions so;
   so.tensor_sizes = {8, 8};
+  so.compressor.kind = "topk";
   std::vector<float> init(16, 0.5f);
   auto gateway = SparseSync::Create(so, g0.get(), nullptr, init.data());
   auto member = SparseSync::Create(so, g1.get(), nullptr, init.data());

@@ -71,6 +71,7 @@ SparseSyncOptions BaseOptions(const std::vector<int64_t>& sizes) {
   o.optimizer.name = "sgd";
   o.optimizer.lr = 0.1;
   o.optimizer.momentum = 0.9;
+  o.compressor.kind = "topk";
   return o;
 }
 
