@@ -23,7 +23,7 @@ StatusOr<std::unique_ptr<SparseSync>> SparseSync::Create(const SparseSyncOptions
   auto s = std::unique_ptr<SparseSync>(new SparseSync());
   s->options_ = options;
   s->group_ = group;
-  s->block_size_ = CompressorBlockSize(options.compressor.kind);
+  s->block_size_ = CompressorBlockSize(options.compression.compressor.kind);
   CpuOptimizerOptions oo;
   oo.tensor_sizes = options.tensor_sizes;
   oo.optimizer = options.optimizer;
@@ -61,10 +61,7 @@ StatusOr<std::unique_ptr<SparseSync>> SparseSync::Create(const SparseSyncOptions
     if (s->gateway_) {
       SparseExchangeOptions xo;
       xo.tensor_sizes = r.sizes;
-      xo.compressor = options.compressor;
-      xo.precision = options.precision;
-      xo.error_feedback = options.error_feedback;
-      xo.momentum_correction = options.momentum_correction;
+      xo.compression = options.compression;
       xo.num_control = r.num_control;
       xo.world_size = options.world_size;
       xo.cluster_index = mesh == nullptr ? 0 : options.cluster_index;

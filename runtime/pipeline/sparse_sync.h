@@ -57,13 +57,8 @@ struct SparseSyncOptions {
   optim::OptimizerOptions optimizer;
   // Threads of the CPU optimizer, counting the caller. Default 1.
   size_t optimizer_threads = 1;
-  // Gateway compression: compressor kind/options, wire precision, error
-  // feedback and DGC momentum correction; see SparseExchangeOptions.
-  // The kind is required; defaults fp32, feedback on, no momentum correction.
-  compress::CompressorOptions compressor;
-  compress::ValuePrecision precision = compress::ValuePrecision::kFp32;
-  bool error_feedback = true;
-  double momentum_correction = 0.0;
+  // Gateway compression (see CompressionOptions).
+  CompressionOptions compression;
   // Workers in the job (>= 1) and this worker's cluster. Defaults 1 and 0.
   int world_size = 1;
   int cluster_index = 0;

@@ -157,11 +157,11 @@ StatusOr<pipeline::SparseSyncOptions> SparseSyncOptionsFrom(const WorkerOptions&
   STELLA_ASSIGN_OR_RETURN(so.optimizer, CpuOptimizerOptionsFrom(spec));
   so.tensor_sizes = tensor_sizes;
   so.optimizer_threads = static_cast<size_t>(std::max(1, o.threads));
-  so.compressor.kind = spec::ToString(spec.sync.compressor);
-  so.compressor.seed = spec.training.seed;
-  so.precision = WirePrecision(spec.sync.value_precision);
-  so.error_feedback = spec.sync.error_feedback;
-  so.momentum_correction = spec.sync.momentum_correction ? spec.optimizer.momentum : 0.0;
+  so.compression.compressor.kind = spec::ToString(spec.sync.compressor);
+  so.compression.compressor.seed = spec.training.seed;
+  so.compression.precision = WirePrecision(spec.sync.value_precision);
+  so.compression.error_feedback = spec.sync.error_feedback;
+  so.compression.momentum_correction = spec.sync.momentum_correction ? spec.optimizer.momentum : 0.0;
   so.world_size = p.world_size;
   so.cluster_index = o.cluster_index;
   so.num_control = num_control;

@@ -39,8 +39,8 @@ TEST(PartialRoundTest, AveragesOverTheWorkersOfTheClustersPresent) {
       auto mesh = hub.Member(c);
       SparseExchangeOptions o;
       o.tensor_sizes = sizes;
-      o.compressor.kind = "topk";
-      o.error_feedback = false;
+      o.compression.compressor.kind = "topk";
+      o.compression.error_feedback = false;
       o.world_size = 6;
       o.cluster_workers = workers;
       o.cluster_index = c;
@@ -189,7 +189,7 @@ std::vector<WorkerRun> RunCutJob(SparseSyncOptions base, const std::vector<float
 SparseSyncOptions CutOptions(const std::string& optimizer) {
   SparseSyncOptions o;
   o.tensor_sizes = {400, 33, 900};
-  o.compressor.kind = "topk";
+  o.compression.compressor.kind = "topk";
   o.optimizer.name = optimizer;
   o.optimizer.lr = optimizer == "sgd" ? 0.05 : 0.001;
   o.optimizer.momentum = optimizer == "sgd" ? 0.9 : 0.0;

@@ -74,7 +74,7 @@ std::vector<WorkerRun> RunPhase(const Config& cfg, int64_t first, int64_t end, c
         so.tensor_sizes = kSizes;
         so.optimizer.name = cfg.optimizer;
         so.optimizer.lr = 0.01;
-        so.compressor.kind = cfg.compressor;
+        so.compression.compressor.kind = cfg.compressor;
         so.world_size = kWorld;
         so.cluster_index = c;
         so.num_control = 1;
@@ -234,7 +234,7 @@ TEST(PipelineResumeTest, SparseSyncStateMustFitTheWorkersRole) {
   auto g1 = hub.Member(1);
   SparseSyncOptions so;
   so.tensor_sizes = {8, 8};
-  so.compressor.kind = "topk";
+  so.compression.compressor.kind = "topk";
   std::vector<float> init(16, 0.5f);
   auto gateway = SparseSync::Create(so, g0.get(), nullptr, init.data());
   auto member = SparseSync::Create(so, g1.get(), nullptr, init.data());

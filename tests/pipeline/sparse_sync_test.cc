@@ -71,7 +71,7 @@ SparseSyncOptions BaseOptions(const std::vector<int64_t>& sizes) {
   o.optimizer.name = "sgd";
   o.optimizer.lr = 0.1;
   o.optimizer.momentum = 0.9;
-  o.compressor.kind = "topk";
+  o.compression.compressor.kind = "topk";
   return o;
 }
 
@@ -81,8 +81,8 @@ TEST(SparseSyncTest, AllWorkersOfAllClustersKeepIdenticalParameters) {
     std::vector<float> initial(1594);
     for (size_t i = 0; i < initial.size(); ++i) initial[i] = 0.001f * static_cast<float>(i % 97);
     auto o = BaseOptions(sizes);
-    o.compressor.kind = kind;
-    o.precision = compress::ValuePrecision::kFp16;
+    o.compression.compressor.kind = kind;
+    o.compression.precision = compress::ValuePrecision::kFp16;
     auto results = RunJob(o, initial, 6);
     for (int g = 0; g < kWorld; ++g) ASSERT_TRUE(results[g].status.ok()) << kind << ": " << results[g].status.ToString();
     for (int g = 1; g < kWorld; ++g) {
@@ -140,7 +140,7 @@ TEST(SparseSyncTest, RejectsBadOptions) {
     }
   }
   o = BaseOptions({4});
-  o.compressor.kind = "bogus";
+  o.compression.compressor.kind = "bogus";
   EXPECT_EQ(SparseSync::Create(o, group.get(), nullptr, initial.data()).status().code(), StatusCode::kInvalidArgument);
   o = BaseOptions({4});
   o.optimizer.lr = -1;

@@ -56,7 +56,7 @@ std::vector<WorkerResult> RunJob(int staleness, int steps, size_t bucket_bytes) 
         if (r == 0) mesh = mesh_hub.Member(c);
         SparseSyncOptions so;
         so.tensor_sizes = kSizes;
-        so.compressor.kind = "topk";
+        so.compression.compressor.kind = "topk";
         so.optimizer.name = "sgd";
         so.optimizer.lr = kLr;
         so.optimizer.momentum = 0.0;

@@ -107,9 +107,9 @@ TEST(OptionsFromSpecTest, SparseSyncAndTunerTakeTheSpecValues) {
   EXPECT_EQ(so->optimizer.name, "sgd");
   EXPECT_DOUBLE_EQ(so->optimizer.lr, 0.05);
   EXPECT_DOUBLE_EQ(so->optimizer.momentum, 0.8);
-  EXPECT_EQ(so->precision, compress::ValuePrecision::kFp16);
-  EXPECT_EQ(so->compressor.kind, spec::ToString(o.job.spec.sync.compressor));
-  EXPECT_EQ(so->compressor.seed, 7u);
+  EXPECT_EQ(so->compression.precision, compress::ValuePrecision::kFp16);
+  EXPECT_EQ(so->compression.compressor.kind, spec::ToString(o.job.spec.sync.compressor));
+  EXPECT_EQ(so->compression.compressor.seed, 7u);
   EXPECT_EQ(so->cluster_workers, (std::vector<int>{2, 3}));
   EXPECT_EQ(so->num_control, 9u);
   EXPECT_FALSE(so->buckets.empty());
