@@ -80,7 +80,7 @@ StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::Start(const std::string& e
   cp->dir_ = cp->root_ + "/cp";
   // The plane dies with this test process, also when ctest kills it.
   std::string cmd = "STELLA_OWNER_PID=" + std::to_string(getpid()) + " ";
-  if (!extra_apiserver_args.empty()) cmd = "STELLA_APISERVER_ARGS=" + Quote(extra_apiserver_args) + " ";
+  if (!extra_apiserver_args.empty()) cmd += "STELLA_APISERVER_ARGS=" + Quote(extra_apiserver_args) + " ";
   cmd += "bash " + Quote(scripts + "/control-plane.sh") + " start " + Quote(cp->dir_);
   CommandResult start = RunCommand(cmd);
   if (start.exit_code != 0) {
