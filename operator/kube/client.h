@@ -29,17 +29,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "operator/kube/api.h"
 #include "operator/kube/config.h"
 #include "src/base/status.h"
 
 namespace stella::kube {
-
-// Any HTTP answer of the server. `body` is the parsed JSON, a JSON string when
-// the body was not JSON, or null when empty.
-struct Response {
-  int code = 0;
-  nlohmann::json body;
-};
 
 struct ClientOptions {
   // Bound on one request (connect + answer). Watches use their own bound:
@@ -53,31 +47,6 @@ struct ClientOptions {
   // DELETE, LIST, WATCH) and HTTP code, 0 for a transport error. Called on the
   // calling thread; must be thread-safe. Default none.
   std::function<void(const std::string& verb, int code)> on_request;
-};
-
-enum class PatchKind { kMerge, kJson, kStrategicMerge, kApply };
-
-// How a PATCH body is interpreted. Apply (server-side apply) needs a field
-// manager; force takes ownership of conflicting fields.
-struct PatchType {
-  PatchKind kind = PatchKind::kMerge;
-  std::string field_manager;
-  bool force = false;
-
-  static PatchType Merge() { return {PatchKind::kMerge, "", false}; }
-  static PatchType Json() { return {PatchKind::kJson, "", false}; }
-  static PatchType StrategicMerge() { return {PatchKind::kStrategicMerge, "", false}; }
-  static PatchType Apply(std::string field_manager, bool force = false) {
-    return {PatchKind::kApply, std::move(field_manager), force};
-  }
-};
-
-struct ListResult {
-  // Every item of every page, with kind and apiVersion filled in (the API
-  // server omits them from list items).
-  std::vector<nlohmann::json> items;
-  // The list's resourceVersion: start a watch from here to miss nothing.
-  std::string resource_version;
 };
 
 enum class EventType { kAdded, kModified, kDeleted, kBookmark, kError };
@@ -132,31 +101,31 @@ struct WatchEnd {
   size_t events = 0;
 };
 
-class Client {
+class Client : public Api {
  public:
   // Validates the TLS material (CA, client certificate and key) and the server
   // URL; errors name the ClusterConfig field.
   static StatusOr<std::unique_ptr<Client>> Create(const ClusterConfig& config,
                                                   ClientOptions options = {});
-  ~Client();
+  ~Client() override;
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   // `path` is an absolute API path, optionally with a query string
   // ("/api/v1/namespaces/default/configmaps/x"); see ResourcePath.
-  StatusOr<Response> Get(const std::string& path);
-  StatusOr<Response> Create(const std::string& collection_path, const nlohmann::json& obj);  // POST
-  StatusOr<Response> Update(const std::string& path, const nlohmann::json& obj);             // PUT
+  StatusOr<Response> Get(const std::string& path) override;
+  StatusOr<Response> Create(const std::string& collection_path, const nlohmann::json& obj) override;  // POST
+  StatusOr<Response> Update(const std::string& path, const nlohmann::json& obj) override;             // PUT
   StatusOr<Response> Patch(const std::string& path, const nlohmann::json& patch,
-                           const PatchType& type);
+                           const PatchType& type) override;
   // `options` is a DeleteOptions body (propagationPolicy, preconditions), or null.
-  StatusOr<Response> Delete(const std::string& path, const nlohmann::json* options = nullptr);
+  StatusOr<Response> Delete(const std::string& path, const nlohmann::json* options = nullptr) override;
 
   // Every page (limit/continue). A non-2xx answer is an error Status carrying
   // the server's message; an expired continue token (410) restarts the list
   // from the beginning (at most 3 times).
   StatusOr<ListResult> List(const std::string& collection_path,
-                            const std::string& label_selector = "", int page_size = 500);
+                            const std::string& label_selector = "", int page_size = 500) override;
 
   // Streams one watch until the server closes it (ok), `stop` becomes true (ok,
   // noticed within ~50 ms), or an error. Events are delivered in order on the
@@ -174,38 +143,6 @@ class Client {
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// "/api/v1/namespaces/ns/configmaps/name/status" and friends. group_version is
-// "v1" (core, under /api) or "group/version" (under /apis). namespace_ "" =
-// cluster-scoped or all namespaces; name "" = the collection.
-std::string ResourcePath(const std::string& group_version, const std::string& plural,
-                         const std::string& namespace_ = "", const std::string& name = "",
-                         const std::string& subresource = "");
-
-// Percent-encodes a query parameter value.
-std::string QueryEscape(const std::string& value);
-
-bool IsNotFound(const Response& r);       // 404
-bool IsConflict(const Response& r);       // 409 other than AlreadyExists (stale resourceVersion)
-bool IsAlreadyExists(const Response& r);  // 409 reason AlreadyExists
-bool IsGone(const Response& r);           // 410
-bool IsSuccess(const Response& r);        // 2xx
-// The server's Status.message, or the body text when it is not a Status.
-std::string ApiMessage(const Response& r);
-// The server's Status.reason ("NotFound", "Conflict", "Invalid", ...) or ""
-// (also when the body is not a Status or the reason is not a string).
-std::string ApiReason(const Response& r);
-// A non-2xx Response as an error Status: "context: HTTP 422 Invalid: <message>",
-// with a code that says whether retrying may help (409/429/5xx -> Unavailable,
-// 404 -> NotFound, 400/422 -> InvalidArgument, 401/403 -> FailedPrecondition).
-// Ok for 2xx.
-Status ResponseStatus(const Response& r, const std::string& context);
-
-// The object's metadata.resourceVersion / namespace / name ("" when absent or
-// not a string).
-std::string ResourceVersionOf(const nlohmann::json& obj);
-std::string NamespaceOf(const nlohmann::json& obj);
-std::string NameOf(const nlohmann::json& obj);
 
 }  // namespace stella::kube
 
