@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "operator/controller/log.h"
+#include "operator/controller/reconcile/members.h"
 #include "operator/kube/client.h"
 #include "operator/kube/config.h"
 #include "operator/kube/informer.h"
@@ -28,26 +29,34 @@
 
 namespace stella::op {
 
-class Member {
+class Member final : public MemberView {
  public:
   Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Client* client, const std::string& origin);
-  ~Member();
+  ~Member() override;
   Member(const Member&) = delete;
   Member& operator=(const Member&) = delete;
 
-  const std::string& id() const { return id_; }  // "hub" or "ns/secret/key"
+  const std::string& id() const override { return id_; }  // "hub" or "ns/secret/key"
   kube::Client* client() const { return client_; }
+  kube::Api* api() const override { return client_; }
   kube::Informer& pods() { return *pods_; }
   kube::Informer& services() { return *services_; }
   kube::Informer& nodes() { return *nodes_; }
 
   // True once every cache listed at least once and the watches are healthy.
-  bool Synced() const;
+  bool Synced() const override;
   // False while any watch is failing after having worked (or never worked).
-  bool Healthy() const;
+  bool Healthy() const override;
   // Whether the member's API server answered (or failed) a first time; a
   // member that has never answered is unreachable only after this is true.
-  std::string LastError() const;
+  std::string LastError() const override;
+
+  // From the caches.
+  std::vector<nlohmann::json> ListPods(const std::string& selector) const override { return pods_->List(selector); }
+  std::vector<nlohmann::json> ListServices(const std::string& selector) const override {
+    return services_->List(selector);
+  }
+  std::vector<nlohmann::json> ListNodes() const override { return nodes_->List(); }
 
   void Start();
   void Stop();
@@ -62,7 +71,7 @@ class Member {
   std::unique_ptr<kube::Informer> pods_, services_, nodes_;
 };
 
-class ClusterSet {
+class ClusterSet final : public MemberDirectory {
  public:
   // `hub` outlives the set. `on_child_event` receives every pod/service event
   // from every member (to enqueue the owning job); `on_request` is each new
@@ -70,7 +79,7 @@ class ClusterSet {
   ClusterSet(kube::Client* hub, std::string origin, Logger* log,
              std::function<void(const nlohmann::json&)> on_child_event,
              std::function<void(const std::string& cluster, const std::string& verb, int code)> on_request);
-  ~ClusterSet();
+  ~ClusterSet() override;
 
   // Starts the hub's caches (members start on first use).
   void Start();
@@ -83,6 +92,15 @@ class ClusterSet {
   // message naming the Secret when it is missing or holds no usable
   // kubeconfig.
   StatusOr<Member*> ForCluster(const std::string& job_namespace, const std::optional<spec::SecretKeyRef>& ref);
+
+  // MemberDirectory, for the reconcile phases.
+  StatusOr<MemberView*> Lookup(const std::string& job_namespace,
+                               const std::optional<spec::SecretKeyRef>& ref) override {
+    auto m = ForCluster(job_namespace, ref);
+    if (!m.ok()) return m.status();
+    return static_cast<MemberView*>(*m);
+  }
+  MemberView* HubMember() override { return hub_.get(); }
 
   // Re-reads every member's Secret and reconnects members whose kubeconfig
   // changed (credential rotation). Called by the periodic sweep.
