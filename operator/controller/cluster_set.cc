@@ -139,13 +139,10 @@ void ClusterSet::Stop() {
 StatusOr<std::string> ClusterSet::ReadKubeconfig(const std::string& ns, const std::string& name,
                                                  const std::string& key) {
   const std::string where = "Secret " + ns + "/" + name;
-  auto resp = hub_client_->Get(kube::ResourcePath("v1", "secrets", ns, name));
-  if (!resp.ok()) return resp.status().WithContext("reading " + where);
+  auto resp = kube::CheckResponse(hub_client_->Get(kube::ResourcePath("v1", "secrets", ns, name)), "reading " + where,
+                                  {404});
+  if (!resp.ok()) return resp.status();
   if (resp->code == 404) return NotFoundError(where + " not found (spec.clusters[].kubeconfigSecret)");
-  if (resp->code != 200) {
-    return UnavailableError("reading " + where + ": HTTP " + std::to_string(resp->code) + ": " +
-                            kube::ApiMessage(*resp));
-  }
   const json data = resp->body.value("data", json::object());
   if (!data.contains(key) || !data[key].is_string()) {
     return InvalidArgumentError(where + " has no key \"" + key + "\" (spec.clusters[].kubeconfigSecret.key)");
