@@ -66,9 +66,10 @@ void RebuildClusterEntries(JobState& st) {
   st.status.clusters = std::move(entries);
 }
 
-}  // namespace
-
-PhaseResult ObserveMembers(const ReconcileDeps& d, JobState& st) {
+// Connects every cluster's member and reads the job's children there.
+// Returns "cluster (why)" for each member that cannot be used; *waiting_sync
+// when one has not listed yet but reported no error either.
+std::vector<std::string> ConnectMembers(const ReconcileDeps& d, JobState& st, bool* waiting_sync) {
   const auto& clusters = st.job.spec.clusters;
   const size_t nc = clusters.size();
   Observed& ob = st.ob;
@@ -77,14 +78,13 @@ PhaseResult ObserveMembers(const ReconcileDeps& d, JobState& st) {
   ob.pods.assign(nc, {});
   ob.services.assign(nc, {});
   std::vector<std::string> unreachable;
-  bool waiting_sync = false;
   const std::string uid_selector = std::string(kLabelJobUid) + "=" + st.uid;
   for (size_t c = 0; c < nc; ++c) {
     auto m = d.members->Lookup(st.ns, clusters[c].kubeconfig_secret);
     if (!m.ok()) {
       ob.errors[c] = m.status().message();
     } else if (!(*m)->Synced()) {
-      if ((*m)->LastError().empty()) waiting_sync = true;
+      if ((*m)->LastError().empty()) *waiting_sync = true;
       else ob.errors[c] = (*m)->LastError();
     } else if (!(*m)->Healthy()) {
       ob.errors[c] = (*m)->LastError().empty() ? "watch failing" : (*m)->LastError();
@@ -97,6 +97,14 @@ PhaseResult ObserveMembers(const ReconcileDeps& d, JobState& st) {
     }
     if (!ob.errors[c].empty()) unreachable.push_back(clusters[c].name + " (" + ob.errors[c] + ")");
   }
+  return unreachable;
+}
+
+}  // namespace
+
+PhaseResult ObserveMembers(const ReconcileDeps& d, JobState& st) {
+  bool waiting_sync = false;
+  const std::vector<std::string> unreachable = ConnectMembers(d, st, &waiting_sync);
   RebuildClusterEntries(st);
 
   const std::string unreachable_msg = JoinMessages(unreachable);
