@@ -31,13 +31,14 @@ namespace stella::op {
 
 class Member final : public MemberView {
  public:
-  Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Client* client, const std::string& origin);
+  // `owned` (a member's own connection) or else `client` (the hub's, which
+  // outlives the member) serves the caches and the writes.
+  Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Api* client, const std::string& origin);
   ~Member() override;
   Member(const Member&) = delete;
   Member& operator=(const Member&) = delete;
 
   const std::string& id() const override { return id_; }  // "hub" or "ns/secret/key"
-  kube::Client* client() const { return client_; }
   kube::Api* api() const override { return client_; }
   kube::Informer& pods() { return *pods_; }
   kube::Informer& services() { return *services_; }
@@ -63,11 +64,13 @@ class Member final : public MemberView {
 
   // The kubeconfig text this member was built from (to notice rotation).
   std::string kubeconfig_digest;
+  // Its API server's URL (for logs); "" for the hub.
+  std::string server;
 
  private:
   std::string id_;
   std::unique_ptr<kube::Client> owned_;
-  kube::Client* client_;
+  kube::Api* client_;
   std::unique_ptr<kube::Informer> pods_, services_, nodes_;
 };
 
@@ -76,7 +79,7 @@ class ClusterSet final : public MemberDirectory {
   // `hub` outlives the set. `on_child_event` receives every pod/service event
   // from every member (to enqueue the owning job); `on_request` is each new
   // client's request hook labelled with the member's id.
-  ClusterSet(kube::Client* hub, std::string origin, Logger* log,
+  ClusterSet(kube::Api* hub, std::string origin, Logger* log,
              std::function<void(const nlohmann::json&)> on_child_event,
              std::function<void(const std::string& cluster, const std::string& verb, int code)> on_request);
   ~ClusterSet() override;
@@ -113,7 +116,7 @@ class ClusterSet final : public MemberDirectory {
   StatusOr<std::string> ReadKubeconfig(const std::string& ns, const std::string& name, const std::string& key);
   StatusOr<std::unique_ptr<Member>> Connect(const std::string& id, const std::string& kubeconfig);
 
-  kube::Client* hub_client_;
+  kube::Api* hub_client_;
   std::string origin_;
   Logger* log_;
   std::function<void(const nlohmann::json&)> on_child_event_;

@@ -11,7 +11,7 @@ namespace stella::op {
 using json = nlohmann::json;
 
 
-Controller::Controller(kube::Client* hub, ControllerOptions options, OperatorMetrics* metrics, Logger* log,
+Controller::Controller(kube::Api* hub, ControllerOptions options, OperatorMetrics* metrics, Logger* log,
                        RuntimeScraper* runtime)
     : hub_(hub), options_(std::move(options)), metrics_(metrics), log_(log) {
   auto queue = kube::WorkQueue::Create();
@@ -152,7 +152,7 @@ void Controller::SweepOrphans() {
         if (live.count(Label(child, kLabelJobUid)) || Terminating(child)) continue;
         const std::string ns = child.value("/metadata/namespace"_json_pointer, std::string());
         auto r = kube::CheckResponse(
-            m->client()->Delete(kube::ResourcePath("v1", pods ? "pods" : "services", ns, Name(child))),
+            m->api()->Delete(kube::ResourcePath("v1", pods ? "pods" : "services", ns, Name(child))),
             "sweep: deleting orphan " + ns + "/" + Name(child) + " in " + m->id(), {404});
         if (!r.ok()) {
           log_->Debug(r.status().ToString());  // the next sweep tries again

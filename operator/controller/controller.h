@@ -59,9 +59,10 @@ struct ControllerOptions {
 class Controller final : public Runnable {
  public:
   // `hub`, `metrics`, `log` and `runtime` (may be null: no runtime figures in
-  // status) outlive the controller. The hub client serves the caches (list +
-  // watch); the reconciler writes through it as a kube::Api.
-  Controller(kube::Client* hub, ControllerOptions options, OperatorMetrics* metrics, Logger* log,
+  // status) outlive the controller. `hub` serves the job caches (list +
+  // watch) and every write to the hub; kube::Client in the binary,
+  // kube::testing::FakeApi in tests.
+  Controller(kube::Api* hub, ControllerOptions options, OperatorMetrics* metrics, Logger* log,
              RuntimeScraper* runtime = nullptr);
   ~Controller() override;
   Controller(const Controller&) = delete;
@@ -89,7 +90,7 @@ class Controller final : public Runnable {
   void UpdatePhaseGauge();
   std::optional<nlohmann::json> CachedJob(const std::string& ns, const std::string& name) const;
 
-  kube::Client* hub_;
+  kube::Api* hub_;
   ControllerOptions options_;
   OperatorMetrics* metrics_;
   Logger* log_;

@@ -1,5 +1,5 @@
-// Api: the Kubernetes REST verbs the operator's reconciler uses, as a small
-// interface. kube::Client implements it against a real API server;
+// Api: the Kubernetes REST verbs the operator uses (the reconciler's reads
+// and writes, the informers' list and watch), as a small interface. kube::Client implements it against a real API server;
 // kube::testing::FakeApi (operator/kube/testing/) keeps objects in memory, so
 // the reconcile phases are tested without a control plane.
 //
@@ -11,6 +11,8 @@
 #ifndef STELLA_OPERATOR_KUBE_API_H_
 #define STELLA_OPERATOR_KUBE_API_H_
 
+#include <atomic>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -86,6 +88,45 @@ std::string NamespaceOf(const nlohmann::json& obj);
 std::string NameOf(const nlohmann::json& obj);
 
 
+enum class EventType { kAdded, kModified, kDeleted, kBookmark, kError };
+const char* EventTypeName(EventType t);  // "ADDED", ...
+
+struct WatchEvent {
+  EventType type = EventType::kAdded;
+  // The object; for BOOKMARK only metadata.resourceVersion (and annotations)
+  // are meaningful; ERROR events never reach the callback (see Watch).
+  nlohmann::json object;
+};
+
+struct WatchOptions {
+  // Start after this resourceVersion; "" = the server's current state is sent
+  // first as ADDED events (avoid: List first, then watch from its version).
+  std::string resource_version;
+  std::string label_selector;
+  // The server closes the watch after this long (a normal close; resume from
+  // WatchEnd::resource_version). Default 300 s.
+  int timeout_seconds = 300;
+  bool allow_bookmarks = true;
+  // Ask for the current state as ADDED events followed by a BOOKMARK annotated
+  // "k8s.io/initial-events-end" (the streaming-list protocol).
+  bool send_initial_events = false;
+  // Called once when the server has accepted the watch (HTTP 200), before any
+  // event; the informer uses it to report health. Optional.
+  std::function<void()> on_connected;
+};
+
+struct WatchEnd {
+  // The last resourceVersion seen (event or bookmark); the input version when
+  // nothing arrived. Resume a normally closed watch from here.
+  std::string resource_version;
+  // The server answered 410 Gone (HTTP or an ERROR event with code 410): the
+  // version is too old; the caller must re-list.
+  bool gone = false;
+  std::string gone_message;
+  // Events delivered to the callback (BOOKMARKs included).
+  size_t events = 0;
+};
+
 class Api {
  public:
   virtual ~Api() = default;
@@ -101,6 +142,12 @@ class Api {
   // Every item of the collection; a non-2xx answer is an error Status.
   virtual StatusOr<ListResult> List(const std::string& collection_path, const std::string& label_selector = "",
                                     int page_size = 500) = 0;
+  // Streams one watch until the server closes it (ok), `stop` becomes true
+  // (ok) or an error; 410 Gone is ok with WatchEnd::gone. Events arrive in
+  // order on the calling thread. (What informers need.)
+  virtual StatusOr<WatchEnd> Watch(const std::string& collection_path, const WatchOptions& options,
+                                   const std::function<void(const WatchEvent&)>& on_event,
+                                   const std::atomic<bool>& stop) = 0;
 };
 
 // The one place that turns a call's outcome into a Status, so no caller

@@ -49,16 +49,6 @@ struct ClientOptions {
   std::function<void(const std::string& verb, int code)> on_request;
 };
 
-enum class EventType { kAdded, kModified, kDeleted, kBookmark, kError };
-const char* EventTypeName(EventType t);  // "ADDED", ...
-
-struct WatchEvent {
-  EventType type = EventType::kAdded;
-  // The object; for BOOKMARK only metadata.resourceVersion (and annotations)
-  // are meaningful; ERROR events never reach the callback (see Watch).
-  nlohmann::json object;
-};
-
 // Decodes one line of a watch stream (one JSON event, without the newline):
 // {"type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR", "object": {...}}.
 // A line that is not a JSON object with a string "type" is DataLoss, an
@@ -71,35 +61,6 @@ StatusOr<WatchEvent> DecodeWatchEvent(const std::string& line);
 // it has none that is an integer in [100, 599] (a garbled ERROR event is a
 // server error, never a 410 that would trigger a re-list).
 int WatchErrorCode(const nlohmann::json& status);
-
-struct WatchOptions {
-  // Start after this resourceVersion; "" = the server's current state is sent
-  // first as ADDED events (avoid: List first, then watch from its version).
-  std::string resource_version;
-  std::string label_selector;
-  // The server closes the watch after this long (a normal close; resume from
-  // WatchEnd::resource_version). Default 300 s.
-  int timeout_seconds = 300;
-  bool allow_bookmarks = true;
-  // Ask for the current state as ADDED events followed by a BOOKMARK annotated
-  // "k8s.io/initial-events-end" (the streaming-list protocol).
-  bool send_initial_events = false;
-  // Called once when the server has accepted the watch (HTTP 200), before any
-  // event; the informer uses it to report health. Optional.
-  std::function<void()> on_connected;
-};
-
-struct WatchEnd {
-  // The last resourceVersion seen (event or bookmark); the input version when
-  // nothing arrived. Resume a normally closed watch from here.
-  std::string resource_version;
-  // The server answered 410 Gone (HTTP or an ERROR event with code 410): the
-  // version is too old; the caller must re-list.
-  bool gone = false;
-  std::string gone_message;
-  // Events delivered to the callback (BOOKMARKs included).
-  size_t events = 0;
-};
 
 class Client : public Api {
  public:
@@ -134,7 +95,7 @@ class Client : public Api {
   // are error Statuses.
   StatusOr<WatchEnd> Watch(const std::string& collection_path, const WatchOptions& options,
                            const std::function<void(const WatchEvent&)>& on_event,
-                           const std::atomic<bool>& stop);
+                           const std::atomic<bool>& stop) override;
 
   const ClusterConfig& config() const;
 

@@ -1,5 +1,7 @@
 #include "operator/kube/testing/fake_api.h"
 
+#include <algorithm>
+#include <chrono>
 #include <sstream>
 
 namespace stella::kube::testing {
@@ -84,8 +86,19 @@ json FakeApi::StoreLocked(const Key& k, json obj) {
   Key named = k;
   named.name = meta.value("name", "");
   named.subresource.clear();
+  const bool added = objects_.count(StoreKey(named)) == 0;
   objects_[StoreKey(named)] = obj;
+  changes_.push_back({version_, added ? EventType::kAdded : EventType::kModified, k.group_version, k.plural, obj});
+  changed_.notify_all();
   return obj;
+}
+
+void FakeApi::EraseLocked(std::map<std::string, json>::iterator it, const Key& k) {
+  json gone = it->second;
+  gone["metadata"]["resourceVersion"] = NextVersionLocked();
+  objects_.erase(it);
+  changes_.push_back({version_, EventType::kDeleted, k.group_version, k.plural, std::move(gone)});
+  changed_.notify_all();
 }
 
 #define STELLA_FAKE_INJECT_(verb, path)                      \
@@ -154,7 +167,7 @@ StatusOr<Response> FakeApi::Update(const std::string& path, const json& obj) {
   }
   if (next["metadata"].contains("deletionTimestamp") &&
       next["metadata"].value("finalizers", json::array()).empty()) {
-    objects_.erase(it);
+    EraseLocked(it, *k);
     return Response{200, next};
   }
   return Response{200, StoreLocked(*k, std::move(next))};
@@ -179,7 +192,7 @@ StatusOr<Response> FakeApi::Patch(const std::string& path, const json& patch, co
   next.merge_patch(patch);
   if (next["metadata"].contains("deletionTimestamp") &&
       next["metadata"].value("finalizers", json::array()).empty()) {
-    objects_.erase(it);
+    EraseLocked(it, *k);
     return Response{200, next};
   }
   return Response{200, StoreLocked(*k, std::move(next))};
@@ -204,7 +217,7 @@ StatusOr<Response> FakeApi::Delete(const std::string& path, const json* options)
     return Response{200, StoreLocked(*k, std::move(next))};
   }
   json gone = it->second;
-  objects_.erase(it);
+  EraseLocked(it, *k);
   return Response{200, gone};
 }
 
@@ -227,6 +240,54 @@ StatusOr<ListResult> FakeApi::List(const std::string& collection_path, const std
     out.items.push_back(obj);
   }
   return out;
+}
+
+StatusOr<WatchEnd> FakeApi::Watch(const std::string& collection_path, const WatchOptions& options,
+                                   const std::function<void(const WatchEvent&)>& on_event,
+                                   const std::atomic<bool>& stop) {
+  auto k = ParsePath(collection_path);
+  if (!k) return NotFoundError("watching " + collection_path + ": no such path");
+  WatchEnd end;
+  end.resource_version = options.resource_version;
+  int64_t from = options.resource_version.empty() ? 0 : std::stoll(options.resource_version);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Status transport;
+    if (auto r = Injected("WATCH", collection_path, &transport)) {
+      if (!transport.ok()) return transport;
+      if (r->code == 410) {
+        end.gone = true;
+        return end;
+      }
+      return ResponseStatus(*r, "watching " + collection_path);
+    }
+  }
+  if (options.on_connected) options.on_connected();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_seconds);
+  while (!stop && std::chrono::steady_clock::now() < deadline) {
+    std::vector<WatchEvent> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      // Wakes on a change, and every 20 ms to notice `stop`.
+      changed_.wait_for(lock, std::chrono::milliseconds(20), [&] { return version_ > from; });
+      for (const Change& c : changes_) {
+        if (c.version <= from) continue;
+        from = c.version;
+        if (c.group_version != k->group_version || c.plural != k->plural) continue;
+        if (!k->ns.empty() && c.object.value("/metadata/namespace"_json_pointer, std::string()) != k->ns) continue;
+        if (!MatchesSelector(c.object, options.label_selector)) continue;
+        batch.push_back({c.type, c.object});
+      }
+      from = std::max(from, version_);
+    }
+    // Delivered without the lock: handlers may call back into the fake.
+    for (const WatchEvent& ev : batch) {
+      on_event(ev);
+      ++end.events;
+      end.resource_version = ResourceVersionOf(ev.object);
+    }
+  }
+  return end;
 }
 
 #undef STELLA_FAKE_INJECT_

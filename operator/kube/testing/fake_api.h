@@ -11,6 +11,9 @@
 //    finalizers only gets metadata.deletionTimestamp, and goes once an update
 //    or patch empties its finalizers.
 //  - List filters by namespace and an equality label selector ("a=b,c=d").
+//  - Watch streams every change after the given resourceVersion (ADDED,
+//    MODIFIED, DELETED; no bookmarks) until `stop`, the watch's timeout, or an
+//    injected failure, so informers run on it unchanged.
 //  - Fail() makes the next N matching requests answer a given HTTP code (or
 //    fail in transport), e.g. a 403 on pod creation.
 //  - Every request is recorded ("POST /api/v1/namespaces/ns/pods") for
@@ -22,6 +25,7 @@
 #ifndef STELLA_OPERATOR_KUBE_TESTING_FAKE_API_H_
 #define STELLA_OPERATOR_KUBE_TESTING_FAKE_API_H_
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -35,7 +39,7 @@
 namespace stella::kube::testing {
 
 // One injected failure: requests whose verb matches (GET, POST, PUT, PATCH,
-// DELETE, LIST; "" = any) and whose path contains `path_contains` answer
+// DELETE, LIST, WATCH; "" = any) and whose path contains `path_contains` answer
 // `code` with a Status body (reason/message), or fail in transport when
 // `transport_error` is set. Used up after `times` matches.
 struct Failure {
@@ -59,6 +63,9 @@ class FakeApi final : public Api {
   StatusOr<Response> Delete(const std::string& path, const nlohmann::json* options = nullptr) override;
   StatusOr<ListResult> List(const std::string& collection_path, const std::string& label_selector = "",
                             int page_size = 500) override;
+  StatusOr<WatchEnd> Watch(const std::string& collection_path, const WatchOptions& options,
+                           const std::function<void(const WatchEvent&)>& on_event,
+                           const std::atomic<bool>& stop) override;
 
   // Test controls.
   void Fail(Failure f);
@@ -83,8 +90,16 @@ class FakeApi final : public Api {
   };
   static std::optional<Key> ParsePath(const std::string& path);
   static std::string StoreKey(const Key& k);
+  // One change of the store, for watches.
+  struct Change {
+    int64_t version;
+    EventType type;
+    std::string group_version, plural;
+    nlohmann::json object;
+  };
   std::optional<Response> Injected(const std::string& verb, const std::string& path, Status* transport);
   nlohmann::json StoreLocked(const Key& k, nlohmann::json obj);
+  void EraseLocked(std::map<std::string, nlohmann::json>::iterator it, const Key& k);
   std::string NextVersionLocked() { return std::to_string(++version_); }
 
   mutable std::mutex mu_;
@@ -92,6 +107,8 @@ class FakeApi final : public Api {
   std::map<std::string, Response> raw_;            // canned GETs by path
   std::vector<Failure> failures_;
   std::vector<std::string> requests_;
+  std::vector<Change> changes_;    // every change, oldest first
+  std::condition_variable changed_;  // a change was appended
   int64_t version_ = 100;
   int64_t uids_ = 0;
 };
