@@ -171,7 +171,10 @@ void Controller::UpdatePhaseGauge() {
     by_phase[p] = 0;
   }
   for (auto& inf : jobs_) {
-    for (const auto& j : inf->List()) ++by_phase[j.value("/status/phase"_json_pointer, std::string(kPhasePending))];
+    for (const auto& j : inf->List()) {
+      const std::string phase = JobStatusFromJson(j.value("status", json::object())).phase;
+      ++by_phase[phase.empty() ? kPhasePending : phase];
+    }
   }
   for (const auto& [phase, n] : by_phase) metrics_->JobsInPhase(phase, n);
   for (Member* m : clusters_->All()) metrics_->ClusterConnected(m->id(), m->Synced() && m->Healthy());

@@ -1,5 +1,5 @@
 // Client: a Kubernetes REST client for one API server (cpprestsdk underneath,
-// invisible in this header).
+// invisible in this header); the production kube::Api (api.h).
 //
 // What it guarantees:
 //  - Every call returns the server's answer as a Response with any HTTP code
