@@ -1,7 +1,8 @@
 // Api: the Kubernetes REST verbs the operator uses (the reconciler's reads
-// and writes, the informers' list and watch), as a small interface. kube::Client implements it against a real API server;
+// and writes, the informers' list and watch), as a small interface.
+// kube::Client implements it against a real API server;
 // kube::testing::FakeApi (operator/kube/testing/) keeps objects in memory, so
-// the reconcile phases are tested without a control plane.
+// the reconcile phases and the controller are tested without a control plane.
 //
 // Same contract as Client: every answer of the server is a Response with its
 // HTTP code (404, 409, 422 are answers); only transport failures are an error

@@ -159,7 +159,7 @@ class Fixture {
 
   std::vector<json> PodsIn(FakeApi& api) const { return api.Objects(kube::ResourcePath("v1", "pods", kNs)); }
   std::vector<json> ServicesIn(FakeApi& api) const { return api.Objects(kube::ResourcePath("v1", "services", kNs)); }
-  // Events' reasons, in creation order is not kept by the store: sorted.
+  // The reasons of the Events recorded on the hub, sorted (the store keeps no order).
   std::vector<std::string> EventReasons() const {
     std::vector<std::string> out;
     for (const auto& e : hub.Objects(kube::ResourcePath("v1", "events", kNs))) out.push_back(e.value("reason", ""));
@@ -169,8 +169,13 @@ class Fixture {
   // What a kubelet would report for a pod.
   void SetPodPhase(FakeApi& api, const std::string& pod, const std::string& phase, bool ready = true) {
     json status = {{"phase", phase}};
-    if (phase == "Running") status["conditions"] = json::array({{{"type", "Ready"}, {"status", ready ? "True" : "False"}}});
-    if (phase == "Failed") status["reason"] = "Error", status["message"] = "exit code 1";
+    if (phase == "Running") {
+      status["conditions"] = json::array({{{"type", "Ready"}, {"status", ready ? "True" : "False"}}});
+    }
+    if (phase == "Failed") {
+      status["reason"] = "Error";
+      status["message"] = "exit code 1";
+    }
     auto r = api.Patch(kube::ResourcePath("v1", "pods", kNs, pod), {{"status", status}}, kube::PatchType::Merge());
     ASSERT_TRUE(r.ok() && r->code == 200) << pod;
   }

@@ -72,7 +72,9 @@ PhaseResult Gateways(const ReconcileDeps& d, JobState& st) {
     if (st.status.phase.empty() || st.status.phase == kPhasePending) st.status.phase = kPhaseCreated;
     bool first = SetCondition(&st.status, "Created", true, "ServicesCreated", msg, st.generation, st.now);
     STELLA_PHASE_RETURN_IF_ERROR(WriteStatus(d, st));
-    if (first) RecordEvent(d, st, "Normal", "Created", "services created in " + std::to_string(nc) + " clusters; " + msg);
+    if (first) {
+      RecordEvent(d, st, "Normal", "Created", "services created in " + std::to_string(nc) + " clusters; " + msg);
+    }
     return PhaseResult::RequeueAfter(milliseconds(2000));
   }
   // Recorded before any worker is created with them.

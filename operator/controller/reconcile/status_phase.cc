@@ -69,7 +69,8 @@ PhaseResult StatusPhase(const ReconcileDeps& d, JobState& st) {
   std::vector<std::pair<std::string, std::string>> events;
   if (SetCondition(&st.status, "Created", true, "WorkersCreated",
                    "services and " + std::to_string(total) + " workers created", st.generation, st.now)) {
-    events.emplace_back("Created", "created " + std::to_string(total) + " workers in " + std::to_string(nc) + " clusters");
+    events.emplace_back("Created",
+                        "created " + std::to_string(total) + " workers in " + std::to_string(nc) + " clusters");
   }
   if (all.succeeded == total) {
     st.status.phase = kPhaseSucceeded;

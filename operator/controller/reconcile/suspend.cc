@@ -15,7 +15,8 @@ PhaseResult Suspend(const ReconcileDeps& d, JobState& st) {
     SetCondition(&st.status, "Running", false, "Suspended", "the job is suspended", st.generation, st.now);
     STELLA_PHASE_RETURN_IF_ERROR(WriteStatus(d, st));
     if (changed) {
-      RecordEvent(d, st, "Normal", "Suspended", "workers deleted; the job resumes when spec.runPolicy.suspend is false");
+      RecordEvent(d, st, "Normal", "Suspended",
+                  "workers deleted; the job resumes when spec.runPolicy.suspend is false");
     }
     return PhaseResult::Done();
   }

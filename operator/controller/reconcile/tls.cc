@@ -58,7 +58,7 @@ Status EnsureTlsSecrets(const ReconcileDeps& d, JobState& st, bool force) {
     if (existing[c].is_null()) {
       r = m->api()->Create(kube::ResourcePath("v1", "secrets", st.ns), secret);
     } else {
-      secret["metadata"]["resourceVersion"] = existing[c].value("/metadata/resourceVersion"_json_pointer, std::string());
+      secret["metadata"]["resourceVersion"] = kube::ResourceVersionOf(existing[c]);
       r = m->api()->Update(kube::ResourcePath("v1", "secrets", st.ns, name), secret);
     }
     r = kube::CheckResponse(std::move(r), "writing secret " + name + " in " + m->id());

@@ -44,7 +44,6 @@ class PhaseResult {
     return PhaseResult(Kind::kDone, after, Status::Ok());
   }
   static PhaseResult Error(Status error) { return PhaseResult(Kind::kError, {}, std::move(error)); }
-  static PhaseResult From(const ReconcileResult& r) { return RequeueAfter(r.requeue_after); }
 
   Kind kind() const { return kind_; }
   bool proceed() const { return kind_ == Kind::kContinue; }
@@ -65,10 +64,12 @@ class PhaseResult {
 };
 
 // A failed Status ends the pass as that error.
-#define STELLA_PHASE_RETURN_IF_ERROR(expr)                          \
-  do {                                                              \
-    ::stella::Status stella_phase_status_ = (expr);                 \
-    if (!stella_phase_status_.ok()) return ::stella::op::PhaseResult::Error(stella_phase_status_); \
+#define STELLA_PHASE_RETURN_IF_ERROR(expr)                        \
+  do {                                                            \
+    ::stella::Status stella_phase_status_ = (expr);               \
+    if (!stella_phase_status_.ok()) {                             \
+      return ::stella::op::PhaseResult::Error(stella_phase_status_); \
+    }                                                             \
   } while (0)
 
 struct ReconcileOptions {
