@@ -26,6 +26,9 @@ import threading
 import time
 import urllib.request
 
+# Control planes this process starts die with it (scripts/control-plane.sh).
+os.environ["STELLA_OWNER_PID"] = str(os.getpid())
+
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 

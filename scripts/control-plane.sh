@@ -17,7 +17,8 @@
 # spaces), e.g. "--watch-cache-sizes=podtemplates#0".
 #
 # A started plane dies with its owner: STELLA_OWNER_PID, else the caller
-# ($PPID). A watchdog outside the caller's process group polls the owner and
+# ($PPID; a test script should export STELLA_OWNER_PID=$$, since a caller
+# inside $(...) or a pipeline may be a short-lived subshell). A watchdog outside the caller's process group polls the owner and
 # runs `stop` (and kwok-cluster.sh stop) once it is gone, so a test that ctest
 # kills at its timeout leaves no etcd or apiserver behind.
 set -euo pipefail
@@ -31,6 +32,11 @@ free_port() {
 }
 
 stop() {
+  # The watchdog first, so it cannot act on a later plane in the same DIR.
+  # (Not when the watchdog itself is stopping the plane.)
+  if [ -f "$dir/watchdog.pid" ] && [ "$(cat "$dir/watchdog.pid")" != "$$" ]; then
+    kill "$(cat "$dir/watchdog.pid")" 2>/dev/null || true
+  fi
   for p in apiserver etcd; do
     if [ -f "$dir/$p.pid" ]; then
       pid=$(cat "$dir/$p.pid")
@@ -81,10 +87,14 @@ case "$cmd" in
     bin=$(bash "$here/testbin.sh")
     start_apiserver; exit $? ;;
   watch)
-    # Internal: the watchdog that `start` launches. $3 = the owner's pid.
-    owner=${3:?usage: control-plane.sh watch DIR OWNER_PID}
-    while kill -0 "$owner" 2>/dev/null && [ -f "$dir/apiserver.args" ]; do sleep 1; done
-    if [ -f "$dir/apiserver.args" ]; then
+    # Internal: the watchdog that `start` launches. $3 = the owner's pid,
+    # $4 = the id of the plane it guards (DIR/plane.id): a later plane
+    # started in the same DIR is not its business.
+    owner=${3:?usage: control-plane.sh watch DIR OWNER_PID PLANE_ID}
+    id=${4:?usage: control-plane.sh watch DIR OWNER_PID PLANE_ID}
+    mine() { [ "$(cat "$dir/plane.id" 2>/dev/null)" = "$id" ]; }
+    while kill -0 "$owner" 2>/dev/null && mine; do sleep 1; done
+    if mine; then
       echo "control-plane.sh: owner $owner of $dir exited; stopping the plane" >&2
       [ -d "$dir/kwok" ] && bash "$here/kwok-cluster.sh" stop "$dir" >/dev/null 2>&1
       stop
@@ -174,7 +184,10 @@ KC
 
 if start_apiserver; then
   owner=${STELLA_OWNER_PID:-$PPID}
-  setsid bash "$here/control-plane.sh" watch "$dir" "$owner" </dev/null >>"$dir/watchdog.log" 2>&1 &
+  id="$$-$(date +%s%N)"
+  echo "$id" >"$dir/plane.id"
+  setsid bash "$here/control-plane.sh" watch "$dir" "$owner" "$id" </dev/null >>"$dir/watchdog.log" 2>&1 &
+  echo $! >"$dir/watchdog.pid"
   echo "$dir/kubeconfig"
   exit 0
 fi

@@ -26,6 +26,9 @@ import time
 import urllib.parse
 import urllib.request
 
+# Control planes this process starts die with it (scripts/control-plane.sh).
+os.environ["STELLA_OWNER_PID"] = str(os.getpid())
+
 BUILTIN_VARS = {"__interval", "__rate_interval", "__range", "__name__"}
 
 

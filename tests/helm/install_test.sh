@@ -10,6 +10,8 @@
 # Exit 77 (ctest: skipped) with a loud message only when the binaries cannot
 # be built by scripts/testbin.sh.
 set -uo pipefail
+# Control planes started below die with this script (scripts/control-plane.sh).
+export STELLA_OWNER_PID=$$
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 root=$STELLA_ROOT chart=$STELLA_CHART

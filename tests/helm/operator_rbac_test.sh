@@ -11,6 +11,8 @@
 # removed from the pods rule of the chart's ClusterRole: a new job must get no
 # pods, and the operator must see 403s. Exit 77 = testbin unavailable.
 set -uo pipefail
+# Control planes started below die with this script (scripts/control-plane.sh).
+export STELLA_OWNER_PID=$$
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 build=${STELLA_BUILD_DIR:-$STELLA_ROOT/build}

@@ -6,6 +6,8 @@
 # built (no Go toolchain or module proxy), it says so loudly and exits 77,
 # which ctest reports as skipped — never a silent pass.
 set -uo pipefail
+# Control planes started below die with this script (scripts/control-plane.sh).
+export STELLA_OWNER_PID=$$
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=$(mktemp -d /tmp/stella-crd-XXXXXX)
 trap 'bash "$root/scripts/control-plane.sh" stop "$dir/cp" >/dev/null 2>&1; rm -rf "$dir"' EXIT

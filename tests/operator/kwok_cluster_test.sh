@@ -9,6 +9,8 @@
 # Exit code 77 (skipped, said loudly) only when scripts/testbin.sh cannot
 # build the binaries. Every wait is bounded (60 s) and checks a state, not a time.
 set -uo pipefail
+# Control planes started below die with this script (scripts/control-plane.sh).
+export STELLA_OWNER_PID=$$
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=$(mktemp -d /tmp/stella-kwok-XXXXXX)
 cp=$dir/cp

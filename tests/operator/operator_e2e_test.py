@@ -27,6 +27,9 @@ import time
 import unittest
 import urllib.request
 
+# Control planes this process starts die with it (scripts/control-plane.sh).
+os.environ["STELLA_OWNER_PID"] = str(os.getpid())
+
 SRC = os.environ.get("STELLA_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 BUILD = os.environ.get("STELLA_BUILD_DIR", os.path.join(SRC, "build"))
 OPERATOR = os.path.join(BUILD, "bin", "stella-operator")

@@ -7,6 +7,8 @@
 # process and no directory. Exit code 77 (skipped, said loudly) only when
 # scripts/testbin.sh cannot build the binaries. Waits are bounded (60 s).
 set -uo pipefail
+# Control planes started below die with this script (scripts/control-plane.sh).
+export STELLA_OWNER_PID=$$
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /tmp/stella-tc-XXXXXX)
 dir=$work/clusters
