@@ -22,10 +22,17 @@ class EventSink {
   void Emit(const std::string& event, nlohmann::json fields) {
     fields["event"] = event;
     for (auto it = identity_.begin(); it != identity_.end(); ++it) fields[it.key()] = it.value();
-    std::string line = "@stella " + fields.dump() + "\n";
+    std::string line = "@stella " + Dump(fields) + "\n";
     std::lock_guard<std::mutex> lock(mu_);
     std::fwrite(line.data(), 1, line.size(), out_);
     std::fflush(out_);
+  }
+
+ // One line of JSON. Invalid UTF-8 (a WAN peer's job name inside an error
+  // message, say) becomes U+FFFD: dump() would otherwise throw and end the
+  // worker.
+  static std::string Dump(const nlohmann::json& j) {
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
 
  private:

@@ -25,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/worker/events.h"
 #include "runtime/worker/worker.h"
 #include "src/spec/stella_job.h"
 
@@ -143,8 +144,9 @@ int main(int argc, char** argv) {
   auto worker = stella::worker::Worker::Create(o);
   if (!worker.ok()) {
     std::fprintf(stderr, "stella-runtime: %s\n", worker.status().ToString().c_str());
-    // dump() escapes quotes and newlines in the message.
-    const std::string event = nlohmann::json{{"event", "error"}, {"message", worker.status().ToString()}}.dump();
+    // Dump escapes quotes and newlines, and replaces invalid UTF-8.
+    const std::string event =
+        stella::worker::EventSink::Dump({{"event", "error"}, {"message", worker.status().ToString()}});
     std::printf("@stella %s\n", event.c_str());
     return 1;
   }
