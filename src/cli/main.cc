@@ -216,10 +216,13 @@ Status CheckOwnModelAndData(const spec::StellaJob& job, const std::string& job_p
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::cout.flush();
+  posix_spawn_file_actions_t quiet;  // its "ok" is ours to print; errors go to stderr
+  posix_spawn_file_actions_init(&quiet);
+  posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   pid_t pid = 0;
-  if (int err = posix_spawn(&pid, runtime.c_str(), nullptr, nullptr, argv.data(), environ); err != 0) {
-    return ErrnoError("spawn " + runtime, err);
-  }
+  const int err = posix_spawn(&pid, runtime.c_str(), &quiet, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&quiet);
+  if (err != 0) return ErrnoError("spawn " + runtime, err);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
