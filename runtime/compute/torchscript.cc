@@ -22,9 +22,16 @@ std::string ShapeText(c10::IntArrayRef shape) {
   return out.str();
 }
 
-// libtorch's first line, without the C++ backtrace.
-std::string FirstLine(const c10::Error& e) {
-  std::string m = e.what_without_backtrace();
+// The line of a libtorch error that says what went wrong: the first one,
+// without the C++ backtrace, or for an error raised inside TorchScript code
+// the last one ("RuntimeError: ..."), after the interpreter's traceback.
+std::string Reason(const std::exception& e) {
+  const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+  std::string m = c10 != nullptr ? c10->what_without_backtrace() : e.what();
+  while (!m.empty() && m.back() == '\n') m.pop_back();
+  if (m.rfind("The following operation failed in the TorchScript interpreter", 0) == 0) {
+    return m.substr(m.rfind('\n') + 1);
+  }
   return m.substr(0, m.find('\n'));
 }
 
@@ -52,7 +59,7 @@ Status CheckArchive(const ModelCheck& c) {
                                      "runtime's libtorch " + LibtorchVersion() + ": file format version " +
                                      v[1].str() + ", libtorch reads up to version " + v[2].str() + kReExport);
     }
-    return Bad(c, "not a TorchScript file (torch.jit.save writes a zip archive; libtorch says: " + FirstLine(e) + ")");
+    return Bad(c, "not a TorchScript file (torch.jit.save writes a zip archive; libtorch says: " + Reason(e) + ")");
   }
   return Status::Ok();
 }
@@ -89,9 +96,9 @@ Status CheckForward(const ModelCheck& c, torch::jit::Module& m) {
   try {
     torch::NoGradGuard no_grad;
     out = m.forward({x});
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {  // c10::Error, or a JITException from the module's code
     return Bad(c, "forward fails on a batch of shape " + ShapeText(shape) + " (" +
-                      (c.token_input ? "int64 token ids" : "float32") + ", the data's shape): " + FirstLine(e));
+                      (c.token_input ? "int64 token ids" : "float32") + ", the data's shape): " + Reason(e));
   }
   if (!out.isTensor()) return Bad(c, "forward must return one tensor of logits, got " + out.tagKind());
   const auto y = out.toTensor();
@@ -131,8 +138,8 @@ StatusOr<torch::jit::Module> LoadCheckedTorchScript(const ModelCheck& c) {
   torch::jit::Module m;
   try {
     m = torch::jit::load(c.path, torch::kCPU);
-  } catch (const c10::Error& e) {
-    return Bad(c, "libtorch " + LibtorchVersion() + " cannot load it: " + FirstLine(e) +
+  } catch (const std::exception& e) {
+    return Bad(c, "libtorch " + LibtorchVersion() + " cannot load it: " + Reason(e) +
                       " (written by a newer PyTorch? its operators may be unknown to 1.13" + kReExport + ")");
   }
   STELLA_RETURN_IF_ERROR(CheckSchema(c, m));

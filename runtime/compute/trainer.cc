@@ -252,6 +252,8 @@ StatusOr<float> Trainer::ForwardBackward(const data::Dataset& d, const std::vect
     return loss.item<float>();
   } catch (const c10::Error& e) {
     return InternalError(std::string("forward/backward: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {  // raised by a TorchScript module's own code
+    return InternalError(std::string("forward/backward: ") + e.what());
   }
 }
 
@@ -286,6 +288,8 @@ StatusOr<float> Trainer::ForwardBackwardPipelined(const data::Dataset& d, const 
     return loss.item<float>();
   } catch (const c10::Error& e) {
     return InternalError(std::string("forward/backward: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {  // raised by a TorchScript module's own code
+    return InternalError(std::string("forward/backward: ") + e.what());
   }
 }
 
