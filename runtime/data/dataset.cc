@@ -149,7 +149,9 @@ StatusOr<Dataset> LoadDataset(const DataSource& src, Split split) {
       break;
     case Format::kNpy:
       d = LoadNpy(train ? src.path : src.validation_path, train ? src.labels_path : src.validation_labels_path);
-      if (!d.ok() && d.status().message().find(train ? src.labels_path : src.validation_labels_path) == 0) {
+      if (!d.ok() && d.status().message().find(train ? src.labels_path : src.validation_labels_path) !=
+                         std::string::npos &&
+          d.status().message().find(train ? src.path : src.validation_path) == std::string::npos) {
         field = train ? "spec.dataset.labelsPath" : "spec.dataset.validationLabelsPath";
       }
       break;
