@@ -17,16 +17,20 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
+Status CheckValidationShape(const spec::DatasetSpec& dataset, const data::Dataset& train,
+                            const data::Dataset& validation) {
+  if (validation.InputShape() == train.InputShape()) return Status::Ok();
+  return InvalidArgumentError("spec.dataset.validationPath: " + dataset.validation_path + ": examples have shape " +
+                              ShapeText(validation.InputShape()) + ", the training data's have " +
+                              ShapeText(train.InputShape()));
+}
+
 Status CheckJobInputs(const spec::StellaJob& job) {
   const spec::JobSpec& s = job.spec;
   const data::DataSource source = DataSourceFrom(s.dataset);
   STELLA_ASSIGN_OR_RETURN(data::Dataset train, data::LoadDataset(source, data::Split::kTrain));
   STELLA_ASSIGN_OR_RETURN(data::Dataset validation, data::LoadDataset(source, data::Split::kTest));
-  if (validation.InputShape() != train.InputShape()) {
-    return InvalidArgumentError("spec.dataset.validationPath: " + source.validation_path + ": examples have shape " +
-                                ShapeText(validation.InputShape()) + ", the training data's have " +
-                                ShapeText(train.InputShape()));
-  }
+  STELLA_RETURN_IF_ERROR(CheckValidationShape(s.dataset, train, validation));
   if (s.model.torchscript.empty()) return Status::Ok();
   return compute::CheckTorchScriptModel(compute::ModelCheckFor(
       s.model.torchscript, s.model.task == spec::ModelTask::kLanguageModel, train, validation));

@@ -4,6 +4,7 @@
 #ifndef STELLA_RUNTIME_WORKER_CHECK_JOB_H_
 #define STELLA_RUNTIME_WORKER_CHECK_JOB_H_
 
+#include "runtime/data/dataset.h"
 #include "src/base/status.h"
 #include "src/spec/stella_job.h"
 
@@ -13,6 +14,11 @@ namespace stella::worker {
 // with spec.model.torchscript, checks the module against them
 // (compute/model_check.h). Errors name the spec field and the file.
 Status CheckJobInputs(const spec::StellaJob& job);
+
+// InvalidArgument naming spec.dataset.validationPath when the validation
+// examples' shape differs from the training examples'.
+Status CheckValidationShape(const spec::DatasetSpec& dataset, const data::Dataset& train,
+                            const data::Dataset& validation);
 
 }  // namespace stella::worker
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/worker/check_job.h"
 #include "runtime/worker/worker_internal.h"
 
 namespace stella::worker {
@@ -54,6 +55,7 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
   int classes = s->train.num_classes;
   if (s->global_rank() == 0) {
     STELLA_ASSIGN_OR_RETURN(s->test, data::LoadDataset(source, data::Split::kTest));
+    STELLA_RETURN_IF_ERROR(CheckValidationShape(spec.dataset, s->train, s->test));
     // Only a TorchScript model's check uses it: a zoo model's width must be
     // the same on every rank.
     if (!spec.model.torchscript.empty()) classes = std::max(classes, s->test.num_classes);
