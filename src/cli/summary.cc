@@ -78,7 +78,6 @@ std::string RenderSummaryTable(const RunSummary& s) {
   std::vector<std::pair<std::string, std::string>> rows = {
       {"wall time", HumanDuration(s.wall_seconds)},
       {"final accuracy", s.final_accuracy < 0 ? std::string("-") : Fixed(s.final_accuracy * 100, 2) + "%"},
-      {"validation loss", s.final_validation_loss < 0 ? std::string("-") : Fixed(s.final_validation_loss, 4)},
       {"samples/s", Fixed(s.samples_per_second, 1)},
       {"steps", std::to_string(s.steps)},
       {"restarts", RestartsText(s)},
@@ -89,8 +88,9 @@ std::string RenderSummaryTable(const RunSummary& s) {
       {"clusters", std::to_string(s.info.clusters)},
       {"log dir", s.info.log_dir},
   };
+  if (s.final_validation_loss >= 0) rows.insert(rows.begin() + 2, {"final val loss", Fixed(s.final_validation_loss, 4)});
   if (s.wan_degraded_steps > 0) {
-    rows.insert(rows.begin() + 8, {"WAN degraded steps", std::to_string(s.wan_degraded_steps) + " (a link was down)"});
+    rows.insert(rows.end() - 4, {"WAN degraded steps", std::to_string(s.wan_degraded_steps) + " (a link was down)"});
   }
   size_t width = 0;
   for (const auto& row : rows) width = std::max(width, row.first.size());
