@@ -181,7 +181,13 @@ void CheckModel(Checker& c, const ModelSpec& m, DatasetFormat format) {
                                         "): pick the built-in model or your own, got " + Quote(m.torchscript));
     return;
   }
-  if (!m.torchscript.empty()) return;
+  if (!m.torchscript.empty()) {
+    if (m.hidden != 0) {
+      c.Add("spec.model.hidden", "sets a built-in model's width; not used with spec.model.torchscript, got " +
+                                     std::to_string(m.hidden));
+    }
+    return;
+  }
   if (m.name.empty()) {
     c.Add("spec.model.name", "required field is missing (or set spec.model.torchscript to your own model)");
     return;

@@ -191,7 +191,22 @@ def stella_lm(args, d):
           f"{math.log(vocab):.4f}), accuracy {s['final_accuracy']}, {s['steps']} steps, {s['wall_seconds']:.1f} s")
     assert s["final_accuracy"] == -1, s
     assert 0 < s["final_validation_loss"] < 0.75 * math.log(vocab), s
+    check_truncated_tokens(args.bin, d, job, train)
     return s
+
+
+def check_truncated_tokens(bindir, d, job, train):
+    cut = os.path.join(d, "cut.bin")
+    with open(train, "rb") as f, open(cut, "wb") as g:
+        g.write(f.read()[:1001])
+    bad_job = os.path.join(d, "cut.yaml")
+    with open(job) as f, open(bad_job, "w") as g:
+        g.write(f.read().replace(f"path: {train}", f"path: {cut}"))
+    bad = subprocess.run([os.path.join(bindir, "stella"), "validate", bad_job], capture_output=True, text=True)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    want = f"spec.dataset.path: {cut}: 1001 bytes is not a whole number of 2-byte uint16 tokens"
+    assert want in bad.stderr and "expected 1002 or 1000 bytes" in bad.stderr, bad.stderr
+    print("validate: truncated token file refused:", bad.stderr.splitlines()[0])
 
 
 def main():

@@ -589,6 +589,8 @@ TEST(SpecTest, OwnModelAndDataRulesNameTheField) {
                               "    format: npy\n    validationPath: v.npy\n")),
               AllOf(HasSubstr("spec.dataset.labelsPath: required with format npy"),
                     HasSubstr("spec.dataset.validationLabelsPath: required with format npy")));
+  EXPECT_THAT(ErrorOf(Replace(kBase, "    name: mlp\n", "    torchscript: m.pt\n    hidden: 8\n")),
+              HasSubstr("spec.model.hidden: sets a built-in model's width; not used with spec.model.torchscript"));
   EXPECT_THAT(ErrorOf(Replace(kBase, "    name: mlp\n", "    name: mlp\n    task: language-model\n")),
               HasSubstr("spec.model.task: built-in models are classifiers"));
   EXPECT_THAT(ErrorOf(Replace(kBase, "    name: fashion-mnist\n", "    name: fashion-mnist\n    sequenceLength: 0\n")),
