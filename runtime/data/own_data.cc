@@ -51,6 +51,7 @@ StatusOr<std::vector<int64_t>> ParseShape(const std::string& text, const std::st
   const std::regex number(R"(\d+)");
   const std::string inner = text.substr(1, text.size() - 2);
   for (std::sregex_iterator it(inner.begin(), inner.end(), number), end; it != end; ++it) {
+    if (it->length() > 18) return DataLossError(path + ": implausible .npy dimension " + it->str());
     shape.push_back(std::stoll(it->str()));
   }
   return shape;
@@ -101,7 +102,9 @@ MappedFile::~MappedFile() { munmap(const_cast<uint8_t*>(data_), static_cast<size
 
 int64_t NpyHeader::elements() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(n, d, &n)) return -1;  // no file holds that many
+  }
   return n;
 }
 
@@ -130,6 +133,10 @@ StatusOr<NpyHeader> ParseNpy(const uint8_t* bytes, uint64_t size, const std::str
   }
   STELLA_ASSIGN_OR_RETURN(h.shape, ParseShape(DictValue(header, "shape"), path));
   const int element = ElementBytes(h.descr);
+  if (h.elements() < 0 || h.elements() > static_cast<int64_t>(size)) {
+    return DataLossError(path + ": holds " + std::to_string(size - h.data_offset) + " data bytes, far fewer than "
+                         "its shape " + ShapeText(h.shape) + " needs (truncated, or a corrupt header?)");
+  }
   const uint64_t want = static_cast<uint64_t>(h.elements()) * static_cast<uint64_t>(std::max(element, 0));
   if (element > 0 && size - h.data_offset != want) {
     return DataLossError(path + ": holds " + std::to_string(size - h.data_offset) + " data bytes, shape " +

@@ -41,7 +41,7 @@ struct NpyHeader {
   std::string descr;  // e.g. "<f4", "<i8"
   std::vector<int64_t> shape;
   uint64_t data_offset = 0;
-  int64_t elements() const;
+  int64_t elements() const;  // -1 when the product overflows
 };
 
 // Parses the header of a .npy file (format versions 1-3); DataLoss naming

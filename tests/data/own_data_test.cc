@@ -116,6 +116,8 @@ TEST(OwnDataTest, MisShapedOrTruncatedNpyIsRefused) {
   EXPECT_THAT(LoadNpy(f64, y5).status().message(), HasSubstr(f64 + ": features must be <f4 (numpy float32), got dtype <f8"));
   const std::string flat = WriteFile("flat.npy", Npy("<f4", "(5,)", Raw(std::vector<float>(5, 1.0f))));
   EXPECT_THAT(LoadNpy(flat, y5).status().message(), HasSubstr("features must have shape [N, ...]"));
+  const std::string huge = WriteFile("huge.npy", Npy("<f4", "(4294967296, 4294967296, 16)", ""));
+  EXPECT_THAT(LoadNpy(huge, y5).status().message(), HasSubstr(huge + ": holds 0 data bytes, far fewer than its shape"));
   const std::string text = WriteFile("text.npy", "1,2,3\n");
   EXPECT_THAT(LoadNpy(text, y5).status().message(), HasSubstr(text + ": not a .npy file"));
 }
