@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "runtime/compute/model_zoo.h"
+#include "runtime/compute/torchscript.h"
 
 namespace stella::compute {
 namespace {
@@ -15,7 +16,40 @@ namespace {
 constexpr float kPixelMean = 0.2860f;
 constexpr float kPixelStd = 0.3530f;
 
+// npy: raw float32 features; tokens: windows of ids and the next tokens.
+std::pair<torch::Tensor, torch::Tensor> MakeOwnBatch(const data::Dataset& d, const std::vector<int64_t>& idx) {
+  const int64_t n = static_cast<int64_t>(idx.size());
+  if (d.format == data::Format::kTokens) {
+    const int64_t len = d.sequence_length;
+    auto x = torch::empty({n, len}, torch::kInt64);
+    auto y = torch::empty({n, len}, torch::kInt64);
+    int64_t* xp = x.data_ptr<int64_t>();
+    int64_t* yp = y.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t start = idx[static_cast<size_t>(i)] * len;
+      for (int64_t t = 0; t < len; ++t) {
+        xp[i * len + t] = d.Token(start + t);
+        yp[i * len + t] = d.Token(start + t + 1);
+      }
+    }
+    return {x, y};
+  }
+  std::vector<int64_t> shape = {n};
+  shape.insert(shape.end(), d.sample_shape.begin(), d.sample_shape.end());
+  auto x = torch::empty(shape, torch::kFloat32);
+  auto y = torch::empty({n}, torch::kInt64);
+  auto* xp = static_cast<uint8_t*>(x.data_ptr());
+  const int64_t bytes = d.feature_bytes();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t e = idx[static_cast<size_t>(i)];
+    std::memcpy(xp + i * bytes, d.features + e * bytes, static_cast<size_t>(bytes));
+    y.data_ptr<int64_t>()[i] = d.Label(e);
+  }
+  return {x, y};
+}
+
 std::pair<torch::Tensor, torch::Tensor> MakeBatch(const data::Dataset& d, const std::vector<int64_t>& idx) {
+  if (d.format != data::Format::kIdx) return MakeOwnBatch(d, idx);
   const int64_t n = static_cast<int64_t>(idx.size());
   const int64_t pixels = int64_t{d.rows} * d.cols;
   auto x = torch::empty({n, 1, d.rows, d.cols}, torch::kFloat32);
@@ -30,11 +64,20 @@ std::pair<torch::Tensor, torch::Tensor> MakeBatch(const data::Dataset& d, const 
   return {x, y};
 }
 
+// Mean cross-entropy: over examples, or over every token of a language model.
+torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& y, bool language_model,
+                   torch::nn::functional::CrossEntropyFuncOptions o = {}) {
+  if (!language_model) return torch::nn::functional::cross_entropy(logits, y, o);
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), y.reshape({-1}), o);
+}
+
 }  // namespace
 
 struct Trainer::Impl {
   torch::Device device{torch::kCPU};
-  torch::nn::Sequential model{nullptr};
+  torch::nn::Sequential model{nullptr};     // a zoo model, or
+  std::optional<torch::jit::Module> script;  // the user's TorchScript module
+  bool language_model = false;
   std::vector<torch::Tensor> params;
   std::vector<int64_t> sizes;
   int64_t total = 0;
@@ -44,6 +87,17 @@ struct Trainer::Impl {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   // Set only during ForwardBackwardPipelined; the hooks read it.
   const GradientSink* sink = nullptr;
+
+  torch::Tensor Forward(const torch::Tensor& x) {
+    return script ? script->forward({x}).toTensor() : model->forward(x);
+  }
+  void SetTraining(bool on) {
+    if (script) {
+      script->train(on);
+    } else {
+      model->train(on);
+    }
+  }
 
   // Autograd hook of tensor i: the gradient backward just produced for it.
   void OnGradient(size_t i, const torch::Tensor& grad) {
@@ -74,68 +128,106 @@ struct Trainer::Impl {
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::~Trainer() = default;
 
-StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o, int rows, int cols, int classes) {
-  auto impl = std::make_unique<Impl>();
-  try {
-    torch::set_num_threads(std::max(1, o.threads));
-    if (o.device == "cuda" && !torch::cuda::is_available()) {
-      return FailedPreconditionError("device \"cuda\" requested but CUDA is not available in this build/machine");
-    }
-    if (o.device != "auto" && o.device != "cpu" && o.device != "cuda") {
-      return InvalidArgumentError("device must be auto, cpu or cuda, got \"" + o.device + "\"");
-    }
-    bool cuda = o.device == "cuda" || (o.device == "auto" && torch::cuda::is_available());
-    impl->device = cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+namespace {
 
+StatusOr<torch::Device> ChooseDevice(const std::string& device) {
+  if (device == "cuda" && !torch::cuda::is_available()) {
+    return FailedPreconditionError("device \"cuda\" requested but CUDA is not available in this build/machine");
+  }
+  if (device != "auto" && device != "cpu" && device != "cuda") {
+    return InvalidArgumentError("device must be auto, cpu or cuda, got \"" + device + "\"");
+  }
+  const bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
+  return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+}
+
+StatusOr<std::unique_ptr<torch::optim::Optimizer>> MakeOptimizer(const TrainerOptions& o,
+                                                                  const std::vector<torch::Tensor>& params) {
+  if (o.optimizer == "sgd") {
+    return std::unique_ptr<torch::optim::Optimizer>(std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum).nesterov(o.nesterov).weight_decay(
+                    o.weight_decay)));
+  }
+  if (o.optimizer == "adam") {
+    return std::unique_ptr<torch::optim::Optimizer>(std::make_unique<torch::optim::Adam>(
+        params,
+        torch::optim::AdamOptions(o.learning_rate).betas({o.beta1, o.beta2}).eps(o.epsilon).weight_decay(o.weight_decay)));
+  }
+  if (o.optimizer == "adamw") {
+    return std::unique_ptr<torch::optim::Optimizer>(std::make_unique<torch::optim::AdamW>(
+        params,
+        torch::optim::AdamWOptions(o.learning_rate).betas({o.beta1, o.beta2}).eps(o.epsilon).weight_decay(o.weight_decay)));
+  }
+  return InvalidArgumentError("spec.optimizer.name: must be one of sgd, adam, adamw, got \"" + o.optimizer + "\"");
+}
+
+}  // namespace
+
+// The model's parameters, in order (zoo: per layer; TorchScript: one layer).
+Status Trainer::BuildModel(const TrainerOptions& o, const data::Dataset& data, int classes, Impl& impl) {
+  if (!o.torchscript.empty()) {
+    data::Dataset none;
+    ModelCheck check = ModelCheckFor(o.torchscript, o.language_model, data, none);
+    check.num_classes = std::max(check.num_classes, classes);
+    STELLA_ASSIGN_OR_RETURN(torch::jit::Module m, LoadCheckedTorchScript(check));
+    m.to(impl.device);
+    for (const auto& p : m.parameters()) impl.params.push_back(p);
+    impl.script = std::move(m);
+  } else {
     ModelOptions mo;
     mo.name = o.model;
     mo.hidden = o.hidden;
-    mo.image_rows = rows;
-    mo.image_cols = cols;
+    mo.image_rows = data.rows;
+    mo.image_cols = data.cols;
     mo.num_classes = classes;
     mo.seed = o.seed;
-    STELLA_ASSIGN_OR_RETURN(impl->model, BuildModel(mo));
-    impl->model->to(impl->device);
-    impl->params = impl->model->parameters();
-    std::unordered_map<const void*, size_t> index;
-    for (size_t i = 0; i < impl->params.size(); ++i) {
-      const auto& p = impl->params[i];
-      index[p.unsafeGetTensorImpl()] = i;
-      impl->offsets.push_back(static_cast<size_t>(impl->total));
-      impl->sizes.push_back(p.numel());
-      impl->total += p.numel();
-    }
-    for (const auto& layer : *impl->model) {
-      std::vector<size_t> tensors;
-      for (const auto& p : layer.ptr()->parameters()) tensors.push_back(index.at(p.unsafeGetTensorImpl()));
-      impl->layers.push_back(std::move(tensors));
-    }
+    STELLA_ASSIGN_OR_RETURN(impl.model, compute::BuildModel(mo));
+    impl.model->to(impl.device);
+    impl.params = impl.model->parameters();
+  }
+  std::unordered_map<const void*, size_t> index;
+  for (size_t i = 0; i < impl.params.size(); ++i) {
+    const auto& p = impl.params[i];
+    index[p.unsafeGetTensorImpl()] = i;
+    impl.offsets.push_back(static_cast<size_t>(impl.total));
+    impl.sizes.push_back(p.numel());
+    impl.total += p.numel();
+  }
+  if (impl.script) {
+    std::vector<size_t> all(impl.params.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    impl.layers.push_back(std::move(all));
+    return Status::Ok();
+  }
+  for (const auto& layer : *impl.model) {
+    std::vector<size_t> tensors;
+    for (const auto& p : layer.ptr()->parameters()) tensors.push_back(index.at(p.unsafeGetTensorImpl()));
+    impl.layers.push_back(std::move(tensors));
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o, int rows, int cols, int classes) {
+  data::Dataset shape;
+  shape.rows = rows;
+  shape.cols = cols;
+  shape.num_classes = classes;
+  return Create(o, shape, classes);
+}
+
+StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o, const data::Dataset& data, int classes) {
+  auto impl = std::make_unique<Impl>();
+  try {
+    torch::set_num_threads(std::max(1, o.threads));
+    STELLA_ASSIGN_OR_RETURN(impl->device, ChooseDevice(o.device));
+    impl->language_model = o.language_model;
+    STELLA_RETURN_IF_ERROR(BuildModel(o, data, classes, *impl));
     impl->staging.resize(impl->params.size());
     Impl* raw = impl.get();  // outlives the parameters' hooks: both die with the Trainer
     for (size_t i = 0; i < impl->params.size(); ++i) {
       impl->params[i].register_hook([raw, i](const torch::Tensor& grad) { raw->OnGradient(i, grad); });
     }
-    if (o.optimizer == "sgd") {
-      impl->optimizer = std::make_unique<torch::optim::SGD>(
-          impl->params, torch::optim::SGDOptions(o.learning_rate)
-                            .momentum(o.momentum)
-                            .nesterov(o.nesterov)
-                            .weight_decay(o.weight_decay));
-    } else if (o.optimizer == "adam") {
-      impl->optimizer = std::make_unique<torch::optim::Adam>(
-          impl->params, torch::optim::AdamOptions(o.learning_rate)
-                            .betas({o.beta1, o.beta2})
-                            .eps(o.epsilon)
-                            .weight_decay(o.weight_decay));
-    } else if (o.optimizer == "adamw") {
-      impl->optimizer = std::make_unique<torch::optim::AdamW>(
-          impl->params, torch::optim::AdamWOptions(o.learning_rate)
-                            .betas({o.beta1, o.beta2})
-                            .eps(o.epsilon)
-                            .weight_decay(o.weight_decay));
-    } else {
-      return InvalidArgumentError("spec.optimizer.name: must be one of sgd, adam, adamw, got \"" + o.optimizer + "\"");
-    }
+    STELLA_ASSIGN_OR_RETURN(impl->optimizer, MakeOptimizer(o, impl->params));
   } catch (const c10::Error& e) {
     return InternalError(std::string("libtorch: ") + e.what_without_backtrace());
   }
@@ -148,19 +240,20 @@ const std::vector<int64_t>& Trainer::tensor_sizes() const { return impl_->sizes;
 
 StatusOr<float> Trainer::ForwardBackward(const data::Dataset& d, const std::vector<int64_t>& idx) {
   try {
-    impl_->model->train();
+    impl_->SetTraining(true);
     auto [x, y] = MakeBatch(d, idx);
     x = x.to(impl_->device);
     y = y.to(impl_->device);
     for (auto& p : impl_->params) {
       if (p.grad().defined()) p.mutable_grad().zero_();
     }
-    auto logits = impl_->model->forward(x);
-    auto loss = torch::nn::functional::cross_entropy(logits, y);
+    auto loss = Loss(impl_->Forward(x), y, impl_->language_model);
     loss.backward();
     return loss.item<float>();
   } catch (const c10::Error& e) {
     return InternalError(std::string("forward/backward: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {  // raised by a TorchScript module's own code
+    return InternalError(std::string("forward/backward: ") + e.what());
   }
 }
 
@@ -171,25 +264,32 @@ StatusOr<float> Trainer::ForwardBackwardPipelined(const data::Dataset& d, const 
     ~SinkScope() { impl->sink = nullptr; }
   } scope{impl_.get()};
   try {
-    impl_->model->train();
+    impl_->SetTraining(true);
     auto [x, y] = MakeBatch(d, idx);
     x = x.to(impl_->device);
     y = y.to(impl_->device);
     for (auto& p : impl_->params) {
       if (p.grad().defined()) p.mutable_grad().zero_();
     }
-    size_t k = 0;
-    for (auto& layer : *impl_->model) {
-      const auto& tensors = impl_->layers[k++];
-      if (!tensors.empty()) STELLA_RETURN_IF_ERROR(gate(tensors));
-      x = layer.forward(x);
+    if (impl_->script) {
+      STELLA_RETURN_IF_ERROR(gate(impl_->layers[0]));
+      x = impl_->Forward(x);
+    } else {
+      size_t k = 0;
+      for (auto& layer : *impl_->model) {
+        const auto& tensors = impl_->layers[k++];
+        if (!tensors.empty()) STELLA_RETURN_IF_ERROR(gate(tensors));
+        x = layer.forward(x);
+      }
     }
-    auto loss = torch::nn::functional::cross_entropy(x, y);
+    auto loss = Loss(x, y, impl_->language_model);
     impl_->sink = &sink;
     loss.backward();
     return loss.item<float>();
   } catch (const c10::Error& e) {
     return InternalError(std::string("forward/backward: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {  // raised by a TorchScript module's own code
+    return InternalError(std::string("forward/backward: ") + e.what());
   }
 }
 
@@ -264,8 +364,9 @@ Status Trainer::LoadOptimizerState(const std::string& bytes) {
 
 EvalResult Trainer::Evaluate(const data::Dataset& d, int batch_size) {
   torch::NoGradGuard no_grad;
-  impl_->model->eval();
-  EvalResult r;
+  impl_->SetTraining(false);
+  const bool lm = impl_->language_model;
+  if (lm) batch_size = std::max(1, batch_size / std::max(1, d.sequence_length));  // ~batch_size tokens
   double loss_sum = 0;
   int64_t correct = 0;
   for (int64_t start = 0; start < d.size; start += batch_size) {
@@ -274,15 +375,16 @@ EvalResult Trainer::Evaluate(const data::Dataset& d, int batch_size) {
     auto [x, y] = MakeBatch(d, idx);
     x = x.to(impl_->device);
     y = y.to(impl_->device);
-    auto logits = impl_->model->forward(x);
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+    auto logits = impl_->Forward(x);
+    loss_sum += Loss(logits, y, lm, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                     .item<double>();
-    correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    if (!lm) correct += logits.argmax(1).eq(y).sum().item<int64_t>();
   }
+  EvalResult r;
+  const int64_t targets = lm ? d.size * d.sequence_length : d.size;
   r.examples = d.size;
-  r.accuracy = d.size ? static_cast<double>(correct) / d.size : 0;
-  r.loss = d.size ? loss_sum / d.size : 0;
+  r.accuracy = lm ? -1 : (d.size ? static_cast<double>(correct) / d.size : 0);
+  r.loss = targets ? loss_sum / targets : 0;
   return r;
 }
 

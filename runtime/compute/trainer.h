@@ -1,10 +1,12 @@
-// Trainer: the compute stage. Owns a libtorch model on the best available
+// Trainer: the compute stage. Owns a libtorch model (a zoo model or the
+// user's TorchScript module) on the best available
 // device (CUDA when present, else CPU), runs forward/backward on batches, and
 // exposes gradients and parameters as flat fp32 host buffers so that the
 // exchange and optimizer stages never see a tensor.
 //
 // Parameter order is the module's parameters() order; every worker builds the
-// same model, so flat offsets agree across workers.
+// same model (seeded zoo model, or the same TorchScript file), so flat
+// offsets and initial values agree across workers.
 //
 // Thread safety: not thread-safe; one training thread drives it.
 #ifndef STELLA_RUNTIME_COMPUTE_TRAINER_H_
@@ -22,13 +24,19 @@
 namespace stella::compute {
 
 struct EvalResult {
-  double accuracy = 0;
+  double accuracy = 0;  // -1 for a language model (no accuracy)
   double loss = 0;
   int64_t examples = 0;
 };
 
 class Trainer {
  public:
+  // A trainer for batches of `data` (its format and example shape); labels
+  // or target tokens are below `num_classes`. A TorchScript model is checked
+  // first (model_check.h).
+  static StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options, const data::Dataset& data,
+                                                   int num_classes);
+  // Fashion-MNIST-shaped (idx) data.
   static StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options, int image_rows,
                                                    int image_cols, int num_classes);
   ~Trainer();
@@ -42,7 +50,8 @@ class Trainer {
   const std::vector<int64_t>& tensor_sizes() const;
 
   // Zeroes gradients, runs forward and backward on the given examples and
-  // returns the mean cross-entropy loss. Gradients stay in the model.
+  // returns the mean cross-entropy loss (per token for a language model).
+  // Gradients stay in the model.
   StatusOr<float> ForwardBackward(const data::Dataset& data, const std::vector<int64_t>& indices);
 
   // The per-tensor pipeline's path. Before each layer of the model (in
@@ -63,7 +72,7 @@ class Trainer {
   StatusOr<float> ForwardBackwardPipelined(const data::Dataset& data, const std::vector<int64_t>& indices,
                                            const LayerGate& gate, const GradientSink& sink);
   // Tensor indices of each layer, forward order (empty for parameterless
-  // layers).
+  // layers). A TorchScript module is one layer: its forward is opaque.
   const std::vector<std::vector<size_t>>& layer_tensors() const;
 
   // Flat fp32 copies of all gradients / parameters (num_parameters() floats).
@@ -91,6 +100,7 @@ class Trainer {
  private:
   struct Impl;
   explicit Trainer(std::unique_ptr<Impl> impl);
+  static Status BuildModel(const TrainerOptions& o, const data::Dataset& data, int classes, Impl& impl);
   std::unique_ptr<Impl> impl_;
 };
 

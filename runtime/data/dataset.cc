@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 
 namespace stella::data {
@@ -111,6 +112,52 @@ StatusOr<Dataset> LoadFashionMnist(const std::string& dir, Split split) {
   STELLA_ASSIGN_OR_RETURN(std::vector<uint8_t> images, ReadGzipFile(images_path));
   STELLA_ASSIGN_OR_RETURN(std::vector<uint8_t> labels, ReadGzipFile(labels_path));
   return ParseIdx(images, labels, dir + " (" + SplitPrefix(split) + ")");
+}
+
+std::vector<int64_t> Dataset::InputShape() const {
+  switch (format) {
+    case Format::kIdx: return {1, rows, cols};
+    case Format::kNpy: return sample_shape;
+    case Format::kTokens: return {sequence_length};
+  }
+  return {};
+}
+
+int64_t Dataset::feature_bytes() const {
+  int64_t n = 4;
+  for (int64_t d : sample_shape) n *= d;
+  return n;
+}
+
+int64_t Dataset::Label(int64_t i) const {
+  if (format == Format::kIdx) return labels[static_cast<size_t>(i)];
+  int64_t l;
+  std::memcpy(&l, class_labels + 8 * i, sizeof(l));  // little-endian host (x86, arm64)
+  return l;
+}
+
+uint16_t Dataset::Token(int64_t t) const { return static_cast<uint16_t>(tokens[2 * t] | tokens[2 * t + 1] << 8); }
+
+StatusOr<Dataset> LoadDataset(const DataSource& src, Split split) {
+  const bool train = split == Split::kTrain;
+  StatusOr<Dataset> d = InvalidArgumentError("unknown dataset format");
+  const char* field = train ? "spec.dataset.path" : "spec.dataset.validationPath";
+  switch (src.format) {
+    case Format::kIdx: return LoadFashionMnist(src.path, split);
+    case Format::kTokens:
+      d = LoadTokens(train ? src.path : src.validation_path, src.sequence_length);
+      break;
+    case Format::kNpy:
+      d = LoadNpy(train ? src.path : src.validation_path, train ? src.labels_path : src.validation_labels_path);
+      if (!d.ok() && d.status().message().find(train ? src.labels_path : src.validation_labels_path) !=
+                         std::string::npos &&
+          d.status().message().find(train ? src.path : src.validation_path) == std::string::npos) {
+        field = train ? "spec.dataset.labelsPath" : "spec.dataset.validationLabelsPath";
+      }
+      break;
+  }
+  if (!d.ok()) return d.status().WithContext(field);
+  return d;
 }
 
 BatchSampler::BatchSampler(int64_t dataset_size, int rank, int world_size, uint64_t seed)

@@ -1,5 +1,6 @@
-// Image-classification datasets read from IDX files (the MNIST family), and
-// deterministic per-rank sharding and batching of them.
+// Training data: image-classification sets read from IDX files (the MNIST
+// family), or the user's own memory-mapped token / .npy files (own_data.h),
+// and deterministic per-rank sharding and batching of them.
 //
 // Pure C++ (zlib only): the compute stage converts batches to tensors.
 // Thread safety: a loaded Dataset is immutable and can be shared; a
@@ -12,20 +13,73 @@
 #include <string>
 #include <vector>
 
+#include "runtime/data/own_data.h"
 #include "src/base/status.h"
 
 namespace stella::data {
 
+// kIdx: a Fashion-MNIST directory; kTokens: flat uint16 token files;
+// kNpy: float32 features and int64 labels as .npy arrays.
+enum class Format { kIdx, kTokens, kNpy };
+
 struct Dataset {
+  Format format = Format::kIdx;
   int64_t size = 0;   // number of examples
-  int rows = 0;
-  int cols = 0;
+  int rows = 0;       // idx
+  int cols = 0;       // idx
+  // Classes (idx, npy: largest label + 1, idx at least 10) or the smallest
+  // vocabulary that covers the data (tokens: largest token + 1).
   int num_classes = 0;
-  std::vector<uint8_t> images;  // size * rows * cols pixels, row-major
-  std::vector<uint8_t> labels;  // size labels in [0, num_classes)
+  std::vector<uint8_t> images;  // idx: size * rows * cols pixels, row-major
+  std::vector<uint8_t> labels;  // idx: size labels in [0, num_classes)
+
+  // npy: example i's features are float32 at features + i * feature_bytes()
+  // (shape sample_shape); its label an int64 at class_labels + 8 * i.
+  // Unaligned: read them with memcpy.
+  std::shared_ptr<const MappedFile> feature_file, label_file;
+  const uint8_t* features = nullptr;
+  const uint8_t* class_labels = nullptr;
+  std::vector<int64_t> sample_shape;
+  // tokens: example i is the window of sequence_length + 1 tokens starting at
+  // token i * sequence_length (input, and the target shifted by one).
+  std::shared_ptr<const MappedFile> token_file;
+  const uint8_t* tokens = nullptr;  // little-endian uint16
+  int64_t num_tokens = 0;
+  int sequence_length = 0;
+
+  // One example's model input shape: idx [1, rows, cols], npy sample_shape,
+  // tokens [sequence_length] (int64 token ids).
+  std::vector<int64_t> InputShape() const;
+  int64_t feature_bytes() const;  // npy
+  int64_t Label(int64_t i) const;  // idx, npy
+  uint16_t Token(int64_t t) const;  // tokens
 };
 
 enum class Split { kTrain, kTest };
+
+// Where a job's data lives (spec.dataset, without the spec library).
+struct DataSource {
+  Format format = Format::kIdx;
+  std::string path;                    // idx: directory; tokens/npy: training file
+  std::string labels_path;             // npy
+  std::string validation_path;         // tokens/npy
+  std::string validation_labels_path;  // npy
+  int sequence_length = 0;             // tokens
+};
+
+// Loads one split (kTest = the validation files) of any format. Errors name
+// the spec field and the file.
+StatusOr<Dataset> LoadDataset(const DataSource& source, Split split);
+
+// A flat little-endian uint16 token file cut into windows of
+// sequence_length + 1 tokens. DataLoss naming the path for an odd size or
+// fewer tokens than one window.
+StatusOr<Dataset> LoadTokens(const std::string& path, int sequence_length);
+
+// float32 features [N, ...] and int64 labels [N] from two .npy files.
+// DataLoss naming the path and the expected size for truncated files, other
+// element types, or counts that differ.
+StatusOr<Dataset> LoadNpy(const std::string& features_path, const std::string& labels_path);
 
 // The four files a Fashion-MNIST installation must hold under `dir`.
 std::vector<std::string> FashionMnistFiles(const std::string& dir);

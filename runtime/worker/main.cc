@@ -5,6 +5,14 @@
 //                  [--wan-ports p0,p1,...] [--wan-addresses h0:p0,h1:p1,...]
 //                  [--metrics-port M] [--metrics-bind A] [--threads T] [--device auto|cpu|cuda]
 //                  [--tls-dir DIR] [--resume] [--wan-link-timeout-ms MS] [--wan-round-timeout-ms MS]
+//                  [--progress-every N]
+//   stella-runtime --check-model JOB.yaml
+//
+// --check-model opens the job's data and (spec.model.torchscript) its model
+// with this binary's libtorch, runs one forward on a dummy batch of the
+// data's shape, prints "ok" or the problem, and exits 0 or 1: `stella
+// validate` and `stella run` call it so that a bad file is refused before
+// any worker starts, without libtorch in the CLI.
 //
 // The `stella` CLI starts one per worker on a laptop; the operator starts one
 // per pod. --tls-dir DIR (ca.crt, tls.crt, tls.key; src/security/certs.h)
@@ -25,6 +33,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/worker/check_job.h"
 #include "runtime/worker/events.h"
 #include "runtime/worker/worker.h"
 #include "src/spec/stella_job.h"
@@ -35,7 +44,8 @@ constexpr char kUsage[] =
     "usage: stella-runtime --job FILE|env:VAR --cluster-index C --local-rank R [--store-host H] [--store-port P]\n"
     "       [--bind-host H] [--wan-ports p0,p1,...] [--wan-addresses h0:p0,...] [--metrics-port M]\n"
     "       [--metrics-bind ADDR] [--threads T] [--device auto|cpu|cuda] [--dump-parameters FILE] [--resume]\n"
-    "       [--wan-link-timeout-ms MS] [--wan-round-timeout-ms MS]\n"
+    "       [--wan-link-timeout-ms MS] [--wan-round-timeout-ms MS] [--progress-every N]\n"
+    "       stella-runtime --check-model JOB.yaml   (check the job's data and TorchScript model, then exit)\n"
     "       [--tls-dir DIR]   (ca.crt, tls.crt, tls.key: mutual TLS on every WAN link)\n";
 
 std::vector<std::string> SplitCommas(const std::string& s) {
@@ -62,6 +72,17 @@ bool ParseInt(const std::string& flag, const std::string& text, int lo, int hi, 
   return true;
 }
 
+int CheckModel(const std::string& job_path) {
+  auto job = stella::spec::LoadStellaJobFile(job_path);
+  stella::Status st = job.ok() ? stella::worker::CheckJobInputs(*job) : job.status();
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", st.message().c_str());
+    return 1;
+  }
+  std::printf("ok\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -84,6 +105,7 @@ int main(int argc, char** argv) {
     }
     std::string value = argv[++i];
     bool ok = true;
+    if (flag == "--check-model") return CheckModel(value);
     if (flag == "--job") job_path = value;
     else if (flag == "--cluster-index") ok = have_cluster = ParseInt(flag, value, 0, 1 << 20, &o.cluster_index);
     else if (flag == "--local-rank") ok = have_rank = ParseInt(flag, value, 0, 1 << 20, &o.local_rank);
@@ -98,6 +120,7 @@ int main(int argc, char** argv) {
     else if (flag == "--device") o.device = value;
     else if (flag == "--dump-parameters") o.dump_parameters_path = value;
     else if (flag == "--tls-dir") o.tls_dir = value;
+    else if (flag == "--progress-every") ok = ParseInt(flag, value, 1, 1 << 30, &o.progress_every);
     else if (flag == "--wan-link-timeout-ms" || flag == "--wan-round-timeout-ms") {
       int ms = 0;
       ok = ParseInt(flag, value, 10, 3600 * 1000, &ms);

@@ -68,6 +68,8 @@ compute::TrainerOptions TrainerOptionsFrom(const WorkerOptions& o) {
   const auto& spec = o.job.spec;
   compute::TrainerOptions to;
   to.model = spec.model.name;
+  to.torchscript = spec.model.torchscript;
+  to.language_model = spec.model.task == spec::ModelTask::kLanguageModel;
   to.hidden = spec.model.hidden;
   to.seed = spec.training.seed;
   to.device = o.device;
@@ -81,6 +83,21 @@ compute::TrainerOptions TrainerOptionsFrom(const WorkerOptions& o) {
   to.beta2 = spec.optimizer.beta2;
   to.epsilon = spec.optimizer.epsilon;
   return to;
+}
+
+data::DataSource DataSourceFrom(const spec::DatasetSpec& d) {
+  data::DataSource s;
+  switch (d.format) {
+    case spec::DatasetFormat::kIdx: s.format = data::Format::kIdx; break;
+    case spec::DatasetFormat::kTokens: s.format = data::Format::kTokens; break;
+    case spec::DatasetFormat::kNpy: s.format = data::Format::kNpy; break;
+  }
+  s.path = d.path;
+  s.labels_path = d.labels_path;
+  s.validation_path = d.validation_path;
+  s.validation_labels_path = d.validation_labels_path;
+  s.sequence_length = d.sequence_length;
+  return s;
 }
 
 exchange::GlooGroupOptions GroupOptionsFrom(const WorkerOptions& o) {

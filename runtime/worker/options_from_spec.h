@@ -11,6 +11,7 @@
 
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/compute/trainer_options.h"
+#include "runtime/data/dataset.h"
 #include "runtime/exchange/intra_cluster.h"
 #include "runtime/exchange/wan_mesh.h"
 #include "runtime/optim/optimizer.h"
@@ -57,6 +58,7 @@ int64_t TotalSteps(const spec::JobSpec& spec, int64_t train_size, int world_size
 std::chrono::milliseconds WanRoundTimeout(const WorkerOptions& o);
 
 compute::TrainerOptions TrainerOptionsFrom(const WorkerOptions& o);
+data::DataSource DataSourceFrom(const spec::DatasetSpec& dataset);
 exchange::GlooGroupOptions GroupOptionsFrom(const WorkerOptions& o);
 // Only for the gateway of a multi-cluster job.
 exchange::WanMeshOptions WanMeshOptionsFrom(const WorkerOptions& o);

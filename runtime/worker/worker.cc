@@ -4,12 +4,14 @@
 // options_from_spec.cc.
 #include "runtime/worker/worker.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "runtime/worker/check_job.h"
 #include "runtime/worker/worker_internal.h"
 
 namespace stella::worker {
@@ -46,14 +48,20 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
       stdout, nlohmann::json{{"cluster", o.cluster_index}, {"cluster_name", cluster.name},
                              {"local_rank", o.local_rank}, {"global_rank", s->global_rank()}});
 
-  // Data: every worker reads the training set and takes its shard.
-  STELLA_ASSIGN_OR_RETURN(s->train, data::LoadFashionMnist(spec.dataset.path, data::Split::kTrain));
+  // Data: every worker reads (maps) the training set and takes its shard;
+  // rank 0 evaluates on the validation set.
+  const data::DataSource source = DataSourceFrom(spec.dataset);
+  STELLA_ASSIGN_OR_RETURN(s->train, data::LoadDataset(source, data::Split::kTrain));
+  int classes = s->train.num_classes;
   if (s->global_rank() == 0) {
-    STELLA_ASSIGN_OR_RETURN(s->test, data::LoadFashionMnist(spec.dataset.path, data::Split::kTest));
+    STELLA_ASSIGN_OR_RETURN(s->test, data::LoadDataset(source, data::Split::kTest));
+    STELLA_RETURN_IF_ERROR(CheckValidationShape(spec.dataset, s->train, s->test));
+    // Only a TorchScript model's check uses it: a zoo model's width must be
+    // the same on every rank.
+    if (!spec.model.torchscript.empty()) classes = std::max(classes, s->test.num_classes);
   }
   s->total_steps = TotalSteps(spec, s->train.size, s->world_size());
-  STELLA_ASSIGN_OR_RETURN(s->trainer, compute::Trainer::Create(TrainerOptionsFrom(o), s->train.rows, s->train.cols,
-                                                               s->train.num_classes));
+  STELLA_ASSIGN_OR_RETURN(s->trainer, compute::Trainer::Create(TrainerOptionsFrom(o), s->train, classes));
   // Metrics first, so a scrape during the (possibly slow) rendezvous works.
   STELLA_RETURN_IF_ERROR(StartMetrics(*s));
   STELLA_RETURN_IF_ERROR(ConnectGroups(*s));
@@ -177,7 +185,9 @@ std::pair<uint64_t, uint64_t> Worker::WanTotals() {
 void Worker::Evaluate(Loop& loop) {
   State& s = *state_;
   auto r = s.trainer->Evaluate(s.test);
+  loop.evaluated = true;
   loop.final_accuracy = r.accuracy;
+  loop.final_validation_loss = r.loss;
   s.metrics->test_accuracy.Set(r.accuracy);
   s.metrics->test_loss.Set(r.loss);
   s.events->Emit("eval", {{"step", loop.step},
@@ -261,7 +271,7 @@ Status Worker::RunTraining() {
   STELLA_RETURN_IF_ERROR(spec.sync.mode == spec::SyncMode::kStella ? RunStella(loop) : RunDense(loop));
   // Stella mode evaluated in-loop on parameters up to `staleness` updates
   // old; the final evaluation must see the final parameters.
-  if (reporter && (loop.final_accuracy < 0 || loop.step % spec.training.eval_every != 0 ||
+  if (reporter && (!loop.evaluated || loop.step % spec.training.eval_every != 0 ||
                    spec.sync.mode == spec::SyncMode::kStella)) {
     Evaluate(loop);
   }
@@ -272,7 +282,8 @@ Status Worker::RunTraining() {
                           // This process's samples (a resumed run counts from its resume step); the CLI sums workers.
                           {"samples", (loop.applied - loop.resumed_from) * spec.batch_size},
                           {"resumed_from", loop.resumed_from},
-                          {"final_accuracy", loop.final_accuracy},
+                          {"final_accuracy", loop.final_accuracy},  // -1: none (a language model)
+                          {"final_validation_loss", loop.final_validation_loss},
                           {"wall_seconds", wall},
                           {"wan_bytes_sent", sent},
                           {"wan_bytes_received", received},

@@ -67,6 +67,8 @@ struct Worker::Loop {
   Clock::TimePoint rate_window_start;
   int64_t rate_window_steps = 0;
   double final_accuracy = -1;
+  double final_validation_loss = -1;  // mean loss on the validation set (per token for a language model)
+  bool evaluated = false;             // rank 0 evaluated since this run (re)started
   bool target_reached = false;
   int64_t step = 0;     // steps computed (forward/backward done)
   int64_t applied = 0;  // updates applied to the parameters

@@ -1,7 +1,7 @@
 // The `stella` command: runs and validates StellaJob manifests on one machine.
 //
 //   stella run JOB.yaml [--json FILE] [--log-dir DIR] [--runtime PATH] [--timeout SECONDS] [--no-tls] [--resume]
-//   stella validate JOB.yaml
+//   stella validate JOB.yaml [--runtime PATH]
 //   stella bench [ARGS...]   (runs bench/stella_bench.py with /usr/bin/python3)
 //   stella --version | --help
 //
@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -76,8 +78,10 @@ constexpr char kUsage[] =
     "      --no-tls          plain TCP between cluster gateways (default: mutual TLS with a per-run CA)\n"
     "      --resume          continue from the newest checkpoint under spec.checkpoint.path\n"
     "                        (step 0 when there is none)\n"
-    "  stella validate JOB.yaml\n"
-    "      Checks the manifest; prints \"ok\" or every problem.\n"
+    "  stella validate JOB.yaml [--runtime PATH]\n"
+    "      Checks the manifest; prints \"ok\" or every problem. With your own model\n"
+    "      (spec.model.torchscript) or data (spec.dataset.format tokens|npy) it also opens them\n"
+    "      through `stella-runtime --check-model` (libtorch lives there, not in this CLI).\n"
     "  stella tls JOB.yaml DIR\n"
     "      Writes a fresh job CA's gateway certificates to DIR/<cluster>/ (for --tls-dir of\n"
     "      stella-runtime when starting workers by hand; DIR must not exist).\n"
@@ -198,6 +202,34 @@ Status CheckDataset(const spec::DatasetSpec& dataset) {
                        "\ninstall the Debian package dataset-fashion-mnist (make setup)");
 }
 
+// The user's own model and data need libtorch and the data readers to check:
+// stella-runtime --check-model does it (its stderr reaches the user as is).
+Status CheckOwnModelAndData(const spec::StellaJob& job, const std::string& job_path, const std::string& runtime) {
+  if (job.spec.model.torchscript.empty() && job.spec.dataset.format == spec::DatasetFormat::kIdx) {
+    return Status::Ok();
+  }
+  if (Status s = CheckRuntime(runtime); !s.ok()) {
+    return s.WithContext("checking spec.model.torchscript / spec.dataset needs stella-runtime");
+  }
+  std::vector<std::string> args = {runtime, "--check-model", job_path};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::cout.flush();
+  posix_spawn_file_actions_t quiet;  // its "ok" is ours to print; errors go to stderr
+  posix_spawn_file_actions_init(&quiet);
+  posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int err = posix_spawn(&pid, runtime.c_str(), &quiet, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&quiet);
+  if (err != 0) return ErrnoError("spawn " + runtime, err);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
+  return InvalidArgumentError(job_path + ": the model or data check failed (above)");
+}
+
 std::string ShortNumber(double v) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%g", v);
@@ -258,15 +290,27 @@ StatusOr<int> InstallStopSignals() {
   return fds[0];
 }
 
-int Validate(const std::vector<std::string>& args) {
-  if (args.empty()) return UsageError("validate: missing JOB.yaml");
-  for (const std::string& a : args) {
-    if (a.size() > 1 && a[0] == '-') return UsageError("validate: unknown flag '" + a + "'");
+int Validate(const std::vector<std::string>& raw) {
+  std::vector<std::string> args;
+  std::string runtime = DefaultRuntimePath();
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] == "--runtime" && i + 1 < raw.size()) {
+      runtime = raw[++i];
+    } else if (raw[i].size() > 1 && raw[i][0] == '-') {
+      return UsageError("validate: unknown flag '" + raw[i] + "'");
+    } else {
+      args.push_back(raw[i]);
+    }
   }
+  if (args.empty()) return UsageError("validate: missing JOB.yaml");
   if (args.size() > 1) return UsageError("validate: unexpected argument '" + args[1] + "' (one JOB.yaml expected)");
   StatusOr<spec::StellaJob> job = spec::LoadStellaJobFile(args[0]);
   if (!job.ok()) {
     std::cerr << job.status().message() << "\n";
+    return kExitFailure;
+  }
+  if (Status s = CheckOwnModelAndData(*job, args[0], runtime); !s.ok()) {
+    std::cerr << "stella: validate: " << s.message() << "\n";
     return kExitFailure;
   }
   std::cout << "ok\n";
@@ -366,6 +410,11 @@ int Run(const std::vector<std::string>& raw_args) {
       std::cerr << "stella: " << s.message() << "\n";
       return kExitFailure;
     }
+  }
+  // A bad model or data file is refused here, not by every worker at once.
+  if (Status s = CheckOwnModelAndData(job, args.job_path, args.runtime_path); !s.ok()) {
+    std::cerr << "stella: " << s.message() << "\n";
+    return kExitFailure;
   }
 
   // Per-run TLS material, removed when Run returns (every path below,

@@ -32,6 +32,7 @@ StatusOr<RunSummary> SummaryCollector::Summarize(const JobInfo& info) const {
   s.info = info;
   s.steps = EventInt(rank0->second, "steps", 0);
   s.final_accuracy = EventNumber(rank0->second, "final_accuracy", 0);
+  s.final_validation_loss = EventNumber(rank0->second, "final_validation_loss", -1);
   s.wall_seconds = EventNumber(rank0->second, "wall_seconds", 0);
   s.resumed_from = EventInt(rank0->second, "resumed_from", 0);
   for (const auto& [rank, event] : done_by_rank_) {
@@ -76,7 +77,7 @@ std::string RestartsText(const RunSummary& s) {
 std::string RenderSummaryTable(const RunSummary& s) {
   std::vector<std::pair<std::string, std::string>> rows = {
       {"wall time", HumanDuration(s.wall_seconds)},
-      {"final accuracy", Fixed(s.final_accuracy * 100, 2) + "%"},
+      {"final accuracy", s.final_accuracy < 0 ? std::string("-") : Fixed(s.final_accuracy * 100, 2) + "%"},
       {"samples/s", Fixed(s.samples_per_second, 1)},
       {"steps", std::to_string(s.steps)},
       {"restarts", RestartsText(s)},
@@ -87,8 +88,9 @@ std::string RenderSummaryTable(const RunSummary& s) {
       {"clusters", std::to_string(s.info.clusters)},
       {"log dir", s.info.log_dir},
   };
+  if (s.final_validation_loss >= 0) rows.insert(rows.begin() + 2, {"final val loss", Fixed(s.final_validation_loss, 4)});
   if (s.wan_degraded_steps > 0) {
-    rows.insert(rows.begin() + 7, {"WAN degraded steps", std::to_string(s.wan_degraded_steps) + " (a link was down)"});
+    rows.insert(rows.end() - 4, {"WAN degraded steps", std::to_string(s.wan_degraded_steps) + " (a link was down)"});
   }
   size_t width = 0;
   for (const auto& row : rows) width = std::max(width, row.first.size());
@@ -117,6 +119,7 @@ nlohmann::json SummaryToJson(const RunSummary& s) {
       {"steps", s.steps},
       {"samples", s.samples},
       {"final_accuracy", s.final_accuracy},
+      {"final_validation_loss", s.final_validation_loss},
       {"wall_seconds", s.wall_seconds},
       {"samples_per_second", s.samples_per_second},
       {"wan_bytes", s.wan_bytes},

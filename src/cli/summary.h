@@ -43,7 +43,8 @@ struct RunSummary {
   JobInfo info;
   int64_t steps = 0;
   int64_t samples = 0;
-  double final_accuracy = 0;
+  double final_accuracy = 0;         // -1: no accuracy (a language model)
+  double final_validation_loss = -1;  // mean validation loss; -1 = not reported
   double wall_seconds = 0;
   double samples_per_second = 0;
   uint64_t wan_bytes = 0;
@@ -74,7 +75,7 @@ class SummaryCollector {
 std::string RenderSummaryTable(const RunSummary& summary);
 
 // Keys: job, mode, clusters, workers, shaper, log_dir, steps, samples,
-// final_accuracy, wall_seconds, samples_per_second, wan_bytes,
+// final_accuracy, final_validation_loss, wall_seconds, samples_per_second, wan_bytes,
 // dense_wan_bytes, done_workers,
 // resumed_from, total_wall_seconds, restarts (count), steps_lost (sum),
 // restart_log (per restart: reason, failed_at_step, resumed_from,

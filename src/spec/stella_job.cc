@@ -172,6 +172,72 @@ void CheckQuantities(Checker& c, const std::string& path, const StringMap& m) {
   }
 }
 
+// Exactly one of name and torchscript; the zoo classifies Fashion-MNIST.
+void CheckModel(Checker& c, const ModelSpec& m, DatasetFormat format) {
+  c.Enum("spec.model.task", m.task);
+  c.Int("spec.model.hidden", m.hidden, 0, std::nullopt);
+  if (!m.name.empty() && !m.torchscript.empty()) {
+    c.Add("spec.model.torchscript", "must not be set together with spec.model.name (" + Quote(m.name) +
+                                        "): pick the built-in model or your own, got " + Quote(m.torchscript));
+    return;
+  }
+  if (!m.torchscript.empty()) {
+    if (m.hidden != 0) {
+      c.Add("spec.model.hidden", "sets a built-in model's width; not used with spec.model.torchscript, got " +
+                                     std::to_string(m.hidden));
+    }
+    return;
+  }
+  if (m.name.empty()) {
+    c.Add("spec.model.name", "required field is missing (or set spec.model.torchscript to your own model)");
+    return;
+  }
+  c.OneOf("spec.model.name", m.name, kModelNames);
+  if (IsValidEnum(m.task) && m.task != ModelTask::kClassification) {
+    c.Add("spec.model.task", "built-in models are classifiers; task " + std::string(ToString(m.task)) +
+                                 " needs spec.model.torchscript");
+  }
+  if (format != DatasetFormat::kIdx) {
+    c.Add("spec.model.name", "built-in models train on spec.dataset.format idx (Fashion-MNIST), got format " +
+                                 std::string(ToString(format)) + "; use spec.model.torchscript for your own data");
+  }
+}
+
+// Each format's files; a field another format uses must stay empty.
+void CheckDataset(Checker& c, const DatasetSpec& d, ModelTask task) {
+  c.Enum("spec.dataset.format", d.format);
+  if (!IsValidEnum(d.format)) return;
+  const std::string format = ToString(d.format);
+  c.NonEmpty("spec.dataset.path", d.path);
+  c.Int("spec.dataset.sequenceLength", d.sequence_length, 1, 65536);
+  auto need = [&](const char* field, const std::string& v) {
+    if (v.empty()) c.Add(std::string("spec.dataset.") + field, "required with format " + format + ", got \"\"");
+  };
+  auto forbid = [&](const char* field, const std::string& v) {
+    if (!v.empty()) c.Add(std::string("spec.dataset.") + field, "not used with format " + format + ", got " + Quote(v));
+  };
+  if (d.format == DatasetFormat::kIdx) {
+    c.OneOf("spec.dataset.name", d.name, kDatasetNames);
+    forbid("validationPath", d.validation_path);
+  } else {
+    forbid("name", d.name);
+    need("validationPath", d.validation_path);
+  }
+  if (d.format == DatasetFormat::kNpy) {
+    need("labelsPath", d.labels_path);
+    need("validationLabelsPath", d.validation_labels_path);
+  } else {
+    forbid("labelsPath", d.labels_path);
+    forbid("validationLabelsPath", d.validation_labels_path);
+  }
+  const bool tokens = d.format == DatasetFormat::kTokens;
+  if (IsValidEnum(task) && tokens != (task == ModelTask::kLanguageModel)) {
+    c.Add("spec.model.task", std::string(tokens ? "must be language-model with spec.dataset.format tokens"
+                                                : "language-model needs spec.dataset.format tokens") +
+                                 ", got task " + ToString(task) + " with format " + format);
+  }
+}
+
 void CheckTraining(Checker& c, const TrainingSpec& t) {
   const std::string p = "spec.training";
   bool steps_ok = c.Int(Join(p, "steps"), t.steps, 0, std::nullopt);
@@ -256,6 +322,8 @@ const char* ToString(OptimizerKind v) { return EnumToString(v); }
 const char* ToString(SyncMode v) { return EnumToString(v); }
 const char* ToString(CompressorKind v) { return EnumToString(v); }
 const char* ToString(ValuePrecision v) { return EnumToString(v); }
+const char* ToString(ModelTask v) { return EnumToString(v); }
+const char* ToString(DatasetFormat v) { return EnumToString(v); }
 const char* ToString(TolerationOperator v) { return EnumToString(v); }
 const char* ToString(TolerationEffect v) { return EnumToString(v); }
 const char* ToString(GatewayType v) { return EnumToString(v); }
@@ -265,6 +333,8 @@ bool ParseEnum(std::string_view t, OptimizerKind* out) { return EnumFromString(t
 bool ParseEnum(std::string_view t, SyncMode* out) { return EnumFromString(t, out); }
 bool ParseEnum(std::string_view t, CompressorKind* out) { return EnumFromString(t, out); }
 bool ParseEnum(std::string_view t, ValuePrecision* out) { return EnumFromString(t, out); }
+bool ParseEnum(std::string_view t, ModelTask* out) { return EnumFromString(t, out); }
+bool ParseEnum(std::string_view t, DatasetFormat* out) { return EnumFromString(t, out); }
 bool ParseEnum(std::string_view t, TolerationOperator* out) { return EnumFromString(t, out); }
 bool ParseEnum(std::string_view t, TolerationEffect* out) { return EnumFromString(t, out); }
 bool ParseEnum(std::string_view t, GatewayType* out) { return EnumFromString(t, out); }
@@ -283,10 +353,12 @@ bool operator==(const ObjectMeta& a, const ObjectMeta& b) {
                                                   b.resource_version);
 }
 bool operator==(const ModelSpec& a, const ModelSpec& b) {
-  return std::tie(a.name, a.hidden) == std::tie(b.name, b.hidden);
+  return std::tie(a.name, a.hidden, a.torchscript, a.task) == std::tie(b.name, b.hidden, b.torchscript, b.task);
 }
 bool operator==(const DatasetSpec& a, const DatasetSpec& b) {
-  return std::tie(a.name, a.path) == std::tie(b.name, b.path);
+  return std::tie(a.format, a.name, a.path, a.labels_path, a.validation_path, a.validation_labels_path,
+                  a.sequence_length) == std::tie(b.format, b.name, b.path, b.labels_path, b.validation_path,
+                                                 b.validation_labels_path, b.sequence_length);
 }
 bool operator==(const OptimizerSpec& a, const OptimizerSpec& b) {
   return std::tie(a.name, a.learning_rate, a.momentum, a.nesterov, a.weight_decay, a.beta1,
@@ -413,10 +485,8 @@ std::vector<FieldError> ValidateStellaJob(const StellaJob& job) {
   if (m.generation) c.Int("metadata.generation", *m.generation, 0, std::nullopt);
 
   const JobSpec& s = job.spec;
-  c.OneOf("spec.model.name", s.model.name, kModelNames);
-  c.Int("spec.model.hidden", s.model.hidden, 0, std::nullopt);
-  c.OneOf("spec.dataset.name", s.dataset.name, kDatasetNames);
-  c.NonEmpty("spec.dataset.path", s.dataset.path);
+  CheckModel(c, s.model, s.dataset.format);
+  CheckDataset(c, s.dataset, s.model.task);
 
   const OptimizerSpec& o = s.optimizer;
   c.Enum("spec.optimizer.name", o.name);

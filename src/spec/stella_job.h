@@ -36,12 +36,14 @@ inline constexpr const char* kDatasetNames[] = {"fashion-mnist"};
 // Closed option sets. ToString gives the YAML spelling; ParseEnum accepts
 // exactly that spelling (case-sensitive, as Kubernetes enums are).
 // YAML spellings in order: sgd adam adamw | ddp stella | topk randomk threshold
-// cacheline | fp32 fp16 bf16 | Equal Exists | "" (all) NoSchedule
+// cacheline | fp32 fp16 bf16 | classification language-model | idx tokens npy | Equal Exists | "" (all) NoSchedule
 // PreferNoSchedule NoExecute | LoadBalancer NodePort HostNetwork | OnFailure Never.
 enum class OptimizerKind { kSgd, kAdam, kAdamW };
 enum class SyncMode { kDdp, kStella };
 enum class CompressorKind { kTopK, kRandomK, kThreshold, kCacheline };
 enum class ValuePrecision { kFp32, kFp16, kBf16 };
+enum class ModelTask { kClassification, kLanguageModel };
+enum class DatasetFormat { kIdx, kTokens, kNpy };
 enum class TolerationOperator { kEqual, kExists };
 enum class TolerationEffect { kAll, kNoSchedule, kPreferNoSchedule, kNoExecute };
 enum class GatewayType { kLoadBalancer, kNodePort, kHostNetwork };
@@ -51,6 +53,8 @@ const char* ToString(OptimizerKind v);
 const char* ToString(SyncMode v);
 const char* ToString(CompressorKind v);
 const char* ToString(ValuePrecision v);
+const char* ToString(ModelTask v);
+const char* ToString(DatasetFormat v);
 const char* ToString(TolerationOperator v);
 const char* ToString(TolerationEffect v);
 const char* ToString(GatewayType v);
@@ -61,6 +65,8 @@ bool ParseEnum(std::string_view text, OptimizerKind* out);
 bool ParseEnum(std::string_view text, SyncMode* out);
 bool ParseEnum(std::string_view text, CompressorKind* out);
 bool ParseEnum(std::string_view text, ValuePrecision* out);
+bool ParseEnum(std::string_view text, ModelTask* out);
+bool ParseEnum(std::string_view text, DatasetFormat* out);
 bool ParseEnum(std::string_view text, TolerationOperator* out);
 bool ParseEnum(std::string_view text, TolerationEffect* out);
 bool ParseEnum(std::string_view text, GatewayType* out);
@@ -79,14 +85,28 @@ struct ObjectMeta {
   std::string resource_version;            // default "" (absent)
 };
 
+// Exactly one of name (the built-in zoo) and torchscript (the user's own
+// module, saved with torch.jit.save) is set.
 struct ModelSpec {
-  std::string name;  // required; one of kModelNames
-  int hidden = 0;    // >= 0; 0 = the model's own default width
+  std::string name;         // one of kModelNames, or "" with torchscript
+  int hidden = 0;           // >= 0; 0 = the model's own default width (zoo only)
+  std::string torchscript;  // path of a TorchScript file; "" = use name
+  // classification: logits [batch, classes] against integer labels;
+  // language-model: logits [batch, seq, vocab] against the next tokens
+  // (needs torchscript and dataset format tokens).
+  ModelTask task = ModelTask::kClassification;
 };
 
 struct DatasetSpec {
-  std::string name;                                        // required; one of kDatasetNames
-  std::string path = "/usr/share/datasets/fashion-mnist";  // where the IDX files live
+  DatasetFormat format = DatasetFormat::kIdx;  // default idx
+  std::string name;  // idx: required, one of kDatasetNames; other formats: ""
+  // idx: the directory of the IDX files; tokens: the training token file
+  // (flat little-endian uint16); npy: the training features (.npy float32).
+  std::string path = "/usr/share/datasets/fashion-mnist";
+  std::string labels_path;             // npy: training labels (.npy int64 [N])
+  std::string validation_path;         // tokens, npy: held-out tokens / features
+  std::string validation_labels_path;  // npy: held-out labels
+  int sequence_length = 64;            // tokens: context length, 1..65536
 };
 
 struct OptimizerSpec {

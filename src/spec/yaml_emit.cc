@@ -129,12 +129,20 @@ void WriteClusterStatus(Writer& w, const ClusterStatus& c) {
 void WriteSpec(Writer& w, const JobSpec& s) {
   w.Begin("spec");
   w.Begin("model");
-  w.Str("name", s.model.name);
+  if (!s.model.name.empty()) w.Str("name", s.model.name);
   w.Int("hidden", s.model.hidden);
+  if (!s.model.torchscript.empty()) w.Str("torchscript", s.model.torchscript);
+  w.Enum("task", s.model.task);
   w.End();
+  const DatasetSpec& d = s.dataset;
   w.Begin("dataset");
-  w.Str("name", s.dataset.name);
-  w.Str("path", s.dataset.path);
+  w.Enum("format", d.format);
+  if (!d.name.empty()) w.Str("name", d.name);
+  w.Str("path", d.path);
+  if (!d.labels_path.empty()) w.Str("labelsPath", d.labels_path);
+  if (!d.validation_path.empty()) w.Str("validationPath", d.validation_path);
+  if (!d.validation_labels_path.empty()) w.Str("validationLabelsPath", d.validation_labels_path);
+  w.Int("sequenceLength", d.sequence_length);
   w.End();
 
   const OptimizerSpec& o = s.optimizer;

@@ -321,18 +321,15 @@ class Parser {
     }
     if (const YAML::Node* n = Require(f, p, "model")) {
       Fields g;
-      if (Map(*n, "spec.model", {"name", "hidden"}, &g)) {
-        String(g, "spec.model", "name", &s->model.name, /*required=*/true);
+      if (Map(*n, "spec.model", {"name", "hidden", "torchscript", "task"}, &g)) {
+        // name or torchscript: ValidateStellaJob reports a missing one.
+        String(g, "spec.model", "name", &s->model.name);
         Int(g, "spec.model", "hidden", &s->model.hidden);
+        String(g, "spec.model", "torchscript", &s->model.torchscript);
+        Enum(g, "spec.model", "task", &s->model.task);
       }
     }
-    if (const YAML::Node* n = Require(f, p, "dataset")) {
-      Fields g;
-      if (Map(*n, "spec.dataset", {"name", "path"}, &g)) {
-        String(g, "spec.dataset", "name", &s->dataset.name, /*required=*/true);
-        String(g, "spec.dataset", "path", &s->dataset.path);
-      }
-    }
+    if (const YAML::Node* n = Require(f, p, "dataset")) Dataset(*n, &s->dataset);
     if (const YAML::Node* n = Find(f, "optimizer")) Optimizer(*n, &s->optimizer);
     Int(f, p, "batchSize", &s->batch_size);
     if (const YAML::Node* n = Find(f, "training")) Training(*n, &s->training);
@@ -351,6 +348,23 @@ class Parser {
       }
     }
     if (const YAML::Node* n = Find(f, "runPolicy")) RunPolicyField(*n, &s->run_policy);
+  }
+
+  void Dataset(const YAML::Node& node, DatasetSpec* d) {
+    const std::string p = "spec.dataset";
+    Fields f;
+    if (!Map(node, p,
+             {"format", "name", "path", "labelsPath", "validationPath", "validationLabelsPath", "sequenceLength"},
+             &f)) {
+      return;
+    }
+    Enum(f, p, "format", &d->format);
+    String(f, p, "name", &d->name);  // required for format idx: ValidateStellaJob checks
+    String(f, p, "path", &d->path);
+    String(f, p, "labelsPath", &d->labels_path);
+    String(f, p, "validationPath", &d->validation_path);
+    String(f, p, "validationLabelsPath", &d->validation_labels_path);
+    Int(f, p, "sequenceLength", &d->sequence_length);
   }
 
   void Optimizer(const YAML::Node& node, OptimizerSpec* o) {

@@ -46,6 +46,23 @@ StatusOr<RunSummary> Collect() {
   return c.Summarize(Info());
 }
 
+TEST(SummaryTest, LanguageModelHasValidationLossAndNoAccuracy) {
+  SummaryCollector c;
+  json done = Done(0, 10, 640, -1, 2.0, 0);
+  done["final_validation_loss"] = 1.25;
+  c.OnEvent(done);
+  JobInfo info = Info();
+  info.workers = 1;
+  StatusOr<RunSummary> s = c.Summarize(info);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_DOUBLE_EQ(s->final_validation_loss, 1.25);
+  const std::string table = RenderSummaryTable(*s);
+  EXPECT_THAT(table, HasSubstr("final accuracy   -\n  final val loss   1.2500\n"));
+  const json j = SummaryToJson(*s);
+  EXPECT_DOUBLE_EQ(j.at("final_validation_loss").get<double>(), 1.25);
+  EXPECT_DOUBLE_EQ(j.at("final_accuracy").get<double>(), -1);
+}
+
 TEST(SummaryTest, CombinesDoneEvents) {
   StatusOr<RunSummary> s = Collect();
   ASSERT_TRUE(s.ok()) << s.status().ToString();

@@ -94,6 +94,18 @@ reject bad-cluster-name 'spec.clusters[0].name: Invalid value: "Bad_Name"' "$bas
 reject checkpoint-without-path 'spec.checkpoint.intervalSteps > 0 needs spec.checkpoint.path' "$base
   checkpoint: {intervalSteps: 100}
   clusters: [{name: a}]"
+reject name-and-torchscript 'set exactly one of spec.model.name and spec.model.torchscript' '  model: {name: cnn, torchscript: /m.pt}
+  dataset: {name: fashion-mnist}
+  training: {steps: 10}
+  clusters: [{name: a}]'
+reject tokens-with-name 'spec.dataset.name is required with format idx and not used otherwise' '  model: {torchscript: /m.pt, task: language-model}
+  dataset: {name: fashion-mnist, format: tokens, path: /t.bin, validationPath: /v.bin}
+  training: {steps: 10}
+  clusters: [{name: a}]'
+reject bad-format 'spec.dataset.format: Unsupported value: "csv"' '  model: {torchscript: /m.pt}
+  dataset: {format: csv}
+  training: {steps: 10}
+  clusters: [{name: a}]'
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

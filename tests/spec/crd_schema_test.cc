@@ -97,12 +97,32 @@ YAML::Node At(YAML::Node root, const std::vector<std::string>& path, bool create
   return n;
 }
 
+// Enum values valid only together with other fields (cross-field rules, like
+// the CRD's CEL rules): the fields they need, set on the minimal job.
+void AddCompanions(const std::string& field, const std::string& value, YAML::Node spec) {
+  const bool own_data = field == "spec.dataset.format" && value != "idx";
+  const bool language_model = field == "spec.model.task" && value == "language-model";
+  if (!own_data && !language_model) return;
+  spec["model"].remove("name");
+  spec["model"]["torchscript"] = "/models/m.pt";
+  spec["dataset"].remove("name");
+  spec["dataset"]["validationPath"] = "/data/val";
+  const std::string format = language_model ? "tokens" : value;
+  spec["dataset"]["format"] = format;
+  if (format == "tokens") spec["model"]["task"] = "language-model";
+  if (format == "npy") {
+    spec["dataset"]["labelsPath"] = "/data/train-labels.npy";
+    spec["dataset"]["validationLabelsPath"] = "/data/val-labels.npy";
+  }
+}
+
 StatusOr<StellaJob> ParseWith(const std::vector<std::string>& path, const std::string& value) {
   YAML::Node job = YAML::Load(kMinimal);
   YAML::Node spec = job["spec"];
   YAML::Node leaf = At(spec, path, /*create=*/true);
   if (!leaf.IsDefined()) return InvalidArgumentError("path not reachable in the minimal job");
   leaf = YAML::Load(value);
+  AddCompanions(Join(path), YAML::Load(value).as<std::string>(), spec);
   YAML::Emitter out;
   out << job;
   return ParseStellaJob(out.c_str());

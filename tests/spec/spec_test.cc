@@ -17,6 +17,7 @@ void PrintTo(const StellaJob& job, std::ostream* os) { *os << "\n" << ToYaml(job
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // A small valid manifest; tests derive broken ones from it with Replace.
@@ -96,7 +97,8 @@ StellaJob FullJob() {
   j.metadata.uid = "0b5e-44";
   j.metadata.resource_version = "12345";
   j.spec.model = {"cnn", 256};
-  j.spec.dataset = {"fashion-mnist", "/data/fm"};
+  j.spec.dataset.name = "fashion-mnist";
+  j.spec.dataset.path = "/data/fm";
   j.spec.optimizer.name = OptimizerKind::kSgd;
   j.spec.optimizer.learning_rate = 0.1;
   j.spec.optimizer.momentum = 1.0 / 3.0;
@@ -535,7 +537,7 @@ TEST(SpecTest, MissingRequiredFieldsAreReported) {
   EXPECT_EQ(ErrorOf(Replace(kBase, "    - name: c\n", "    - workers: 3\n")),
             "spec.clusters[2].name: required field is missing");
   EXPECT_EQ(ErrorOf(Replace(kBase, "  model:\n    name: mlp\n", "  model: {hidden: 8}\n")),
-            "spec.model.name: required field is missing");
+            "spec.model.name: required field is missing (or set spec.model.torchscript to your own model)");
   EXPECT_EQ(ErrorOf(Replace(kBase, "apiVersion: stella.dev/v1alpha1\n", "")),
             "apiVersion: required field is missing");
   EXPECT_EQ(ErrorOf(Replace(kBase, "apiVersion: stella.dev/v1alpha1\n", "apiVersion: stella.dev/v1\n")),
@@ -544,6 +546,57 @@ TEST(SpecTest, MissingRequiredFieldsAreReported) {
             "metadata: required field is missing\nspec: required field is missing");
   EXPECT_EQ(ErrorOf(Replace(kBase, "  clusters:\n", "  clusters: []\n  x:\n")),
             "spec.clusters: must have 1 to 64 entries, got 0\nspec.x: unknown field");
+}
+
+TEST(SpecTest, TorchScriptModelAndOwnDataParseAndRoundTrip) {
+  const std::string lm = Replace(Replace(kBase, "    name: mlp\n", "    torchscript: /m/gpt.pt\n    task: language-model\n"),
+                                 "    name: fashion-mnist\n",
+                                 "    format: tokens\n    path: /d/train.bin\n    validationPath: /d/val.bin\n"
+                                 "    sequenceLength: 128\n");
+  StatusOr<StellaJob> job = ParseStellaJob(lm);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->spec.model.torchscript, "/m/gpt.pt");
+  EXPECT_EQ(job->spec.model.task, ModelTask::kLanguageModel);
+  EXPECT_EQ(job->spec.dataset.format, DatasetFormat::kTokens);
+  EXPECT_EQ(job->spec.dataset.sequence_length, 128);
+  EXPECT_EQ(*ParseStellaJob(ToYaml(*job)), *job);
+
+  const std::string npy = Replace(Replace(kBase, "    name: mlp\n", "    torchscript: m.pt\n"), "    name: fashion-mnist\n",
+                                  "    format: npy\n    path: x.npy\n    labelsPath: y.npy\n"
+                                  "    validationPath: vx.npy\n    validationLabelsPath: vy.npy\n");
+  job = ParseStellaJob(npy);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->spec.dataset.labels_path, "y.npy");
+  EXPECT_EQ(job->spec.dataset.validation_labels_path, "vy.npy");
+  EXPECT_EQ(*ParseStellaJob(ToYaml(*job)), *job);
+  StellaJob changed = *job;
+  changed.spec.dataset.sequence_length = 7;
+  EXPECT_NE(changed, *job);  // equality sees every new field
+  changed = *job;
+  changed.spec.model.task = ModelTask::kLanguageModel;
+  EXPECT_NE(changed, *job);
+}
+
+TEST(SpecTest, OwnModelAndDataRulesNameTheField) {
+  EXPECT_EQ(ErrorOf(Replace(kBase, "    name: mlp\n", "    name: mlp\n    torchscript: m.pt\n")),
+            "spec.model.torchscript: must not be set together with spec.model.name (\"mlp\"): pick the built-in "
+            "model or your own, got \"m.pt\"");
+  EXPECT_THAT(ErrorOf(Replace(kBase, "    name: fashion-mnist\n", "    format: tokens\n")),
+              AllOf(HasSubstr("spec.model.name: built-in models train on spec.dataset.format idx"),
+                    HasSubstr("spec.dataset.validationPath: required with format tokens"),
+                    HasSubstr("spec.model.task: must be language-model with spec.dataset.format tokens")));
+  EXPECT_THAT(ErrorOf(Replace(Replace(kBase, "    name: mlp\n", "    torchscript: m.pt\n"), "    name: fashion-mnist\n",
+                              "    format: npy\n    validationPath: v.npy\n")),
+              AllOf(HasSubstr("spec.dataset.labelsPath: required with format npy"),
+                    HasSubstr("spec.dataset.validationLabelsPath: required with format npy")));
+  EXPECT_THAT(ErrorOf(Replace(kBase, "    name: mlp\n", "    torchscript: m.pt\n    hidden: 8\n")),
+              HasSubstr("spec.model.hidden: sets a built-in model's width; not used with spec.model.torchscript"));
+  EXPECT_THAT(ErrorOf(Replace(kBase, "    name: mlp\n", "    name: mlp\n    task: language-model\n")),
+              HasSubstr("spec.model.task: built-in models are classifiers"));
+  EXPECT_THAT(ErrorOf(Replace(kBase, "    name: fashion-mnist\n", "    name: fashion-mnist\n    sequenceLength: 0\n")),
+              HasSubstr("spec.dataset.sequenceLength: must be >= 1, got 0"));
+  EXPECT_THAT(ErrorOf(Replace(kBase, "    name: fashion-mnist\n", "    name: fashion-mnist\n    format: csv\n")),
+              HasSubstr("spec.dataset.format: must be one of idx, tokens, npy"));
 }
 
 TEST(SpecTest, DuplicateClusterNames) {

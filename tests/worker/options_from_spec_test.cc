@@ -156,3 +156,36 @@ TEST(OptionsFromSpecTest, CheckpointStorePerWorker) {
 
 }  // namespace
 }  // namespace stella::worker
+
+namespace stella::worker {
+namespace {
+
+TEST(OptionsFromSpecTest, OwnModelAndDataReachTrainerAndLoader) {
+  WorkerOptions o = Options(0, 0);
+  o.job.spec.model.name.clear();
+  o.job.spec.model.torchscript = "/m/lm.pt";
+  o.job.spec.model.task = spec::ModelTask::kLanguageModel;
+  compute::TrainerOptions to = TrainerOptionsFrom(o);
+  EXPECT_EQ(to.torchscript, "/m/lm.pt");
+  EXPECT_TRUE(to.language_model);
+
+  spec::DatasetSpec d;
+  d.format = spec::DatasetFormat::kNpy;
+  d.path = "x.npy";
+  d.labels_path = "y.npy";
+  d.validation_path = "vx.npy";
+  d.validation_labels_path = "vy.npy";
+  d.sequence_length = 12;
+  data::DataSource s = DataSourceFrom(d);
+  EXPECT_EQ(s.format, data::Format::kNpy);
+  EXPECT_EQ(s.path, "x.npy");
+  EXPECT_EQ(s.labels_path, "y.npy");
+  EXPECT_EQ(s.validation_path, "vx.npy");
+  EXPECT_EQ(s.validation_labels_path, "vy.npy");
+  EXPECT_EQ(s.sequence_length, 12);
+  d.format = spec::DatasetFormat::kTokens;
+  EXPECT_EQ(DataSourceFrom(d).format, data::Format::kTokens);
+}
+
+}  // namespace
+}  // namespace stella::worker

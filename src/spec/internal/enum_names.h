@@ -28,6 +28,8 @@ STELLA_SPEC_ENUM_NAMES_(OptimizerKind, "sgd", "adam", "adamw");
 STELLA_SPEC_ENUM_NAMES_(SyncMode, "ddp", "stella");
 STELLA_SPEC_ENUM_NAMES_(CompressorKind, "topk", "randomk", "threshold", "cacheline");
 STELLA_SPEC_ENUM_NAMES_(ValuePrecision, "fp32", "fp16", "bf16");
+STELLA_SPEC_ENUM_NAMES_(ModelTask, "classification", "language-model");
+STELLA_SPEC_ENUM_NAMES_(DatasetFormat, "idx", "tokens", "npy");
 STELLA_SPEC_ENUM_NAMES_(TolerationOperator, "Equal", "Exists");
 STELLA_SPEC_ENUM_NAMES_(TolerationEffect, "", "NoSchedule", "PreferNoSchedule", "NoExecute");
 STELLA_SPEC_ENUM_NAMES_(GatewayType, "LoadBalancer", "NodePort", "HostNetwork");
