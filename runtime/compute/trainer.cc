@@ -143,22 +143,23 @@ StatusOr<torch::Device> ChooseDevice(const std::string& device) {
 
 StatusOr<std::unique_ptr<torch::optim::Optimizer>> MakeOptimizer(const TrainerOptions& o,
                                                                   const std::vector<torch::Tensor>& params) {
-  if (o.optimizer == "sgd") {
+  const optim::OptimizerOptions& oo = o.optimizer;
+  if (oo.name == "sgd") {
     return std::unique_ptr<torch::optim::Optimizer>(std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum).nesterov(o.nesterov).weight_decay(
-                    o.weight_decay)));
+        params, torch::optim::SGDOptions(oo.lr).momentum(oo.momentum).nesterov(oo.nesterov).weight_decay(
+                    oo.weight_decay)));
   }
-  if (o.optimizer == "adam") {
+  if (oo.name == "adam") {
     return std::unique_ptr<torch::optim::Optimizer>(std::make_unique<torch::optim::Adam>(
         params,
-        torch::optim::AdamOptions(o.learning_rate).betas({o.beta1, o.beta2}).eps(o.epsilon).weight_decay(o.weight_decay)));
+        torch::optim::AdamOptions(oo.lr).betas({oo.beta1, oo.beta2}).eps(oo.eps).weight_decay(oo.weight_decay)));
   }
-  if (o.optimizer == "adamw") {
+  if (oo.name == "adamw") {
     return std::unique_ptr<torch::optim::Optimizer>(std::make_unique<torch::optim::AdamW>(
         params,
-        torch::optim::AdamWOptions(o.learning_rate).betas({o.beta1, o.beta2}).eps(o.epsilon).weight_decay(o.weight_decay)));
+        torch::optim::AdamWOptions(oo.lr).betas({oo.beta1, oo.beta2}).eps(oo.eps).weight_decay(oo.weight_decay)));
   }
-  return InvalidArgumentError("spec.optimizer.name: must be one of sgd, adam, adamw, got \"" + o.optimizer + "\"");
+  return InvalidArgumentError("spec.optimizer.name: must be one of sgd, adam, adamw, got \"" + oo.name + "\"");
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "runtime/optim/optimizer_options.h"
+
 namespace stella::compute {
 
 struct TrainerOptions {
@@ -17,15 +19,9 @@ struct TrainerOptions {
   uint64_t seed = 1;          // same on every worker -> identical initial parameters
   std::string device = "auto";  // "auto" (CUDA if available), "cpu" or "cuda"
   int threads = 1;            // intra-op CPU threads; 1 keeps co-located workers off each other's cores
-  // Optimizer used when the runtime applies updates with libtorch (ddp mode).
-  std::string optimizer = "adam";  // "sgd" | "adam" | "adamw"
-  double learning_rate = 1e-3;
-  double momentum = 0.9;
-  bool nesterov = false;
-  double weight_decay = 0.0;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double epsilon = 1e-8;
+  // The libtorch optimizer of ddp mode (the same struct as stella mode's
+  // CPU optimizer).
+  optim::OptimizerOptions optimizer;
 };
 
 }  // namespace stella::compute

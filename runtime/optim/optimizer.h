@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "runtime/optim/thread_pool.h"
+#include "runtime/optim/optimizer_options.h"
 #include "src/base/status.h"
 
 namespace stella {
@@ -41,29 +42,6 @@ enum class OptimizerKind { kSgd, kAdam, kAdamW };
 
 // "sgd", "adam", "adamw".
 const char* OptimizerKindName(OptimizerKind kind);
-
-// Hyperparameters, named after the StellaJob spec's optimizer section
-// (error messages use the spec names: optimizer.learningRate, ...).
-struct OptimizerOptions {
-  // "sgd", "adam" or "adamw" (lower case). Default "sgd".
-  std::string name = "sgd";
-  // Learning rate, > 0. Default 0.01.
-  double lr = 0.01;
-  // SGD momentum in [0, 1); 0 (the default) keeps no momentum buffer. Must be
-  // 0 for adam/adamw. Dampening is always 0.
-  double momentum = 0.0;
-  // SGD Nesterov momentum; needs momentum > 0. Default false.
-  bool nesterov = false;
-  // >= 0. SGD and Adam: L2 term added to the gradient (g += wd * p). AdamW:
-  // decoupled decay, p *= 1 - lr * wd before the update. Default 0 (note:
-  // torch's AdamW defaults to 0.01; set it explicitly to match).
-  double weight_decay = 0.0;
-  // Adam/AdamW moment decay rates, each in [0, 1). Defaults 0.9 and 0.999.
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  // Adam/AdamW denominator term, >= 0. Default 1e-8.
-  double eps = 1e-8;
-};
 
 // Checks every field; the error names the offending field and value, e.g.
 // "optimizer.learningRate must be > 0, got -1".

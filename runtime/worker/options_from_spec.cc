@@ -74,14 +74,7 @@ compute::TrainerOptions TrainerOptionsFrom(const WorkerOptions& o) {
   to.seed = spec.training.seed;
   to.device = o.device;
   to.threads = o.threads;
-  to.optimizer = spec::ToString(spec.optimizer.name);
-  to.learning_rate = spec.optimizer.learning_rate;
-  to.momentum = spec.optimizer.momentum;
-  to.nesterov = spec.optimizer.nesterov;
-  to.weight_decay = spec.optimizer.weight_decay;
-  to.beta1 = spec.optimizer.beta1;
-  to.beta2 = spec.optimizer.beta2;
-  to.epsilon = spec.optimizer.epsilon;
+  to.optimizer = OptimizerOptionsFrom(spec);
   return to;
 }
 
@@ -138,17 +131,28 @@ checkpoint::StoreOptions StoreOptionsFrom(const WorkerOptions& o) {
   return co;
 }
 
-StatusOr<optim::OptimizerOptions> CpuOptimizerOptionsFrom(const spec::JobSpec& spec) {
+optim::OptimizerOptions OptimizerOptionsFrom(const spec::JobSpec& spec) {
   optim::OptimizerOptions oo;
   oo.name = spec::ToString(spec.optimizer.name);
   oo.lr = spec.optimizer.learning_rate;
+  oo.momentum = spec.optimizer.momentum;
+  oo.nesterov = spec.optimizer.nesterov;
   oo.weight_decay = spec.optimizer.weight_decay;  // AdamW too: the spec's value, not torch's 0.01
   oo.beta1 = spec.optimizer.beta1;
   oo.beta2 = spec.optimizer.beta2;
   oo.eps = spec.optimizer.epsilon;
+  return oo;
+}
+
+StatusOr<optim::OptimizerOptions> CpuOptimizerOptionsFrom(const spec::JobSpec& spec) {
+  optim::OptimizerOptions oo = OptimizerOptionsFrom(spec);
+  if (spec.optimizer.name != spec::OptimizerKind::kSgd) {
+    // The CPU optimizer keeps no momentum buffer for Adam (the spec's SGD
+    // momentum does not apply).
+    oo.momentum = 0.0;
+    oo.nesterov = false;
+  }
   if (spec.optimizer.name == spec::OptimizerKind::kSgd) {
-    oo.momentum = spec.optimizer.momentum;
-    oo.nesterov = spec.optimizer.nesterov;
     if (spec.sync.momentum_correction) {
       // DGC: momentum is applied before selection (ErrorFeedback); the
       // receivers run plain SGD on what arrives.

@@ -65,6 +65,8 @@ exchange::WanMeshOptions WanMeshOptionsFrom(const WorkerOptions& o);
 // Needs spec.checkpoint.path.
 checkpoint::StoreOptions StoreOptionsFrom(const WorkerOptions& o);
 
+// The spec's optimizer section, as it is: ddp mode's libtorch optimizer.
+optim::OptimizerOptions OptimizerOptionsFrom(const spec::JobSpec& spec);
 // The CPU optimizer of stella mode: the same hyperparameters the libtorch
 // optimizer gets in ddp mode; with DGC momentum correction the momentum
 // moves into error feedback and the receivers run plain SGD.

@@ -108,7 +108,7 @@ TEST_F(ModelCheckTest, TrainerStartsFromTheFilesWeightsAndHooksMatch) {
   TrainerOptions o;
   o.torchscript = Path("good.pt");
   o.device = "cpu";
-  o.optimizer = "sgd";
+  o.optimizer.name = "sgd";
   const data::Dataset d = Images();
   auto trainer = Trainer::Create(o, d, d.num_classes);
   ASSERT_TRUE(trainer.ok()) << trainer.status().ToString();

@@ -119,7 +119,8 @@ TEST(TrainerStateTest, OptimizerStateRestoresBitForBit) {
     o.model = "mlp";
     o.hidden = 16;
     o.device = "cpu";
-    o.optimizer = optimizer;
+    o.optimizer.name = optimizer;
+    if (o.optimizer.name == "sgd") o.optimizer.momentum = 0.9;  // a buffer to restore
     auto a = Trainer::Create(o, 16, 16, 10);
     ASSERT_TRUE(a.ok()) << a.status().ToString();
     const data::Dataset d = MakeData();

@@ -131,6 +131,22 @@ TEST(OptionsFromSpecTest, SparseSyncAndTunerTakeTheSpecValues) {
   EXPECT_EQ(d.global_rank, 2);
 }
 
+TEST(OptionsFromSpecTest, BothModesGetTheSpecsOptimizer) {
+  WorkerOptions o = Options(0, 0);
+  const compute::TrainerOptions to = TrainerOptionsFrom(o);  // ddp: libtorch's optimizer
+  EXPECT_EQ(to.optimizer.name, "sgd");
+  EXPECT_DOUBLE_EQ(to.optimizer.lr, 0.05);
+  EXPECT_DOUBLE_EQ(to.optimizer.momentum, 0.8);
+  EXPECT_DOUBLE_EQ(to.optimizer.beta2, spec::OptimizerSpec().beta2);
+  auto cpu = CpuOptimizerOptionsFrom(o.job.spec);  // stella: the CPU optimizer
+  ASSERT_TRUE(cpu.ok()) << cpu.status().ToString();
+  EXPECT_DOUBLE_EQ(cpu->lr, to.optimizer.lr);
+  EXPECT_DOUBLE_EQ(cpu->momentum, to.optimizer.momentum);
+  o.job.spec.optimizer.name = spec::OptimizerKind::kAdamW;
+  EXPECT_EQ(TrainerOptionsFrom(o).optimizer.name, "adamw");
+  EXPECT_EQ(CpuOptimizerOptionsFrom(o.job.spec)->momentum, 0.0);  // no SGD momentum for Adam
+}
+
 TEST(OptionsFromSpecTest, MomentumCorrectionNeedsSgdAndErrorFeedback) {
   WorkerOptions o = Options(0, 0);
   o.job.spec.sync.momentum_correction = true;
