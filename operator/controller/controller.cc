@@ -9,7 +9,7 @@
 #include "operator/controller/gateway.h"
 #include "operator/controller/names.h"
 #include "operator/controller/status.h"
-#include "src/net/crc32c.h"
+#include "src/base/crc32c.h"
 #include "src/security/certs.h"
 
 namespace stella::op {
@@ -652,7 +652,7 @@ Status Controller::EnsureTlsSecrets(JobState& st, Observed& ob, bool force, bool
   auto ca = security::CreateJobCa(st.ns, st.name);
   if (!ca.ok()) return ca.status().WithContext("job CA of " + st.key);
   char id[16];
-  std::snprintf(id, sizeof(id), "%08x", net::Crc32c(ca->certificate_pem.data(), ca->certificate_pem.size()));
+  std::snprintf(id, sizeof(id), "%08x", Crc32c(ca->certificate_pem.data(), ca->certificate_pem.size()));
   ChildContext ctx;
   ctx.job = &st.job;
   ctx.origin = options_.origin;

@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "src/base/clock.h"
-#include "src/net/token_bucket.h"
+#include "src/base/token_bucket.h"
 
 namespace stella::kube {
 
@@ -76,7 +76,7 @@ const char* EventTypeName(EventType t) {
 
 class Client::Impl {
  public:
-  Impl(ClusterConfig cfg, ClientOptions opts, std::unique_ptr<net::TokenBucket> bucket)
+  Impl(ClusterConfig cfg, ClientOptions opts, std::unique_ptr<TokenBucket> bucket)
       : cfg_(std::move(cfg)), opts_(std::move(opts)), bucket_(std::move(bucket)) {
     http_ = std::make_unique<http_client::http_client>(utility::conversions::to_string_t(cfg_.server),
                                                       MakeConfig(opts_.request_timeout));
@@ -163,7 +163,7 @@ class Client::Impl {
  private:
   const ClusterConfig cfg_;
   const ClientOptions opts_;
-  std::unique_ptr<net::TokenBucket> bucket_;  // thread-safe
+  std::unique_ptr<TokenBucket> bucket_;  // thread-safe
   // cpprest's http_client is safe for concurrent requests (a connection pool).
   std::unique_ptr<http_client::http_client> http_;
 };
@@ -401,7 +401,7 @@ StatusOr<std::unique_ptr<Client>> Client::Create(const ClusterConfig& config,
     }
   }
   const bool limited = options.qps > 0;
-  StatusOr<std::unique_ptr<net::TokenBucket>> bucket = net::TokenBucket::Create(
+  StatusOr<std::unique_ptr<TokenBucket>> bucket = TokenBucket::Create(
       {limited ? options.qps : 0, limited ? options.burst : 1}, SystemClock::Get());
   if (!bucket.ok()) return bucket.status().WithContext("client options: qps/burst");
   try {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "src/net/token_bucket.h"
+#include "src/base/token_bucket.h"
 
 namespace stella::kube {
 
@@ -20,13 +20,13 @@ StatusOr<std::unique_ptr<WorkQueue>> WorkQueue::Create(WorkQueueOptions options)
     return InvalidArgumentError("work queue: max_wait must be > 0");
   }
   const Clock& clock = options.clock ? *options.clock : SystemClock::Get();
-  StatusOr<std::unique_ptr<net::TokenBucket>> bucket =
-      net::TokenBucket::Create({options.qps, options.burst}, clock);
+  StatusOr<std::unique_ptr<TokenBucket>> bucket =
+      TokenBucket::Create({options.qps, options.burst}, clock);
   if (!bucket.ok()) return bucket.status().WithContext("work queue: qps/burst");
   return std::unique_ptr<WorkQueue>(new WorkQueue(options, std::move(*bucket)));
 }
 
-WorkQueue::WorkQueue(WorkQueueOptions options, std::unique_ptr<net::TokenBucket> bucket)
+WorkQueue::WorkQueue(WorkQueueOptions options, std::unique_ptr<TokenBucket> bucket)
     : options_(options),
       clock_(options.clock ? *options.clock : SystemClock::Get()),
       bucket_(std::move(bucket)) {

@@ -38,7 +38,7 @@
 #include "src/base/clock.h"
 #include "src/base/status.h"
 
-namespace stella::net {
+namespace stella {
 class TokenBucket;
 }
 
@@ -87,14 +87,14 @@ class WorkQueue {
   bool ShuttingDown() const;
 
  private:
-  WorkQueue(WorkQueueOptions options, std::unique_ptr<net::TokenBucket> bucket);
+  WorkQueue(WorkQueueOptions options, std::unique_ptr<TokenBucket> bucket);
   void AddLocked(const std::string& key);
   std::optional<std::string> PopLocked();
   void DelayLoop();
 
   const WorkQueueOptions options_;
   const Clock& clock_;  // options_.clock or the system clock; outlives this
-  std::unique_ptr<net::TokenBucket> bucket_;  // thread-safe on its own
+  std::unique_ptr<TokenBucket> bucket_;  // thread-safe on its own
 
   mutable std::mutex mu_;
   std::condition_variable ready_cv_;  // a key was queued, or shutdown

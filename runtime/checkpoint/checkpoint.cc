@@ -13,7 +13,7 @@
 #include <set>
 
 #include "src/base/byte_io.h"
-#include "src/net/crc32c.h"
+#include "src/base/crc32c.h"
 
 namespace stella::checkpoint {
 namespace {
@@ -172,10 +172,10 @@ std::string EncodeCheckpoint(const CheckpointHeader& header, const Sections& sec
   head.U32(static_cast<uint32_t>(kFixedHeaderBytes + 4 + header.job.size() + 4 + header.worker.size() + 4));
   head.I64(header.step);
   head.U64(body.size());
-  head.U32(net::Crc32c(body.data(), body.size()));
+  head.U32(Crc32c(body.data(), body.size()));
   head.String(header.job);
   head.String(header.worker);
-  head.U32(net::Crc32c(head.data().data(), head.data().size()));
+  head.U32(Crc32c(head.data().data(), head.data().size()));
   std::string out = head.Release();
   out += body;
   return out;
@@ -200,7 +200,7 @@ StatusOr<std::pair<CheckpointHeader, Sections>> DecodeCheckpoint(std::string_vie
   }
   // Verify the header before trusting any length in it.
   ByteReader header_crc(bytes.substr(header_length - 4, 4), what);
-  if (net::Crc32c(bytes.data(), header_length - 4) != header_crc.U32("header checksum")) {
+  if (Crc32c(bytes.data(), header_length - 4) != header_crc.U32("header checksum")) {
     return DataLossError(what + ": header checksum mismatch (corrupt)");
   }
   h.step = r.I64("step");
@@ -218,7 +218,7 @@ StatusOr<std::pair<CheckpointHeader, Sections>> DecodeCheckpoint(std::string_vie
                          " bytes, the file holds " + std::to_string(bytes.size() - header_length));
   }
   const std::string_view body = bytes.substr(header_length);
-  if (net::Crc32c(body.data(), body.size()) != payload_crc) {
+  if (Crc32c(body.data(), body.size()) != payload_crc) {
     return DataLossError(what + ": payload checksum mismatch (corrupt)");
   }
   ByteReader p(body, what);

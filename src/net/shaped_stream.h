@@ -29,7 +29,7 @@
 #include "src/base/clock.h"
 #include "src/base/status.h"
 #include "src/net/stream.h"
-#include "src/net/token_bucket.h"
+#include "src/base/token_bucket.h"
 
 namespace stella {
 namespace net {

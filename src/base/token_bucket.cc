@@ -1,11 +1,10 @@
-#include "src/net/token_bucket.h"
+#include "src/base/token_bucket.h"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 
 namespace stella {
-namespace net {
 namespace {
 
 Status ValidateRate(double rate) {
@@ -98,6 +97,5 @@ double TokenBucket::burst_bytes() const {
   return burst_;
 }
 
-}  // namespace net
 }  // namespace stella
 

@@ -1,10 +1,9 @@
-#include "tests/net/fake_clock.h"
+#include "src/base/testing/fake_clock.h"
 
 #include <algorithm>
 #include <chrono>
 
 namespace stella {
-namespace net {
 
 FakeClock::FakeClock() : now_(TimePoint(std::chrono::hours(1000))) {}
 
@@ -23,5 +22,4 @@ void FakeClock::Advance(Duration d) {
   now_ += d;
 }
 
-}  // namespace net
 }  // namespace stella

@@ -2,15 +2,14 @@
 // (token buckets, backoff) that must not sleep.
 //
 // Thread safety: all methods are thread-safe.
-#ifndef STELLA_TESTS_NET_FAKE_CLOCK_H_
-#define STELLA_TESTS_NET_FAKE_CLOCK_H_
+#ifndef STELLA_SRC_BASE_TESTING_FAKE_CLOCK_H_
+#define STELLA_SRC_BASE_TESTING_FAKE_CLOCK_H_
 
 #include <mutex>
 
 #include "src/base/clock.h"
 
 namespace stella {
-namespace net {
 
 class FakeClock final : public Clock {
  public:
@@ -28,7 +27,6 @@ class FakeClock final : public Clock {
   mutable TimePoint now_;  // guarded by mu_; mutable because SleepUntil is const
 };
 
-}  // namespace net
 }  // namespace stella
 
-#endif  // STELLA_TESTS_NET_FAKE_CLOCK_H_
+#endif  // STELLA_SRC_BASE_TESTING_FAKE_CLOCK_H_

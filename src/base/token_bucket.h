@@ -11,8 +11,8 @@
 //
 // Thread safety: all methods are thread-safe (one internal mutex); SetRate may
 // be called while another thread reserves.
-#ifndef STELLA_SRC_NET_TOKEN_BUCKET_H_
-#define STELLA_SRC_NET_TOKEN_BUCKET_H_
+#ifndef STELLA_SRC_BASE_TOKEN_BUCKET_H_
+#define STELLA_SRC_BASE_TOKEN_BUCKET_H_
 
 #include <cstddef>
 #include <memory>
@@ -22,7 +22,6 @@
 #include "src/base/status.h"
 
 namespace stella {
-namespace net {
 
 class TokenBucket {
  public:
@@ -67,7 +66,6 @@ class TokenBucket {
   Clock::TimePoint empty_at_;
 };
 
-}  // namespace net
 }  // namespace stella
 
-#endif  // STELLA_SRC_NET_TOKEN_BUCKET_H_
+#endif  // STELLA_SRC_BASE_TOKEN_BUCKET_H_
