@@ -1,10 +1,10 @@
-// In-memory fakes of the collective interfaces, so pipeline tests run every
-// rank as a thread of one process without sockets or Gloo.
+// In-memory fakes of the collective interfaces (IntraClusterGroup, WanMesh),
+// so tests run every rank as a thread of one process without sockets or Gloo.
 //
 // Thread safety: a hub is shared by the threads of its members; each member
 // object is driven by one thread, like the real ones.
-#ifndef STELLA_TESTS_PIPELINE_FAKES_H_
-#define STELLA_TESTS_PIPELINE_FAKES_H_
+#ifndef STELLA_RUNTIME_EXCHANGE_TESTING_IN_MEMORY_H_
+#define STELLA_RUNTIME_EXCHANGE_TESTING_IN_MEMORY_H_
 
 #include <chrono>
 #include <condition_variable>
@@ -17,7 +17,7 @@
 #include "runtime/exchange/intra_cluster.h"
 #include "runtime/exchange/wan_mesh.h"
 
-namespace stella::pipeline::testing {
+namespace stella::exchange::testing {
 
 // A cyclic barrier with a timeout, for the fakes' collective phases.
 class Barrier {
@@ -75,6 +75,6 @@ class MeshHub {
   Deliver deliver_;
 };
 
-}  // namespace stella::pipeline::testing
+}  // namespace stella::exchange::testing
 
-#endif  // STELLA_TESTS_PIPELINE_FAKES_H_
+#endif  // STELLA_RUNTIME_EXCHANGE_TESTING_IN_MEMORY_H_

@@ -1,8 +1,8 @@
-#include "tests/pipeline/fakes.h"
+#include "runtime/exchange/testing/in_memory.h"
 
 #include <string>
 
-namespace stella::pipeline::testing {
+namespace stella::exchange::testing {
 
 constexpr std::chrono::milliseconds kTimeout{20000};
 
@@ -122,4 +122,4 @@ class FakeMesh final : public exchange::WanMesh {
 
 std::unique_ptr<exchange::WanMesh> MeshHub::Member(int cluster) { return std::make_unique<FakeMesh>(this, cluster); }
 
-}  // namespace stella::pipeline::testing
+}  // namespace stella::exchange::testing
