@@ -15,10 +15,10 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <vector>
+
+#include "src/base/file.h"
 
 namespace stella::security {
 namespace {
@@ -221,28 +221,6 @@ std::vector<std::string> UriParts(std::string_view uri) {
   return parts;
 }
 
-Status WriteAll(int fd, const std::string& content) {
-  const char* p = content.data();
-  size_t left = content.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("write", errno);
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
-
-StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot open " + path + ": " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return IoError("cannot read " + path);
-  return text.str();
-}
-
 }  // namespace
 
 std::string GatewayIdentity::Uri() const { return kScheme + namespace_name + "/" + job + "/" + cluster; }
@@ -362,44 +340,6 @@ StatusOr<CertificateInfo> DescribeCertificate(const std::string& pem) {
   return info;
 }
 
-Status WriteFileAtomically(const std::string& path, const std::string& content, unsigned mode) {
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  std::string tmp = path + ".tmp.XXXXXX";
-  const int fd = ::mkstemp(tmp.data());  // O_EXCL, mode 0600 from the start
-  if (fd < 0) return ErrnoError("cannot create a temporary file next to " + path, errno);
-  auto fail = [&](const std::string& what, int err) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return ErrnoError(what, err);
-  };
-  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) return fail("cannot chmod " + tmp, errno);
-  Status w = WriteAll(fd, content);
-  if (!w.ok()) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return w.WithContext("cannot write " + tmp);
-  }
-  if (::fsync(fd) != 0) return fail("cannot fsync " + tmp, errno);
-  if (::close(fd) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError("cannot close " + tmp, e);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError("cannot rename " + tmp + " to " + path, e);
-  }
-  // The rename itself survives a crash only once the folder is synced.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return Status::Ok();
-}
-
 Status WriteTlsDir(const std::string& dir, const TlsMaterial& m) {
   if (dir.empty()) return InvalidArgumentError("TLS directory path is empty");
   if (m.ca_crt.empty() || m.tls_crt.empty() || m.tls_key.empty()) {
@@ -409,9 +349,11 @@ Status WriteTlsDir(const std::string& dir, const TlsMaterial& m) {
     return ErrnoError("cannot create TLS directory " + dir, errno);
   }
   // Key first: a reader that sees a new certificate finds its key already.
-  STELLA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tls.key", m.tls_key, 0600));
-  STELLA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tls.crt", m.tls_crt, 0644));
-  return WriteFileAtomically(dir + "/ca.crt", m.ca_crt, 0644);
+  AtomicWriteOptions key_options;
+  key_options.mode = 0600;
+  STELLA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tls.key", m.tls_key, key_options));
+  STELLA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tls.crt", m.tls_crt));
+  return WriteFileAtomically(dir + "/ca.crt", m.ca_crt);
 }
 
 StatusOr<TlsMaterial> ReadTlsDir(const std::string& dir) {
