@@ -18,23 +18,16 @@
 #include <memory>
 #include <vector>
 
+#include "src/base/dns_name.h"
 #include "src/base/file.h"
+#include "src/security/openssl_util.h"
 
 namespace stella::security {
 namespace {
 
 constexpr char kScheme[] = "stella://";
 
-// Owning handles for the OpenSSL objects used here.
-struct X509Free {
-  void operator()(X509* p) const { X509_free(p); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct BioFree {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
+// Owning handles for the OpenSSL objects used here (and openssl_util.h).
 struct BnFree {
   void operator()(BIGNUM* p) const { BN_free(p); }
 };
@@ -44,33 +37,10 @@ struct ExtFree {
 struct GeneralNamesFree {
   void operator()(GENERAL_NAMES* p) const { GENERAL_NAMES_free(p); }
 };
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-
-// Drains this thread's OpenSSL error queue into one line ("" if empty).
-std::string OpenSslErrors() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    out += (out.empty() ? "" : "; ") + std::string(buf);
-  }
-  return out;
-}
 
 Status OpenSslError(const std::string& what) {
-  const std::string detail = OpenSslErrors();
+  const std::string detail = OpenSslReasons();
   return InternalError(what + " failed" + (detail.empty() ? "" : ": " + detail));
-}
-
-bool IsDns1123Label(std::string_view s) {
-  if (s.empty() || s.size() > 63) return false;
-  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  for (char c : s) {
-    if (!alnum(c) && c != '-') return false;
-  }
-  return alnum(s.front()) && alnum(s.back());
 }
 
 Status CheckLabel(const char* what, const std::string& value) {
@@ -115,7 +85,7 @@ StatusOr<X509Ptr> ParseCert(const std::string& pem, const char* what) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   X509Ptr cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
   if (!cert) {
-    const std::string detail = OpenSslErrors();
+    const std::string detail = OpenSslReasons();
     return InvalidArgumentError(std::string(what) + ": not a PEM certificate" +
                                 (detail.empty() ? "" : " (" + detail + ")"));
   }
