@@ -4,13 +4,12 @@
 #include <cpprest/uri.h>
 
 #include <cctype>
-#include <condition_variable>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 #include <thread>
 
 #include "src/base/clock.h"
+#include "src/base/mutex.h"
 #include "src/base/token_bucket.h"
 
 namespace stella::kube {
@@ -178,29 +177,29 @@ class StopWatcher {
       : stop_(stop), cts_(std::move(cts)), thread_([this] { Run(); }) {}
   ~StopWatcher() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       done_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     thread_.join();
   }
 
  private:
   void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     while (!done_) {
       if (stop_.load()) {
         cts_.cancel();  // closes the connection: a blocked body read fails at once
         return;
       }
-      cv_.wait_for(lock, kStopPoll);
+      cv_.WaitFor(&mu_, kStopPoll);
     }
   }
   const std::atomic<bool>& stop_;  // owned by the caller of Watch, which outlives this
   pplx::cancellation_token_source cts_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;  // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  bool done_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -5,9 +5,8 @@
 #ifndef STELLA_SRC_BASE_TESTING_FAKE_CLOCK_H_
 #define STELLA_SRC_BASE_TESTING_FAKE_CLOCK_H_
 
-#include <mutex>
-
 #include "src/base/clock.h"
+#include "src/base/mutex.h"
 
 namespace stella {
 
@@ -23,8 +22,8 @@ class FakeClock final : public Clock {
   void Advance(Duration d);
 
  private:
-  mutable std::mutex mu_;
-  mutable TimePoint now_;  // guarded by mu_; mutable because SleepUntil is const
+  mutable Mutex mu_;
+  mutable TimePoint now_ GUARDED_BY(mu_);  // mutable because SleepUntil is const
 };
 
 }  // namespace stella
