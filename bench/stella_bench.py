@@ -636,10 +636,23 @@ class Bench:
     def proc(self, argv, name, env=None):
         return Proc(argv, os.path.join(self.work, name + ".log"), env=env, registry=self.procs)
 
-    def runtime_argv(self, job, cluster, wan):
+    def runtime_argv(self, job, cluster, wan, tls_dirs=None):
         return [self.runtime, "--job", job, "--cluster-index", str(cluster), "--local-rank", "0",
                 "--store-host", "127.0.0.1", "--bind-host", "127.0.0.1", "--threads", "1"] + (
-                    ["--wan-addresses", wan] if wan else [])
+                    ["--wan-addresses", wan] if wan else []) + (
+                    ["--tls-dir", tls_dirs[cluster]] if tls_dirs else [])
+
+    def tls_dirs(self, job):
+        """Per-cluster TLS directories of a fresh job CA (`stella tls`): the
+        default WAN path, as `stella run` and the operator set it up. None
+        with --no-tls."""
+        if self.args.no_tls:
+            return None
+        out = os.path.join(self.work, os.path.basename(job) + ".tls")
+        r = sh([self.cli, "tls", job, out], check=False)
+        if r.returncode != 0:
+            raise BenchError("stella tls %s failed: %s" % (job, (r.stderr or r.stdout).strip()))
+        return r.stdout.split()
 
     def ddp_argv(self, job, steps, eval_every, rank, world, master, port, extra=()):
         return [PYTHON, os.path.join(HERE, "pytorch_ddp.py"), "--job", job, "--steps", str(steps),
@@ -684,12 +697,14 @@ class Bench:
             job = self.write_manifest(make_manifest(self.base, name, mode, steps, eval_every, 0))
             port = self.next_port()
             wan = "%s:%d,%s:%d" % (ADDR_A, port, ADDR_B, port)
-            procs = [self.proc(self.link.wrap(side, self.runtime_argv(job, i, wan)), "%s-%s" % (name, side))
+            tls = self.tls_dirs(job)
+            procs = [self.proc(self.link.wrap(side, self.runtime_argv(job, i, wan, tls)), "%s-%s" % (name, side))
                      for i, side in enumerate("ab")]
         else:
             job = self.write_manifest(make_manifest(self.base, name, mode, steps, eval_every, rate))
             logs = os.path.join(self.work, name + "-logs")
-            procs = [self.proc([self.cli, "run", job, "--log-dir", logs, "--timeout", str(timeout)], name)]
+            procs = [self.proc([self.cli, "run", job, "--log-dir", logs, "--timeout", str(timeout)] +
+                               (["--no-tls"] if self.args.no_tls else []), name)]
         return procs, name
 
     def collect_stella(self, procs, name):
@@ -961,7 +976,7 @@ class Bench:
                         # Shared machines: other work skews absolute figures; ratios hold better.
                         "loadavg_at_start": self.loadavg_at_start, "loadavg_at_end": read_loadavg()},
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "scenario": self.args.scenario, "shaper": self.shaper, "shaper_detail": self.shaper_detail,
+            "scenario": self.args.scenario, "wan_tls": not self.args.no_tls, "shaper": self.shaper, "shaper_detail": self.shaper_detail,
             "bandwidths_mbps": self.bandwidths, "systems": self.systems, "budget_steps": self.steps,
             "eval_every": self.eval_every, "target_accuracy": self.target, "batch_size_per_worker": self.batch,
             "job": os.path.abspath(self.args.job), "clusters": 2, "workers_per_cluster": 1,
@@ -1198,6 +1213,8 @@ def parse_args(argv):
     p.add_argument("--target-accuracy", type=float, default=0.0,
                    help="for time-to-accuracy (default 0.80 with --quick, else the manifest's or 0.85)")
     p.add_argument("--phase-seconds", type=float, default=0.0, help="fluctuating: seconds per rate (30; --quick 10)")
+    p.add_argument("--no-tls", action="store_true",
+                   help="plain TCP between Stella's gateways (default: mutual TLS, the path users get)")
     p.add_argument("--keep-logs", action="store_true", help="keep the work folder (manifests, worker logs)")
     p.add_argument("--smoke", action="store_true", help="tiny run of all systems that asserts its own results")
     p.add_argument("--stella-bin", default=os.path.join(REPO, "build", "bin"),

@@ -25,7 +25,9 @@
 
 #include "operator/controller/controller.h"
 #include "operator/controller/log.h"
+#include "operator/controller/manager.h"
 #include "operator/controller/operator_metrics.h"
+#include "operator/controller/runtime_scraper.h"
 #include "operator/kube/client.h"
 #include "operator/kube/config.h"
 #include "operator/kube/leader.h"
@@ -189,7 +191,16 @@ int main(int argc, char** argv) {
   opts.namespaces = flags.namespaces;
   opts.workers = flags.workers;
   opts.sweep_interval = std::chrono::seconds(flags.sweep_seconds);
-  op::Controller controller(hub->get(), opts, &om, &log);
+  // Long-lived pieces, started together once this replica leads. The
+  // scraper starts first and stops last: the controller's reconciles read it.
+  op::RuntimeScraperOptions so;
+  so.interval = opts.runtime_poll;
+  op::RuntimeScraper scraper(so, &log);
+  op::Controller controller(hub->get(), opts, &om, &log, &scraper);
+  scraper.SetOnUpdate([&controller](const std::string& key) { controller.Enqueue(key); });
+  op::Manager manager;
+  manager.Add(&scraper);
+  manager.Add(&controller);
 
   // exit_code: written by the signal thread or the elector's lost callback.
   std::mutex mu;
@@ -223,7 +234,7 @@ int main(int argc, char** argv) {
     lo.on_started_leading = [&] {
       log.Info("leader: acquired Lease " + flags.lease_namespace + "/" + flags.lease_name + " as " + flags.identity);
       om.Leader(true);
-      controller.Start();
+      manager.Start();
     };
     lo.on_stopped_leading = [&] {
       om.Leader(false);
@@ -250,7 +261,7 @@ int main(int argc, char** argv) {
     log.Info("waiting for Lease " + flags.lease_namespace + "/" + flags.lease_name + " as " + flags.identity);
   } else {
     om.Leader(true);
-    controller.Start();
+    manager.Start();
   }
 
   // Readiness: the hub caches of a leader have synced; a standby is ready
@@ -263,7 +274,7 @@ int main(int argc, char** argv) {
     }
   }
   log.Info("stopping the controller");
-  controller.Stop();
+  manager.Stop();
   if (elector) elector->Stop();  // releases the Lease when held
   pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();

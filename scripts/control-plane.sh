@@ -15,6 +15,11 @@
 # DIR/etcd.url (etcd's client URL, for tests that act on storage directly).
 # Extra kube-apiserver flags may be given in STELLA_APISERVER_ARGS (split on
 # spaces), e.g. "--watch-cache-sizes=podtemplates#0".
+#
+# A started plane dies with its owner: STELLA_OWNER_PID, else the caller
+# ($PPID). A watchdog outside the caller's process group polls the owner and
+# runs `stop` (and kwok-cluster.sh stop) once it is gone, so a test that ctest
+# kills at its timeout leaves no etcd or apiserver behind.
 set -euo pipefail
 
 cmd=${1:?usage: control-plane.sh start|stop DIR}
@@ -75,6 +80,16 @@ case "$cmd" in
     [ -f "$dir/apiserver.args" ] || { echo "control-plane.sh: $dir holds no control plane (no apiserver.args)" >&2; exit 2; }
     bin=$(bash "$here/testbin.sh")
     start_apiserver; exit $? ;;
+  watch)
+    # Internal: the watchdog that `start` launches. $3 = the owner's pid.
+    owner=${3:?usage: control-plane.sh watch DIR OWNER_PID}
+    while kill -0 "$owner" 2>/dev/null && [ -f "$dir/apiserver.args" ]; do sleep 1; done
+    if [ -f "$dir/apiserver.args" ]; then
+      echo "control-plane.sh: owner $owner of $dir exited; stopping the plane" >&2
+      [ -d "$dir/kwok" ] && bash "$here/kwok-cluster.sh" stop "$dir" >/dev/null 2>&1
+      stop
+    fi
+    exit 0 ;;
   start) ;;
   *) echo "control-plane.sh: unknown command $cmd (start|stop|stop-apiserver|start-apiserver)" >&2; exit 2 ;;
 esac
@@ -158,6 +173,8 @@ current-context: local
 KC
 
 if start_apiserver; then
+  owner=${STELLA_OWNER_PID:-$PPID}
+  setsid bash "$here/control-plane.sh" watch "$dir" "$owner" </dev/null >>"$dir/watchdog.log" 2>&1 &
   echo "$dir/kubeconfig"
   exit 0
 fi

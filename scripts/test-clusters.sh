@@ -31,6 +31,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 clusters=(hub member-a member-b)
 marker=.stella-test-clusters
+# The planes die with whoever called this script (control-plane.sh's watchdog).
+export STELLA_OWNER_PID=${STELLA_OWNER_PID:-$PPID}
 
 # Stops the three clusters side by side (each takes seconds: components get
 # up to 5 s to exit after SIGTERM).

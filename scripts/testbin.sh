@@ -27,6 +27,11 @@ have_all() {
   done
 }
 if have_all; then echo "$cache"; exit 0; fi
+# One build at a time: a second caller (another test, another make) waits
+# here and then finds the binaries the first one built.
+exec 9>"$cache/.build.lock"
+flock 9
+if have_all; then echo "$cache"; exit 0; fi
 # The Go toolchain of the machine image lives here when not on PATH.
 [ -x /usr/local/go/bin/go ] && PATH=$PATH:/usr/local/go/bin
 command -v go >/dev/null || { echo "testbin: the Go toolchain is required (go not found)" >&2; exit 1; }

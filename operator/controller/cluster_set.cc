@@ -74,7 +74,7 @@ kube::InformerOptions WithTransform(void (*fn)(json*)) {
 
 }  // namespace
 
-Member::Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Client* client, const std::string& origin)
+Member::Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Api* client, const std::string& origin)
     : id_(std::move(id)), owned_(std::move(owned)), client_(owned_ ? owned_.get() : client) {
   const std::string selector = OriginSelector(origin);
   pods_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "pods", ""), selector,
@@ -111,7 +111,7 @@ std::string Member::LastError() const {
   return "";
 }
 
-ClusterSet::ClusterSet(kube::Client* hub, std::string origin, Logger* log,
+ClusterSet::ClusterSet(kube::Api* hub, std::string origin, Logger* log,
                        std::function<void(const json&)> on_child_event,
                        std::function<void(const std::string&, const std::string&, int)> on_request)
     : hub_client_(hub),
@@ -139,13 +139,10 @@ void ClusterSet::Stop() {
 StatusOr<std::string> ClusterSet::ReadKubeconfig(const std::string& ns, const std::string& name,
                                                  const std::string& key) {
   const std::string where = "Secret " + ns + "/" + name;
-  auto resp = hub_client_->Get(kube::ResourcePath("v1", "secrets", ns, name));
-  if (!resp.ok()) return resp.status().WithContext("reading " + where);
+  auto resp = kube::CheckResponse(hub_client_->Get(kube::ResourcePath("v1", "secrets", ns, name)), "reading " + where,
+                                  {404});
+  if (!resp.ok()) return resp.status();
   if (resp->code == 404) return NotFoundError(where + " not found (spec.clusters[].kubeconfigSecret)");
-  if (resp->code != 200) {
-    return UnavailableError("reading " + where + ": HTTP " + std::to_string(resp->code) + ": " +
-                            kube::ApiMessage(*resp));
-  }
   const json data = resp->body.value("data", json::object());
   if (!data.contains(key) || !data[key].is_string()) {
     return InvalidArgumentError(where + " has no key \"" + key + "\" (spec.clusters[].kubeconfigSecret.key)");
@@ -165,6 +162,7 @@ StatusOr<std::unique_ptr<Member>> ClusterSet::Connect(const std::string& id, con
   if (!client.ok()) return client.status().WithContext("client for member " + id);
   auto m = std::make_unique<Member>(id, std::move(client).value(), nullptr, origin_);
   m->kubeconfig_digest = kubeconfig;
+  m->server = config->server;
   auto forward = [this](kube::EventType, const json& obj) { on_child_event_(obj); };
   m->pods().AddHandler(forward);
   m->services().AddHandler(forward);
@@ -186,7 +184,7 @@ StatusOr<Member*> ClusterSet::ForCluster(const std::string& job_namespace,
   std::lock_guard<std::mutex> lock(mu_);
   auto [it, inserted] = members_.emplace(id, std::move(m));
   if (!inserted) retired_.push_back(std::move(m));  // another thread connected first
-  else log_->Info("member cluster connected: " + id + " server=" + it->second->client()->config().server);
+  else log_->Info("member cluster connected: " + id + " server=" + it->second->server);
   return it->second.get();
 }
 

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "operator/controller/log.h"
+#include "operator/controller/reconcile/members.h"
 #include "operator/kube/client.h"
 #include "operator/kube/config.h"
 #include "operator/kube/informer.h"
@@ -28,49 +29,60 @@
 
 namespace stella::op {
 
-class Member {
+class Member final : public MemberView {
  public:
-  Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Client* client, const std::string& origin);
-  ~Member();
+  // `owned` (a member's own connection) or else `client` (the hub's, which
+  // outlives the member) serves the caches and the writes.
+  Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Api* client, const std::string& origin);
+  ~Member() override;
   Member(const Member&) = delete;
   Member& operator=(const Member&) = delete;
 
-  const std::string& id() const { return id_; }  // "hub" or "ns/secret/key"
-  kube::Client* client() const { return client_; }
+  const std::string& id() const override { return id_; }  // "hub" or "ns/secret/key"
+  kube::Api* api() const override { return client_; }
   kube::Informer& pods() { return *pods_; }
   kube::Informer& services() { return *services_; }
   kube::Informer& nodes() { return *nodes_; }
 
   // True once every cache listed at least once and the watches are healthy.
-  bool Synced() const;
+  bool Synced() const override;
   // False while any watch is failing after having worked (or never worked).
-  bool Healthy() const;
+  bool Healthy() const override;
   // Whether the member's API server answered (or failed) a first time; a
   // member that has never answered is unreachable only after this is true.
-  std::string LastError() const;
+  std::string LastError() const override;
+
+  // From the caches.
+  std::vector<nlohmann::json> ListPods(const std::string& selector) const override { return pods_->List(selector); }
+  std::vector<nlohmann::json> ListServices(const std::string& selector) const override {
+    return services_->List(selector);
+  }
+  std::vector<nlohmann::json> ListNodes() const override { return nodes_->List(); }
 
   void Start();
   void Stop();
 
   // The kubeconfig text this member was built from (to notice rotation).
   std::string kubeconfig_digest;
+  // Its API server's URL (for logs); "" for the hub.
+  std::string server;
 
  private:
   std::string id_;
   std::unique_ptr<kube::Client> owned_;
-  kube::Client* client_;
+  kube::Api* client_;
   std::unique_ptr<kube::Informer> pods_, services_, nodes_;
 };
 
-class ClusterSet {
+class ClusterSet final : public MemberDirectory {
  public:
   // `hub` outlives the set. `on_child_event` receives every pod/service event
   // from every member (to enqueue the owning job); `on_request` is each new
   // client's request hook labelled with the member's id.
-  ClusterSet(kube::Client* hub, std::string origin, Logger* log,
+  ClusterSet(kube::Api* hub, std::string origin, Logger* log,
              std::function<void(const nlohmann::json&)> on_child_event,
              std::function<void(const std::string& cluster, const std::string& verb, int code)> on_request);
-  ~ClusterSet();
+  ~ClusterSet() override;
 
   // Starts the hub's caches (members start on first use).
   void Start();
@@ -84,6 +96,15 @@ class ClusterSet {
   // kubeconfig.
   StatusOr<Member*> ForCluster(const std::string& job_namespace, const std::optional<spec::SecretKeyRef>& ref);
 
+  // MemberDirectory, for the reconcile phases.
+  StatusOr<MemberView*> Lookup(const std::string& job_namespace,
+                               const std::optional<spec::SecretKeyRef>& ref) override {
+    auto m = ForCluster(job_namespace, ref);
+    if (!m.ok()) return m.status();
+    return static_cast<MemberView*>(*m);
+  }
+  MemberView* HubMember() override { return hub_.get(); }
+
   // Re-reads every member's Secret and reconnects members whose kubeconfig
   // changed (credential rotation). Called by the periodic sweep.
   void Refresh();
@@ -95,7 +116,7 @@ class ClusterSet {
   StatusOr<std::string> ReadKubeconfig(const std::string& ns, const std::string& name, const std::string& key);
   StatusOr<std::unique_ptr<Member>> Connect(const std::string& id, const std::string& kubeconfig);
 
-  kube::Client* hub_client_;
+  kube::Api* hub_client_;
   std::string origin_;
   Logger* log_;
   std::function<void(const nlohmann::json&)> on_child_event_;

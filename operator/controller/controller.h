@@ -6,20 +6,13 @@
 // level-triggered: it reads the job and what exists now (from the caches),
 // makes the members match, and writes the job's status through /status.
 //
-// One reconcile of a job:
-//   deleted?      delete children in every member, then drop the finalizer
-//   finished?     clean up pods of a failed job, honour ttlSecondsAfterFinished
-//   members       connect (kubeconfig Secrets); unreachable ones -> condition,
-//                 nothing is deleted, retried
-//   suspended?    delete the pods, keep Services; resume recreates them
-//   services      headless (rendezvous) + gateway per cluster
-//   gateways      every cluster's WAN address decided and recorded in status
-//                 before any worker starts (each worker gets all addresses)
-//   pods          one per rank for the current attempt; a failed pod restarts
-//                 the whole job (attempt + 1, --resume with checkpoints) up
-//                 to backoffLimit, then Failed
-//   status        per-cluster counts, phase, conditions, the runtime's step,
-//                 throughput and tuner decision; an Event per transition
+// One reconcile of a job is a fixed list of phases, each in its own file
+// under reconcile/ (see reconcile/phases.h): finalizer, spec check, finished
+// (TTL), observe members, suspend, deadline, services, gateways,
+// restart/fail, TLS, pods, status. The Controller only wires them to the
+// caches and the work queue (Reconciler runs them); the runtime's metrics are
+// scraped by a separate RuntimeScraper runnable whose cache the status phase
+// reads.
 //
 // Threads: the informers' threads, `workers` reconcile threads and one sweep
 // thread (orphans in members, kubeconfig rotation), all owned and joined by
@@ -32,6 +25,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,7 +34,10 @@
 
 #include "operator/controller/cluster_set.h"
 #include "operator/controller/log.h"
+#include "operator/controller/manager.h"
 #include "operator/controller/operator_metrics.h"
+#include "operator/controller/reconcile/reconciler.h"
+#include "operator/controller/runtime_scraper.h"
 #include "operator/kube/client.h"
 #include "operator/kube/informer.h"
 #include "operator/kube/workqueue.h"
@@ -55,62 +52,51 @@ struct ControllerOptions {
   int workers = 4;
   std::chrono::milliseconds sweep_interval{60000};
   std::chrono::milliseconds unreachable_retry{5000};
-  std::chrono::milliseconds runtime_poll{10000};  // scrape of the runtime's metrics while Running
+  std::chrono::milliseconds runtime_poll{10000};  // requeue of a Running job for fresh runtime figures
   int runtime_metrics_port = 9400;
 };
 
-// The result of one reconcile: done, or come back after a delay.
-struct ReconcileResult {
-  std::chrono::milliseconds requeue_after{0};  // 0 = not needed
-};
-
-class Controller {
+class Controller final : public Runnable {
  public:
-  // `hub`, `metrics` and `log` outlive the controller.
-  Controller(kube::Client* hub, ControllerOptions options, OperatorMetrics* metrics, Logger* log);
-  ~Controller();
+  // `hub`, `metrics`, `log` and `runtime` (may be null: no runtime figures in
+  // status) outlive the controller. `hub` serves the job caches (list +
+  // watch) and every write to the hub; kube::Client in the binary,
+  // kube::testing::FakeApi in tests.
+  Controller(kube::Api* hub, ControllerOptions options, OperatorMetrics* metrics, Logger* log,
+             RuntimeScraper* runtime = nullptr);
+  ~Controller() override;
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
 
   // Starts the caches, the workers and the sweep.
-  void Start();
+  void Start() override;
   // Stops taking work, lets in-flight reconciles finish, joins every thread.
-  void Stop();
+  void Stop() override;
+  std::string RunnableName() const override { return "controller"; }
   // True once the hub caches have synced (for /readyz).
   bool Ready() const;
 
   // One reconcile pass of "namespace/name" (the workers' body; public for tests).
   StatusOr<ReconcileResult> Reconcile(const std::string& key);
 
- private:
-  struct Observed;
-  struct JobState;
-
+  // Queues "namespace/name" for a reconcile (e.g. new runtime figures).
   void Enqueue(const std::string& key);
+
+ private:
   void OnChildEvent(const nlohmann::json& obj);
   void WorkerLoop();
   void SweepLoop();
   void SweepOrphans();
-
-  StatusOr<ReconcileResult> Finalize(JobState& st);
-  StatusOr<ReconcileResult> FinishedJob(JobState& st);
-  Status EnsureServices(JobState& st, Observed& ob);
-  Status DeletePods(JobState& st, Observed& ob, const std::string& why);
-  // Makes every gateway's TLS Secret hold certificates of one job CA,
-  // issuing a new CA when they are missing, disagree, or `force`.
-  Status EnsureTlsSecrets(JobState& st, Observed& ob, bool force, bool* reissued);
-  void Fail(JobState& st, Observed& ob, const std::string& reason, const std::string& message);
-  void ScrapeRuntime(JobState& st, Observed& ob);
-  Status WriteStatus(JobState& st);
-  void Event(const JobState& st, const std::string& type, const std::string& reason, const std::string& message);
   void UpdatePhaseGauge();
+  std::optional<nlohmann::json> CachedJob(const std::string& ns, const std::string& name) const;
 
-  kube::Client* hub_;
+  kube::Api* hub_;
   ControllerOptions options_;
   OperatorMetrics* metrics_;
   Logger* log_;
   std::vector<std::unique_ptr<kube::Informer>> jobs_;  // one per watched namespace (or one for all)
   std::unique_ptr<ClusterSet> clusters_;
+  std::unique_ptr<Reconciler> reconciler_;  // after clusters_: points at it
   std::unique_ptr<kube::WorkQueue> queue_;
   std::vector<std::thread> workers_;
   std::thread sweeper_;
@@ -118,8 +104,6 @@ class Controller {
   std::condition_variable sweep_cv_;
   bool stopping_ = false;
   std::atomic<bool> started_{false};
-  std::mutex scrape_mu_;
-  std::map<std::string, std::chrono::steady_clock::time_point> last_scrape_;  // by job uid
 };
 
 }  // namespace stella::op

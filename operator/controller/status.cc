@@ -77,6 +77,151 @@ bool ConditionTrue(const json& status, const std::string& type) {
   return false;
 }
 
+bool SetCondition(spec::JobStatus* status, const std::string& type, bool value, const std::string& reason,
+                  const std::string& message, int64_t generation, std::time_t now) {
+  const std::string v = value ? "True" : "False";
+  for (auto& c : status->conditions) {
+    if (c.type != type) continue;
+    bool flipped = c.status != v;
+    if (flipped) c.last_transition_time = Rfc3339(now);
+    c.status = v;
+    c.reason = reason;
+    c.message = message;
+    c.observed_generation = generation;
+    return flipped;
+  }
+  status->conditions.push_back({type, v, reason, message, generation, Rfc3339(now)});
+  return true;
+}
+
+bool ConditionTrue(const spec::JobStatus& status, const std::string& type) {
+  for (const auto& c : status.conditions) {
+    if (c.type == type) return c.status == "True";
+  }
+  return false;
+}
+
+namespace {
+
+// Integers only where the API stores integers: a float there was not written
+// by the operator (and converting a huge one would be undefined).
+template <typename T>
+void ReadInt(const json& j, const char* key, T* out) {
+  const json* v = At(j, {key});
+  if (v && v->is_number_integer()) *out = static_cast<T>(v->get<int64_t>());
+}
+
+void ReadDouble(const json& j, const char* key, double* out) {
+  const json* v = At(j, {key});
+  if (v && v->is_number()) *out = v->get<double>();
+}
+
+spec::ClusterStatus ClusterStatusFromJson(const json& j) {
+  spec::ClusterStatus c;
+  c.name = Str(j, "name");
+  ReadInt(j, "workers", &c.workers);
+  if (const json* r = At(j, {"reachable"}); r && r->is_boolean()) c.reachable = r->get<bool>();
+  c.message = Str(j, "message");
+  c.gateway_address = Str(j, "gatewayAddress");
+  c.gateway_node = Str(j, "gatewayNode");
+  for (const char* k : {"pending", "running", "ready", "succeeded", "failed"}) {
+    if (At(j, {k})) c.counts.emplace();
+  }
+  if (c.counts) {
+    ReadInt(j, "pending", &c.counts->pending);
+    ReadInt(j, "running", &c.counts->running);
+    ReadInt(j, "ready", &c.counts->ready);
+    ReadInt(j, "succeeded", &c.counts->succeeded);
+    ReadInt(j, "failed", &c.counts->failed);
+  }
+  return c;
+}
+
+json ClusterStatusToJson(const spec::ClusterStatus& c) {
+  json j = {{"name", c.name}, {"workers", c.workers}, {"reachable", c.reachable}};
+  if (!c.message.empty()) j["message"] = c.message;
+  if (!c.gateway_address.empty()) j["gatewayAddress"] = c.gateway_address;
+  if (!c.gateway_node.empty()) j["gatewayNode"] = c.gateway_node;
+  if (c.counts) {
+    j["pending"] = c.counts->pending;
+    j["running"] = c.counts->running;
+    j["ready"] = c.counts->ready;
+    j["succeeded"] = c.counts->succeeded;
+    j["failed"] = c.counts->failed;
+  }
+  return j;
+}
+
+}  // namespace
+
+spec::JobStatus JobStatusFromJson(const json& j) {
+  spec::JobStatus s;
+  if (!j.is_object()) return s;
+  s.phase = Str(j, "phase");
+  s.message = Str(j, "message");
+  ReadInt(j, "observedGeneration", &s.observed_generation);
+  ReadInt(j, "step", &s.step);
+  ReadDouble(j, "samplesPerSecond", &s.samples_per_second);
+  ReadDouble(j, "density", &s.density);
+  if (const json* b = At(j, {"batchSize"}); b && b->is_number_integer()) s.batch_size = b->get<int64_t>();
+  for (const auto& c : ArrayAt(j, {"conditions"})) {
+    if (!c.is_object() || Str(c, "type").empty()) continue;
+    spec::JobCondition cond{Str(c, "type"), Str(c, "status"), Str(c, "reason"), Str(c, "message"), 0,
+                            Str(c, "lastTransitionTime")};
+    ReadInt(c, "observedGeneration", &cond.observed_generation);
+    s.conditions.push_back(std::move(cond));
+  }
+  for (const auto& c : ArrayAt(j, {"clusters"})) {
+    if (c.is_object()) s.clusters.push_back(ClusterStatusFromJson(c));
+  }
+  s.clusters_ready = Str(j, "clustersReady");
+  s.start_time = Str(j, "startTime");
+  s.first_start_time = Str(j, "firstStartTime");
+  s.completion_time = Str(j, "completionTime");
+  ReadInt(j, "restarts", &s.restarts);
+  s.certificates_rotation = Str(j, "certificatesRotation");
+  return s;
+}
+
+json JobStatusToJson(const spec::JobStatus& s) {
+  json j = json::object();
+  if (!s.phase.empty()) j["phase"] = s.phase;
+  if (!s.message.empty()) j["message"] = s.message;
+  j["observedGeneration"] = s.observed_generation;
+  if (s.batch_size || s.step != 0 || s.samples_per_second != 0 || s.density != 0) {
+    j["step"] = s.step;
+    j["samplesPerSecond"] = s.samples_per_second;
+    j["density"] = s.density;
+  }
+  if (s.batch_size) j["batchSize"] = *s.batch_size;
+  if (!s.conditions.empty()) {
+    json conds = json::array();
+    for (const auto& c : s.conditions) {
+      conds.push_back({{"type", c.type},
+                       {"status", c.status},
+                       {"reason", c.reason},
+                       {"message", c.message},
+                       {"observedGeneration", c.observed_generation},
+                       {"lastTransitionTime", c.last_transition_time}});
+    }
+    j["conditions"] = conds;
+  }
+  if (!s.clusters.empty()) {
+    json clusters = json::array();
+    for (const auto& c : s.clusters) clusters.push_back(ClusterStatusToJson(c));
+    j["clusters"] = clusters;
+  }
+  for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"clustersReady", &s.clusters_ready},
+                                   {"startTime", &s.start_time},
+                                   {"firstStartTime", &s.first_start_time},
+                                   {"completionTime", &s.completion_time},
+                                   {"certificatesRotation", &s.certificates_rotation}}) {
+    if (!value->empty()) j[key] = *value;
+  }
+  if (s.restarts != 0) j["restarts"] = s.restarts;
+  return j;
+}
+
 PodCounts CountPods(const std::vector<const json*>& pods) {
   PodCounts n;
   for (const json* p : pods) {

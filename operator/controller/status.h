@@ -1,5 +1,7 @@
-// Pure helpers for the StellaJob status the operator writes: conditions that
-// keep their transition time, per-cluster pod counts, RFC 3339 times.
+// Pure helpers for the StellaJob status the operator writes: the boundary
+// between the API object's JSON status and the typed spec::JobStatus the
+// reconciler works on, conditions that keep their transition time,
+// per-cluster pod counts, RFC 3339 times.
 #ifndef STELLA_OPERATOR_CONTROLLER_STATUS_H_
 #define STELLA_OPERATOR_CONTROLLER_STATUS_H_
 
@@ -10,6 +12,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "src/spec/stella_job.h"
 
 namespace stella::op {
 
@@ -33,6 +37,20 @@ bool SetCondition(nlohmann::json* status, const std::string& type, bool value, c
                   const std::string& message, int64_t generation, std::time_t now);
 // The condition's status is "True".
 bool ConditionTrue(const nlohmann::json& status, const std::string& type);
+
+// The same on the typed status the reconciler works on.
+bool SetCondition(spec::JobStatus* status, const std::string& type, bool value, const std::string& reason,
+                  const std::string& message, int64_t generation, std::time_t now);
+bool ConditionTrue(const spec::JobStatus& status, const std::string& type);
+
+// The JSON boundary. Reading is type-tolerant: the operator owns status, so
+// members of the wrong type (written by someone else) read as absent and
+// unknown members are dropped. Writing leaves out empty strings and lists,
+// restarts 0, cluster entries' counts until counted, and the runtime's
+// figures (step, samplesPerSecond, density) until the runtime reported them
+// (batchSize present, or any of them non-zero).
+spec::JobStatus JobStatusFromJson(const nlohmann::json& status);
+nlohmann::json JobStatusToJson(const spec::JobStatus& status);
 
 struct PodCounts {
   int pending = 0, running = 0, ready = 0, succeeded = 0, failed = 0;

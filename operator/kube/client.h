@@ -1,5 +1,5 @@
 // Client: a Kubernetes REST client for one API server (cpprestsdk underneath,
-// invisible in this header).
+// invisible in this header); the production kube::Api (api.h).
 //
 // What it guarantees:
 //  - Every call returns the server's answer as a Response with any HTTP code
@@ -29,17 +29,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "operator/kube/api.h"
 #include "operator/kube/config.h"
 #include "src/base/status.h"
 
 namespace stella::kube {
-
-// Any HTTP answer of the server. `body` is the parsed JSON, a JSON string when
-// the body was not JSON, or null when empty.
-struct Response {
-  int code = 0;
-  nlohmann::json body;
-};
 
 struct ClientOptions {
   // Bound on one request (connect + answer). Watches use their own bound:
@@ -55,41 +49,6 @@ struct ClientOptions {
   std::function<void(const std::string& verb, int code)> on_request;
 };
 
-enum class PatchKind { kMerge, kJson, kStrategicMerge, kApply };
-
-// How a PATCH body is interpreted. Apply (server-side apply) needs a field
-// manager; force takes ownership of conflicting fields.
-struct PatchType {
-  PatchKind kind = PatchKind::kMerge;
-  std::string field_manager;
-  bool force = false;
-
-  static PatchType Merge() { return {PatchKind::kMerge, "", false}; }
-  static PatchType Json() { return {PatchKind::kJson, "", false}; }
-  static PatchType StrategicMerge() { return {PatchKind::kStrategicMerge, "", false}; }
-  static PatchType Apply(std::string field_manager, bool force = false) {
-    return {PatchKind::kApply, std::move(field_manager), force};
-  }
-};
-
-struct ListResult {
-  // Every item of every page, with kind and apiVersion filled in (the API
-  // server omits them from list items).
-  std::vector<nlohmann::json> items;
-  // The list's resourceVersion: start a watch from here to miss nothing.
-  std::string resource_version;
-};
-
-enum class EventType { kAdded, kModified, kDeleted, kBookmark, kError };
-const char* EventTypeName(EventType t);  // "ADDED", ...
-
-struct WatchEvent {
-  EventType type = EventType::kAdded;
-  // The object; for BOOKMARK only metadata.resourceVersion (and annotations)
-  // are meaningful; ERROR events never reach the callback (see Watch).
-  nlohmann::json object;
-};
-
 // Decodes one line of a watch stream (one JSON event, without the newline):
 // {"type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR", "object": {...}}.
 // A line that is not a JSON object with a string "type" is DataLoss, an
@@ -103,60 +62,31 @@ StatusOr<WatchEvent> DecodeWatchEvent(const std::string& line);
 // server error, never a 410 that would trigger a re-list).
 int WatchErrorCode(const nlohmann::json& status);
 
-struct WatchOptions {
-  // Start after this resourceVersion; "" = the server's current state is sent
-  // first as ADDED events (avoid: List first, then watch from its version).
-  std::string resource_version;
-  std::string label_selector;
-  // The server closes the watch after this long (a normal close; resume from
-  // WatchEnd::resource_version). Default 300 s.
-  int timeout_seconds = 300;
-  bool allow_bookmarks = true;
-  // Ask for the current state as ADDED events followed by a BOOKMARK annotated
-  // "k8s.io/initial-events-end" (the streaming-list protocol).
-  bool send_initial_events = false;
-  // Called once when the server has accepted the watch (HTTP 200), before any
-  // event; the informer uses it to report health. Optional.
-  std::function<void()> on_connected;
-};
-
-struct WatchEnd {
-  // The last resourceVersion seen (event or bookmark); the input version when
-  // nothing arrived. Resume a normally closed watch from here.
-  std::string resource_version;
-  // The server answered 410 Gone (HTTP or an ERROR event with code 410): the
-  // version is too old; the caller must re-list.
-  bool gone = false;
-  std::string gone_message;
-  // Events delivered to the callback (BOOKMARKs included).
-  size_t events = 0;
-};
-
-class Client {
+class Client : public Api {
  public:
   // Validates the TLS material (CA, client certificate and key) and the server
   // URL; errors name the ClusterConfig field.
   static StatusOr<std::unique_ptr<Client>> Create(const ClusterConfig& config,
                                                   ClientOptions options = {});
-  ~Client();
+  ~Client() override;
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   // `path` is an absolute API path, optionally with a query string
   // ("/api/v1/namespaces/default/configmaps/x"); see ResourcePath.
-  StatusOr<Response> Get(const std::string& path);
-  StatusOr<Response> Create(const std::string& collection_path, const nlohmann::json& obj);  // POST
-  StatusOr<Response> Update(const std::string& path, const nlohmann::json& obj);             // PUT
+  StatusOr<Response> Get(const std::string& path) override;
+  StatusOr<Response> Create(const std::string& collection_path, const nlohmann::json& obj) override;  // POST
+  StatusOr<Response> Update(const std::string& path, const nlohmann::json& obj) override;             // PUT
   StatusOr<Response> Patch(const std::string& path, const nlohmann::json& patch,
-                           const PatchType& type);
+                           const PatchType& type) override;
   // `options` is a DeleteOptions body (propagationPolicy, preconditions), or null.
-  StatusOr<Response> Delete(const std::string& path, const nlohmann::json* options = nullptr);
+  StatusOr<Response> Delete(const std::string& path, const nlohmann::json* options = nullptr) override;
 
   // Every page (limit/continue). A non-2xx answer is an error Status carrying
   // the server's message; an expired continue token (410) restarts the list
   // from the beginning (at most 3 times).
   StatusOr<ListResult> List(const std::string& collection_path,
-                            const std::string& label_selector = "", int page_size = 500);
+                            const std::string& label_selector = "", int page_size = 500) override;
 
   // Streams one watch until the server closes it (ok), `stop` becomes true (ok,
   // noticed within ~50 ms), or an error. Events are delivered in order on the
@@ -165,7 +95,7 @@ class Client {
   // are error Statuses.
   StatusOr<WatchEnd> Watch(const std::string& collection_path, const WatchOptions& options,
                            const std::function<void(const WatchEvent&)>& on_event,
-                           const std::atomic<bool>& stop);
+                           const std::atomic<bool>& stop) override;
 
   const ClusterConfig& config() const;
 
@@ -174,38 +104,6 @@ class Client {
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// "/api/v1/namespaces/ns/configmaps/name/status" and friends. group_version is
-// "v1" (core, under /api) or "group/version" (under /apis). namespace_ "" =
-// cluster-scoped or all namespaces; name "" = the collection.
-std::string ResourcePath(const std::string& group_version, const std::string& plural,
-                         const std::string& namespace_ = "", const std::string& name = "",
-                         const std::string& subresource = "");
-
-// Percent-encodes a query parameter value.
-std::string QueryEscape(const std::string& value);
-
-bool IsNotFound(const Response& r);       // 404
-bool IsConflict(const Response& r);       // 409 other than AlreadyExists (stale resourceVersion)
-bool IsAlreadyExists(const Response& r);  // 409 reason AlreadyExists
-bool IsGone(const Response& r);           // 410
-bool IsSuccess(const Response& r);        // 2xx
-// The server's Status.message, or the body text when it is not a Status.
-std::string ApiMessage(const Response& r);
-// The server's Status.reason ("NotFound", "Conflict", "Invalid", ...) or ""
-// (also when the body is not a Status or the reason is not a string).
-std::string ApiReason(const Response& r);
-// A non-2xx Response as an error Status: "context: HTTP 422 Invalid: <message>",
-// with a code that says whether retrying may help (409/429/5xx -> Unavailable,
-// 404 -> NotFound, 400/422 -> InvalidArgument, 401/403 -> FailedPrecondition).
-// Ok for 2xx.
-Status ResponseStatus(const Response& r, const std::string& context);
-
-// The object's metadata.resourceVersion / namespace / name ("" when absent or
-// not a string).
-std::string ResourceVersionOf(const nlohmann::json& obj);
-std::string NamespaceOf(const nlohmann::json& obj);
-std::string NameOf(const nlohmann::json& obj);
 
 }  // namespace stella::kube
 

@@ -38,7 +38,7 @@ bool LabelsMatch(const json& obj, const std::string& selector) {
   return true;
 }
 
-Informer::Informer(Client* client, std::string collection_path, std::string label_selector,
+Informer::Informer(Api* client, std::string collection_path, std::string label_selector,
                    InformerOptions options)
     : client_(client),
       collection_path_(std::move(collection_path)),

@@ -59,7 +59,7 @@ class Informer {
   // `client` must outlive the informer (it is shared by all components of the
   // cluster). collection_path e.g. ResourcePath("stella.dev/v1alpha1",
   // "stellajobs") for all namespaces.
-  Informer(Client* client, std::string collection_path, std::string label_selector = "",
+  Informer(Api* client, std::string collection_path, std::string label_selector = "",
            InformerOptions options = {});
   ~Informer();
   Informer(const Informer&) = delete;
@@ -106,7 +106,7 @@ class Informer {
   void Backoff(int* failures);
   void SetHealthy(bool healthy, const Status& why = Status::Ok());
 
-  Client* const client_;  // outlives this (constructor contract)
+  Api* const client_;  // outlives this (constructor contract)
   const std::string collection_path_;
   const std::string label_selector_;
   const InformerOptions options_;

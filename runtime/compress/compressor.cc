@@ -41,6 +41,9 @@ StatusOr<std::unique_ptr<Compressor>> CreateCompressor(const CompressorOptions& 
   if (options.kind == "randomk") return internal::NewRandomKCompressor(options.seed);
   if (options.kind == "threshold") return internal::NewThresholdCompressor(options);
   if (options.kind == "cacheline") return internal::NewCachelineCompressor(options);
+  if (options.kind.empty()) {
+    return InvalidArgumentError("CompressorOptions.kind: required; valid kinds: topk, randomk, threshold, cacheline");
+  }
   return InvalidArgumentError("unknown compressor kind \"" + options.kind +
                               "\"; valid kinds: topk, randomk, threshold, cacheline");
 }

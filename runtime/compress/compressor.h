@@ -119,8 +119,9 @@ class Compressor {
 
 struct CompressorOptions {
   // Which selector: "topk" | "randomk" | "threshold" | "cacheline".
-  // Default "topk" (exact, O(n) average, the slowest on big tensors).
-  std::string kind = "topk";
+  // Required: the job's default (spec.sync.compressor) lives in the spec
+  // library only.
+  std::string kind;
 
   // randomk: seed of the std::mt19937_64 generator. Two instances with the
   // same seed and the same call sequence select the same indices.

@@ -173,7 +173,7 @@ StatusOr<std::unique_ptr<SparseExchange>> SparseExchange::Create(const SparseExc
     return InvalidArgumentError("sparse exchange: cluster_index " + std::to_string(options.cluster_index) +
                                 " out of range for " + std::to_string(clusters) + " clusters");
   }
-  if (options.momentum_correction != 0.0 && !options.error_feedback) {
+  if (options.compression.momentum_correction != 0.0 && !options.compression.error_feedback) {
     return InvalidArgumentError("sparse exchange: momentum correction needs error feedback");
   }
   if (!options.cluster_workers.empty()) {
@@ -192,7 +192,7 @@ StatusOr<std::unique_ptr<SparseExchange>> SparseExchange::Create(const SparseExc
   auto x = std::unique_ptr<SparseExchange>(new SparseExchange(options, mesh));
   x->layout_.tensor_sizes = options.tensor_sizes;
   x->layout_.num_control = options.num_control;
-  x->layout_.block_size = CompressorBlockSize(options.compressor.kind);
+  x->layout_.block_size = CompressorBlockSize(options.compression.compressor.kind);
   x->layout_.state_floats = options.state_floats;
   for (int c = 0; c < clusters; ++c) {
     x->cluster_workers_.push_back(options.cluster_workers.empty()
@@ -206,17 +206,17 @@ StatusOr<std::unique_ptr<SparseExchange>> SparseExchange::Create(const SparseExc
                                   " elements");
     }
     x->total_elements_ += size;
-    compress::CompressorOptions co = options.compressor;
+    compress::CompressorOptions co = options.compression.compressor;
     // Distinct random-k streams per tensor and cluster: clusters that picked
     // the same indices would waste the union.
-    co.seed = options.compressor.seed + 1000003ull * static_cast<uint64_t>(options.cluster_index) + i;
+    co.seed = options.compression.compressor.seed + 1000003ull * static_cast<uint64_t>(options.cluster_index) + i;
     auto c = compress::CreateCompressor(co);
     if (!c.ok()) return c.status().WithContext("sparse exchange");
     x->compressors_.push_back(std::move(c).value());
-    if (options.error_feedback) {
+    if (options.compression.error_feedback) {
       compress::ErrorFeedbackOptions eo;
       eo.num_elements = static_cast<size_t>(size);
-      eo.momentum = options.momentum_correction;
+      eo.momentum = options.compression.momentum_correction;
       auto ef = compress::ErrorFeedback::Create(eo);
       if (!ef.ok()) return ef.status().WithContext("sparse exchange");
       x->feedback_.push_back(std::move(ef).value());
@@ -281,7 +281,7 @@ Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_su
       }
       return st.WithContext("step " + std::to_string(step) + " compressing tensor " + std::to_string(i));
     }
-    compress::RoundValues(&selected_[i], options_.precision);
+    compress::RoundValues(&selected_[i], options_.compression.precision);
     if (!feedback_.empty()) feedback_[i]->Update(selected_[i]);
     local.sent_elements += selected_[i].values.size();
     offset += options_.tensor_sizes[i];
@@ -290,7 +290,7 @@ Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_su
   uint32_t flags = diverged_ ? kPayloadDiverged : 0;
   const bool carry_state = wants_state() && state != nullptr && state_out != nullptr;
   if (carry_state) flags |= kPayloadHasState;
-  STELLA_RETURN_IF_ERROR(EncodePayload(step, control, options_.num_control, selected_, options_.precision, &mine_,
+  STELLA_RETURN_IF_ERROR(EncodePayload(step, control, options_.num_control, selected_, options_.compression.precision, &mine_,
                                        flags, state, layout_.state_floats));
   local.payload_bytes = mine_.size();
   const auto t1 = clock.Now();

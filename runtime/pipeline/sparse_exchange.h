@@ -105,11 +105,10 @@ Status EncodePayload(uint32_t step, const float* control, size_t num_control,
 // message naming the field on any mismatch; never reads out of bounds.
 StatusOr<DecodedPayload> DecodePayload(const uint8_t* data, size_t n, uint32_t step, const PayloadLayout& layout);
 
-struct SparseExchangeOptions {
-  // Elements per parameter tensor, in model order. Required (non-empty, each
-  // >= 0).
-  std::vector<int64_t> tensor_sizes;
-  // Compressor kind and its options; one instance per tensor. Default topk.
+// How a gateway compresses its cluster's gradient; the same for the whole
+// job (spec.sync), handed unchanged from SparseSync to each bucket's exchange.
+struct CompressionOptions {
+  // Compressor kind (required) and its options; one instance per tensor.
   compress::CompressorOptions compressor;
   // Precision of values on the wire. Default fp32.
   compress::ValuePrecision precision = compress::ValuePrecision::kFp32;
@@ -119,6 +118,13 @@ struct SparseExchangeOptions {
   // DGC momentum-correction coefficient in [0, 1) (needs error_feedback);
   // the receivers then run plain SGD. Default 0 (off).
   double momentum_correction = 0.0;
+};
+
+struct SparseExchangeOptions {
+  // Elements per parameter tensor, in model order. Required (non-empty, each
+  // >= 0).
+  std::vector<int64_t> tensor_sizes;
+  CompressionOptions compression;
   // Dense control floats carried beside the gradient. Default 0.
   size_t num_control = 0;
   // Workers in the whole job: the aggregate is the sum / world_size. >= 1.

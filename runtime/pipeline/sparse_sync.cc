@@ -20,14 +20,10 @@ StatusOr<std::unique_ptr<SparseSync>> SparseSync::Create(const SparseSyncOptions
                                                          exchange::IntraClusterGroup* group, exchange::WanMesh* mesh,
                                                          const float* initial_parameters) {
   if (group == nullptr) return InvalidArgumentError("sparse sync: no intra-cluster group");
-  if (!(options.density > 0.0 && options.density <= 1.0)) {
-    return InvalidArgumentError("sparse sync: density must be in (0, 1], got " + std::to_string(options.density));
-  }
   auto s = std::unique_ptr<SparseSync>(new SparseSync());
   s->options_ = options;
   s->group_ = group;
-  s->density_.store(options.density);
-  s->block_size_ = CompressorBlockSize(options.compressor.kind);
+  s->block_size_ = CompressorBlockSize(options.compression.compressor.kind);
   CpuOptimizerOptions oo;
   oo.tensor_sizes = options.tensor_sizes;
   oo.optimizer = options.optimizer;
@@ -65,10 +61,7 @@ StatusOr<std::unique_ptr<SparseSync>> SparseSync::Create(const SparseSyncOptions
     if (s->gateway_) {
       SparseExchangeOptions xo;
       xo.tensor_sizes = r.sizes;
-      xo.compressor = options.compressor;
-      xo.precision = options.precision;
-      xo.error_feedback = options.error_feedback;
-      xo.momentum_correction = options.momentum_correction;
+      xo.compression = options.compression;
       xo.num_control = r.num_control;
       xo.world_size = options.world_size;
       xo.cluster_index = mesh == nullptr ? 0 : options.cluster_index;
@@ -90,7 +83,6 @@ SparseSyncState SparseSync::SaveState() const {
   SparseSyncState out;
   out.master.assign(parameters(), parameters() + num_parameters());
   out.optimizer = optimizer_->SaveState();
-  out.density = density();
   if (gateway_) {
     out.exchange.resize(options_.tensor_sizes.size());
     for (const Range& r : ranges_) {
@@ -102,9 +94,6 @@ SparseSyncState SparseSync::SaveState() const {
 }
 
 Status SparseSync::LoadState(const SparseSyncState& state) {
-  if (!(state.density > 0.0 && state.density <= 1.0)) {
-    return InvalidArgumentError("sparse sync: saved density must be in (0, 1], got " + std::to_string(state.density));
-  }
   const size_t tensors = options_.tensor_sizes.size();
   if (gateway_ && state.exchange.size() != tensors) {
     return InvalidArgumentError("sparse sync: this worker is its cluster's gateway but the saved state has " +
@@ -124,27 +113,32 @@ Status SparseSync::LoadState(const SparseSyncState& state) {
                                           std::to_string(r.end) + ")");
     }
   }
-  SetDensity(state.density);
   return Status::Ok();
 }
 
-Status SparseSync::Step(uint32_t step, float* buffer, SyncStepStats* stats) {
+Status SparseSync::Step(uint32_t step, double density, float* buffer, SyncStepStats* stats) {
   STELLA_CHECK(ranges_.size() == 1);
-  return RunRange(exchange::kFirstTrainingRoundTag + step, ranges_[0], buffer, buffer + num_parameters_, stats);
+  return RunRange(exchange::kFirstTrainingRoundTag + step, density, ranges_[0], buffer, buffer + num_parameters_,
+                  stats);
 }
 
-Status SparseSync::StepBucket(uint32_t step, size_t bucket, float* gradient, float* control, SyncStepStats* stats) {
+Status SparseSync::StepBucket(uint32_t step, size_t bucket, double density, float* gradient, float* control,
+                              SyncStepStats* stats) {
   STELLA_CHECK(bucket < ranges_.size());
   // Unique per (step, bucket), so a frame can never be taken for another
   // bucket's (the mesh matches frames by tag).
   const uint32_t tag = exchange::kFirstTrainingRoundTag +
                        static_cast<uint32_t>(static_cast<uint64_t>(step) * ranges_.size() + bucket);
-  Status st = RunRange(tag, ranges_[bucket], gradient, control, stats);
+  Status st = RunRange(tag, density, ranges_[bucket], gradient, control, stats);
   if (!st.ok()) return st.WithContext("bucket " + std::to_string(bucket));
   return st;
 }
 
-Status SparseSync::RunRange(uint32_t tag, Range& r, float* gradient, float* control, SyncStepStats* stats) {
+Status SparseSync::RunRange(uint32_t tag, double density, Range& r, float* gradient, float* control,
+                            SyncStepStats* stats) {
+  if (!(density > 0.0 && density <= 1.0)) {
+    return InvalidArgumentError("sparse sync: density must be in (0, 1], got " + std::to_string(density));
+  }
   const Clock& clock = *options_.clock;
   SyncStepStats local;
   const size_t n = r.elements;
@@ -169,7 +163,7 @@ Status SparseSync::RunRange(uint32_t tag, Range& r, float* gradient, float* cont
       optimizer_->SaveRangeState(r.first, r.end, r.state.data());
       state = r.state.data();
     }
-    STELLA_RETURN_IF_ERROR(r.exchange->Exchange(tag, density_.load(), r.sum.data(), r.sum.data() + n,
+    STELLA_RETURN_IF_ERROR(r.exchange->Exchange(tag, density, r.sum.data(), r.sum.data() + n,
                                                 r.message.data(), r.message.data() + n, &r.touched, &xs,
                                                 clock.Now() + options_.timeout, state, state));
     PackBlockMask(r.touched, r.sizes, block_size_, r.message.data() + n + c);

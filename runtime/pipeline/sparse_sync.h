@@ -57,15 +57,8 @@ struct SparseSyncOptions {
   optim::OptimizerOptions optimizer;
   // Threads of the CPU optimizer, counting the caller. Default 1.
   size_t optimizer_threads = 1;
-  // Gateway compression: compressor kind/options, wire precision, error
-  // feedback and DGC momentum correction; see SparseExchangeOptions.
-  // Defaults topk, fp32, feedback on, no momentum correction.
-  compress::CompressorOptions compressor;
-  compress::ValuePrecision precision = compress::ValuePrecision::kFp32;
-  bool error_feedback = true;
-  double momentum_correction = 0.0;
-  // Starting density in (0, 1]. Default 0.01.
-  double density = 0.01;
+  // Gateway compression (see CompressionOptions).
+  CompressionOptions compression;
   // Workers in the job (>= 1) and this worker's cluster. Defaults 1 and 0.
   int world_size = 1;
   int cluster_index = 0;
@@ -109,7 +102,6 @@ struct SparseSyncState {
   std::vector<float> master;                      // the master copy
   std::vector<optim::OptimizerState> optimizer;   // per tensor, model order
   std::vector<TensorExchangeState> exchange;      // per tensor (gateway), else empty
-  double density = 0;                             // the density of the next step
 };
 
 class SparseSync {
@@ -122,12 +114,15 @@ class SparseSync {
                                                       exchange::IntraClusterGroup* group, exchange::WanMesh* mesh,
                                                       const float* initial_parameters);
 
-  // One step. `buffer` holds this worker's gradient (num_parameters floats)
+  // One step at `density` (in (0, 1]; only the gateway's value matters: it
+  // compresses; InvalidArgument outside that range). The density is an
+  // argument, not state: the tuner driver (runtime/tuner/tuner_driver.h)
+  // owns it. `buffer` holds this worker's gradient (num_parameters floats)
   // followed by num_control floats; it is used as scratch. On success the
   // control floats hold the job-wide mean and parameters() includes this
   // step's update.
   // Only without `buckets` (a single bucket).
-  Status Step(uint32_t step, float* buffer, SyncStepStats* stats);
+  Status Step(uint32_t step, double density, float* buffer, SyncStepStats* stats);
 
   // One bucket of one step: `gradient` holds this worker's gradient of the
   // bucket's tensors (contiguous, model order) and is used as scratch;
@@ -135,7 +130,8 @@ class SparseSync {
   // for the bucket holding tensor 0 and ignored (may be null) otherwise.
   // Every worker must call it for the same (step, bucket) sequence. On
   // success parameters() includes the update of the bucket's tensors.
-  Status StepBucket(uint32_t step, size_t bucket, float* gradient, float* control, SyncStepStats* stats);
+  Status StepBucket(uint32_t step, size_t bucket, double density, float* gradient, float* control,
+                    SyncStepStats* stats);
   size_t num_buckets() const { return ranges_.size(); }
 
   // Checkpoints. Only between steps (no StepBucket running).
@@ -148,11 +144,6 @@ class SparseSync {
   const float* parameters() const { return optimizer_->parameters(); }
   size_t num_parameters() const { return optimizer_->num_parameters(); }
   bool is_gateway() const { return gateway_; }
-
-  // The density the gateway compresses at; takes effect at the next step.
-  // Only the gateway's value matters. Thread-safe (a tuner may set it).
-  void SetDensity(double density) { density_.store(density); }
-  double density() const { return density_.load(); }
 
  private:
   // The state of one bucket of tensors.
@@ -174,12 +165,11 @@ class SparseSync {
   };
 
   SparseSync() = default;
-  Status RunRange(uint32_t tag, Range& r, float* gradient, float* control, SyncStepStats* stats);
+  Status RunRange(uint32_t tag, double density, Range& r, float* gradient, float* control, SyncStepStats* stats);
 
   SparseSyncOptions options_;
   exchange::IntraClusterGroup* group_ = nullptr;  // not owned
   std::unique_ptr<CpuOptimizer> optimizer_;
-  std::atomic<double> density_{0.01};
   uint32_t block_size_ = 1;
   size_t num_parameters_ = 0;
   bool gateway_ = false;

@@ -1,12 +1,12 @@
 // Decision: what the tuner tells every worker to do from a given step on,
-// and its control-frame encoding for the broadcast.
+// and its frame encoding.
 //
-// Consistency: the coordinator broadcasts each Decision; every worker applies
-// it at the step boundary before step `apply_at_step` (so the whole job
-// switches batch sizes and density at the same step), ignores decisions whose
-// round is not newer than the last one it applied, and treats a decision that
-// arrives after its apply_at_step as a bug in the lead (TunerOptions::
-// lead_steps must cover the broadcast latency).
+// Consistency: every worker's TunerDriver makes the same Decision from the
+// same job-wide telemetry (no broadcast) and applies it at the step boundary
+// before step `apply_at_step`, so the whole job switches batch sizes and
+// density at the same step; TunerOptions::lead_steps covers the steps the
+// compute thread runs ahead of the exchange. The frame encoding below is for
+// checkpoints and tools that record decisions.
 //
 // Frame layout, all integers little-endian, no padding (kDecisionHeaderSize
 // bytes of header):

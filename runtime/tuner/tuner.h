@@ -1,6 +1,7 @@
-// Tuner: the bandwidth-aware controller's decision core. One instance per job,
-// on the coordinator, turns a round of telemetry (every few seconds) into a
-// Decision that every worker applies at the same step boundary:
+// Tuner: the bandwidth-aware controller's decision core. Every worker runs
+// its own instance (through TunerDriver, tuner_driver.h) on the same
+// job-wide telemetry, so all reach the same Decision without a broadcast,
+// and apply it at the same step boundary:
 //
 //  * Batch sizes. A per-worker fit t_i(b) = a_i + c_i*b of forward+backward
 //    seconds (fit.h) feeds PlanBatches (planner.h), which splits the FIXED
@@ -72,13 +73,14 @@ struct TunerOptions {
   // Bytes on the wire per tensor at a density. Default: fp32 values, u16
   // indices, blocks of 16, 24-byte header (see bytes_model.h).
   BytesModel bytes_model;
-  // Density bounds, from spec.sync.min_density / max_density:
-  // 0 < min_density <= max_density <= 1. Defaults 0.001 and 0.1.
-  double min_density = 0.001;
-  double max_density = 0.1;
+  // Density bounds, from spec.sync.minDensity / maxDensity:
+  // 0 < min_density <= max_density <= 1. Required: their defaults live in
+  // the spec library only (src/spec/stella_job.h).
+  double min_density = 0;
+  double max_density = 0;
   // The density before the first decision (spec.sync.density), within the
-  // bounds. Default 0.01.
-  double initial_density = 0.01;
+  // bounds. Required.
+  double initial_density = 0;
   // Fraction of the compute time a link's transfer may take, in (0, 1]; the
   // rest is margin for jitter. Default 0.9.
   double target_fraction = 0.9;

@@ -36,59 +36,22 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "runtime/tuner/decision.h"
+#include "runtime/worker/worker_options.h"
 #include "src/base/status.h"
-#include "src/spec/stella_job.h"
 
 namespace stella::pipeline {
 struct PipelineSnapshot;
+struct SyncStepStats;
 class TensorPipeline;
 }  // namespace stella::pipeline
 
 namespace stella::worker {
-
-struct WorkerOptions {
-  spec::StellaJob job;
-  int cluster_index = 0;
-  int local_rank = 0;
-  // Where local rank 0 serves the cluster's rendezvous store.
-  std::string store_host = "127.0.0.1";
-  int store_port = 0;
-  // Gloo's own bind address; "" = store_host.
-  std::string bind_host;
-  // "host:port" of every cluster's gateway, in spec.clusters order.
-  std::vector<std::string> wan_addresses;
-  // --tls-dir: ca.crt, tls.crt, tls.key for mutual TLS on every WAN link
-  // (gateways only; other workers ignore it). "" = plain TCP, with a warning.
-  std::string tls_dir;
-  int metrics_port = 0;                 // 0 = no /metrics endpoint
-  std::string metrics_bind = "127.0.0.1";
-  int threads = 1;                      // libtorch intra-op threads
-  std::string device = "auto";
-  // Bound on every collective: a dead peer fails the run instead of hanging.
-  std::chrono::milliseconds collective_timeout{120000};
-  // WAN links between gateways (see runtime/exchange/wan_mesh.h): a link
-  // silent this long is declared down (heartbeats go out every tenth of it);
-  // a WAN round waits at most wan_round_timeout for a peer that is up but
-  // late, then goes on without it. 0 = defaults: 10 s, and half the
-  // collective timeout (the cluster's other workers wait in a collective
-  // meanwhile).
-  std::chrono::milliseconds wan_link_timeout{0};
-  std::chrono::milliseconds wan_round_timeout{0};
-  // Steps between "progress" events.
-  int progress_every = 10;
-  // If set, the final parameters are written here as raw little-endian fp32
-  // (tests compare workers bit for bit).
-  std::string dump_parameters_path;
-  // Continue from the newest checkpoint every worker holds (see above);
-  // needs spec.checkpoint.path. Default false: start at step 0.
-  bool resume = false;
-};
 
 class Worker {
  public:
@@ -107,35 +70,42 @@ class Worker {
   int64_t applied_steps() const { return applied_.load(); }
 
  private:
-  struct State;
+  struct State;  // worker_internal.h
   struct Loop;
-  Status RunTraining();
-  // The job-wide resume agreement; the restored loop state, if any.
-  Status AgreeAndRestore(Loop& loop);
-  // A checkpoint of step loop.applied; `snapshot` in stella mode.
-  Status SaveCheckpoint(Loop& loop, const pipeline::PipelineSnapshot* snapshot);
-  // Periodic checkpoint after a step, when due (stella: drains `pipe`).
-  Status MaybeCheckpoint(Loop& loop, pipeline::TensorPipeline* pipe);
   explicit Worker(std::unique_ptr<State> state);
+
+  // Create's stages (worker.cc).
+  static std::map<std::string, std::string> Labels(const State& s);
+  static Status StartMetrics(State& s);
+  static Status ConnectGroups(State& s);
+  static Status CreateStellaStages(State& s);
+
+  Status RunTraining();
+  // The training loops (dense_loop.cc, stella_loop.cc).
   Status RunDense(Loop& loop);
   Status RunStella(Loop& loop);
-  // Stella mode with the tuner: telemetry out (compute thread), decision in
-  // (communication thread). See worker.cc.
-  void FillTelemetry(double compute_seconds, float* control);
-  Status Tune(int64_t step, const float* control);
-  int BatchAt(int64_t step, int rank) const;
+  // Stella mode: one bucket of a step, on the pipeline's communication thread.
+  StatusOr<bool> StellaBucket(int64_t step, size_t bucket, float* gradient, float* control,
+                              pipeline::SyncStepStats* total);
   // Metrics, progress events and evaluation after a computed step.
   void AfterStep(Loop& loop, double compute_seconds, double step_seconds, float loss, double density);
   void Evaluate(Loop& loop);
   // WAN bytes sent/received by this gateway so far (0 elsewhere).
   std::pair<uint64_t, uint64_t> WanTotals();
+  uint64_t DenseWanBytes(int64_t steps) const;
+
+  // Checkpoints and resume (resume.cc). The job-wide resume agreement, then
+  // the restored loop state, if any.
+  Status AgreeAndRestore(Loop& loop);
+  Status RestoreFrom(Loop& loop, int64_t step);
+  // A checkpoint of step loop.applied; `snapshot` in stella mode.
+  Status SaveCheckpoint(Loop& loop, const pipeline::PipelineSnapshot* snapshot);
+  // Periodic checkpoint after a step, when due (stella: drains `pipe`).
+  Status MaybeCheckpoint(Loop& loop, pipeline::TensorPipeline* pipe);
 
   std::unique_ptr<State> state_;
   std::atomic<bool> stop_requested_{false};
   std::atomic<int64_t> applied_{0};
-  // Communication thread only (Tune): batch decisions made so far.
-  std::vector<int> last_batches_;
-  std::vector<tuner::Decision> batch_history_;
 };
 
 }  // namespace stella::worker

@@ -89,7 +89,7 @@ checkpoint::Sections EncodeWorkerState(const WorkerState& s) {
     }
     out.Put(kCpuOptimizer, opt.Release());
     ByteWriter x;
-    x.F64(s.sync->density);
+    x.F64(s.density);
     x.U32(static_cast<uint32_t>(s.sync->exchange.size()));
     for (const auto& t : s.sync->exchange) {
       x.String(t.compressor);
@@ -180,7 +180,7 @@ StatusOr<WorkerState> DecodeWorkerState(const checkpoint::Sections& sections, co
   }
   {
     STELLA_ASSIGN_OR_RETURN(ByteReader r, Section(sections, kExchange, source));
-    sync.density = r.F64("density");
+    s.density = r.F64("density");
     const uint32_t n = r.U32("tensor count");
     for (uint32_t i = 0; i < n && r.ok(); ++i) {
       pipeline::TensorExchangeState t;

@@ -11,7 +11,8 @@
 //   parameters  fp32 parameters: the model (ddp) or the master copy (stella)
 //   ddp:    torch_optimizer  libtorch's optimizer archive (moments, steps)
 //   stella: cpu_optimizer    per tensor: step count and moments
-//           exchange         gateways only: per tensor compressor state,
+//           exchange         the density of the next step; gateways
+//                            only: per tensor compressor state,
 //                            error-feedback residual and DGC velocity
 //           pipeline         the published versions S - s .. S - 1 (S itself
 //                            is the master copy) and the agreed control
@@ -70,6 +71,7 @@ struct WorkerState {
   std::vector<float> parameters;
   std::string torch_optimizer;                      // ddp
   std::optional<pipeline::SparseSyncState> sync;    // stella; sync->master is `parameters`
+  double density = 0;                               // stella: the tuner driver's density
   std::optional<pipeline::PipelineSnapshot> pipeline;  // stella
   std::optional<TunerRecord> tuner;                 // stella with the tuner
 };

@@ -79,6 +79,9 @@ constexpr char kUsage[] =
     "                        (step 0 when there is none)\n"
     "  stella validate JOB.yaml\n"
     "      Checks the manifest; prints \"ok\" or every problem.\n"
+    "  stella tls JOB.yaml DIR\n"
+    "      Writes a fresh job CA's gateway certificates to DIR/<cluster>/ (for --tls-dir of\n"
+    "      stella-runtime when starting workers by hand; DIR must not exist).\n"
     "  stella bench [--quick] [--json FILE] [--plot FILE.png] [--scenario steady|fluctuating]\n"
     "               [--bandwidths 10,100,1000] [--job MANIFEST] ...\n"
     "      Stella vs real PyTorch DDP on shaped WAN links (stella bench --help for all flags).\n"
@@ -250,6 +253,32 @@ int Validate(const std::vector<std::string>& args) {
     return kExitFailure;
   }
   std::cout << "ok\n";
+  return kExitOk;
+}
+
+// `stella tls JOB.yaml DIR`: the TLS directories `stella run` makes per run,
+// for workers started another way (stella bench with kernel shaping).
+int Tls(const std::vector<std::string>& args) {
+  for (const std::string& a : args) {
+    if (a.size() > 1 && a[0] == '-') return UsageError("tls: unknown flag '" + a + "'");
+  }
+  if (args.size() != 2) return UsageError("tls: expected JOB.yaml and DIR");
+  StatusOr<spec::StellaJob> job = spec::LoadStellaJobFile(args[0]);
+  if (!job.ok()) {
+    std::cerr << job.status().message() << "\n";
+    return kExitFailure;
+  }
+  // mkdir fails if DIR exists: never mix two CAs' files or reuse old keys.
+  if (mkdir(args[1].c_str(), 0700) != 0) {
+    std::cerr << "stella: tls: cannot create " << args[1] << ": " << std::strerror(errno) << "\n";
+    return kExitFailure;
+  }
+  StatusOr<std::vector<std::string>> dirs = WriteJobTls(*job, args[1]);
+  if (!dirs.ok()) {
+    std::cerr << "stella: tls: " << dirs.status().message() << "\n";
+    return kExitFailure;
+  }
+  for (const std::string& d : *dirs) std::cout << d << "\n";
   return kExitOk;
 }
 
@@ -457,6 +486,7 @@ int Main(int argc, char** argv) {
   if (command == "run") return Run(rest);
   if (command == "validate") return Validate(rest);
   if (command == "bench") return Bench(rest);
+  if (command == "tls") return Tls(rest);
   if (command.size() > 1 && command[0] == '-') return UsageError("unknown flag '" + command + "'");
   return UsageError("unknown command '" + command + "'");
 }

@@ -10,6 +10,20 @@
 
 namespace stella::cli {
 
+StatusOr<std::vector<std::string>> WriteJobTls(const spec::StellaJob& job, const std::string& root) {
+  auto ca = security::CreateJobCa(job.metadata.namespace_name, job.metadata.name);
+  if (!ca.ok()) return ca.status().WithContext("creating the job CA");
+  std::vector<std::string> dirs;
+  for (const auto& cluster : job.spec.clusters) {
+    auto material = security::IssueGatewayCertificate(*ca, cluster.name);
+    if (!material.ok()) return material.status().WithContext("certificate of cluster " + cluster.name);
+    const std::string dir = root + "/" + cluster.name;
+    STELLA_RETURN_IF_ERROR(security::WriteTlsDir(dir, *material));
+    dirs.push_back(dir);
+  }
+  return dirs;
+}
+
 StatusOr<std::unique_ptr<EphemeralTls>> EphemeralTls::Create(const spec::StellaJob& job, const std::string& parent) {
   std::string base = parent;
   if (base.empty()) {
@@ -22,15 +36,7 @@ StatusOr<std::unique_ptr<EphemeralTls>> EphemeralTls::Create(const spec::StellaJ
   }
   // From here the destructor cleans up, also on the error paths below.
   std::unique_ptr<EphemeralTls> tls(new EphemeralTls(root));
-  auto ca = security::CreateJobCa(job.metadata.namespace_name, job.metadata.name);
-  if (!ca.ok()) return ca.status().WithContext("creating the run's job CA");
-  for (const auto& cluster : job.spec.clusters) {
-    auto material = security::IssueGatewayCertificate(*ca, cluster.name);
-    if (!material.ok()) return material.status().WithContext("certificate of cluster " + cluster.name);
-    const std::string dir = root + "/" + cluster.name;
-    STELLA_RETURN_IF_ERROR(security::WriteTlsDir(dir, *material));
-    tls->cluster_dirs_.push_back(dir);
-  }
+  STELLA_ASSIGN_OR_RETURN(tls->cluster_dirs_, WriteJobTls(job, root));
   return tls;
 }
 

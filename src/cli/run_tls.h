@@ -23,6 +23,11 @@
 
 namespace stella::cli {
 
+// A fresh job CA and one gateway certificate per cluster, written to
+// <root>/<cluster name>/ (root must exist); returns those directories in
+// spec.clusters order. The CA's private key is not written.
+StatusOr<std::vector<std::string>> WriteJobTls(const spec::StellaJob& job, const std::string& root);
+
 class EphemeralTls {
  public:
   // `parent`: where to create "stella-tls-XXXXXX"; "" = $TMPDIR, else /tmp.

@@ -47,6 +47,8 @@ struct RunSummary {
   double wall_seconds = 0;
   double samples_per_second = 0;
   uint64_t wan_bytes = 0;
+  // What dense fp32 exchange (ddp mode) would have sent in the same steps.
+  uint64_t dense_wan_bytes = 0;
   int done_workers = 0;  // workers that sent a "done" event
   int64_t resumed_from = 0;          // step the last attempt started at (rank 0's "done")
   double total_wall_seconds = 0;     // the whole run, restarts included (set by the caller)
@@ -72,7 +74,8 @@ class SummaryCollector {
 std::string RenderSummaryTable(const RunSummary& summary);
 
 // Keys: job, mode, clusters, workers, shaper, log_dir, steps, samples,
-// final_accuracy, wall_seconds, samples_per_second, wan_bytes, done_workers,
+// final_accuracy, wall_seconds, samples_per_second, wan_bytes,
+// dense_wan_bytes, done_workers,
 // resumed_from, total_wall_seconds, restarts (count), steps_lost (sum),
 // restart_log (per restart: reason, failed_at_step, resumed_from,
 // steps_lost), wan_degraded_steps.

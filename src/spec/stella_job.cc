@@ -344,10 +344,25 @@ bool operator==(const JobSpec& a, const JobSpec& b) {
          std::tie(b.model, b.dataset, b.optimizer, b.batch_size, b.training, b.sync, b.clusters,
                   b.metrics, b.checkpoint, b.run_policy);
 }
+bool operator==(const JobCondition& a, const JobCondition& b) {
+  return std::tie(a.type, a.status, a.reason, a.message, a.observed_generation, a.last_transition_time) ==
+         std::tie(b.type, b.status, b.reason, b.message, b.observed_generation, b.last_transition_time);
+}
+bool operator==(const WorkerCounts& a, const WorkerCounts& b) {
+  return std::tie(a.pending, a.running, a.ready, a.succeeded, a.failed) ==
+         std::tie(b.pending, b.running, b.ready, b.succeeded, b.failed);
+}
+bool operator==(const ClusterStatus& a, const ClusterStatus& b) {
+  return std::tie(a.name, a.workers, a.reachable, a.message, a.gateway_address, a.gateway_node, a.counts) ==
+         std::tie(b.name, b.workers, b.reachable, b.message, b.gateway_address, b.gateway_node, b.counts);
+}
 bool operator==(const JobStatus& a, const JobStatus& b) {
   return std::tie(a.phase, a.observed_generation, a.step, a.samples_per_second, a.density,
-                  a.message) == std::tie(b.phase, b.observed_generation, b.step,
-                                         b.samples_per_second, b.density, b.message);
+                  a.message, a.batch_size, a.conditions, a.clusters, a.clusters_ready, a.start_time,
+                  a.first_start_time, a.completion_time, a.restarts, a.certificates_rotation) ==
+         std::tie(b.phase, b.observed_generation, b.step, b.samples_per_second, b.density,
+                  b.message, b.batch_size, b.conditions, b.clusters, b.clusters_ready, b.start_time,
+                  b.first_start_time, b.completion_time, b.restarts, b.certificates_rotation);
 }
 bool operator==(const StellaJob& a, const StellaJob& b) {
   return std::tie(a.api_version, a.kind, a.metadata, a.spec, a.status) ==

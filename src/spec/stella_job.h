@@ -205,7 +205,38 @@ struct JobSpec {
   RunPolicy run_policy;               // YAML "runPolicy"
 };
 
+// status.conditions[]: a metav1.Condition of the job.
+struct JobCondition {
+  std::string type;                  // e.g. "Running", "Failed"
+  std::string status;                // "True", "False" or "Unknown"
+  std::string reason;                // CamelCase, e.g. "WorkersRunning"
+  std::string message;               // default ""
+  int64_t observed_generation = 0;   // metadata.generation it was set for
+  std::string last_transition_time;  // RFC 3339; changes only when status flips
+};
+
+// Workers of one cluster by pod phase; ready = Running with Ready=True.
+struct WorkerCounts {
+  int pending = 0;
+  int running = 0;
+  int ready = 0;
+  int succeeded = 0;
+  int failed = 0;
+};
+
+// status.clusters[]: the operator's view of one member cluster.
+struct ClusterStatus {
+  std::string name;                    // spec.clusters[].name
+  int workers = 0;                     // spec.clusters[].workers
+  bool reachable = true;               // the member's API server answers
+  std::string message;                 // default ""; why it is unreachable
+  std::string gateway_address;         // default "" (not decided yet); "host:port"
+  std::string gateway_node;            // default ""; HostNetwork gateways' node
+  std::optional<WorkerCounts> counts;  // default absent (workers not counted yet); YAML: flat keys
+};
+
 // Output only: written by the runtime/operator; accepted on input.
+// Strings default to "" and are left out when empty; `restarts` when 0.
 struct JobStatus {
   std::string phase;                // default ""
   int64_t observed_generation = 0;  // metadata.generation last acted on
@@ -213,6 +244,16 @@ struct JobStatus {
   double samples_per_second = 0.0;  // whole-job throughput
   double density = 0.0;             // current gradient density
   std::string message;              // default ""
+  // Written by the operator (see docs/operator.md).
+  std::optional<int64_t> batch_size;         // default absent; the tuner's per-worker batch
+  std::vector<JobCondition> conditions;      // default empty
+  std::vector<ClusterStatus> clusters;       // default empty
+  std::string clusters_ready;                // "ready/total" clusters
+  std::string start_time;                    // RFC 3339; first worker created (this run)
+  std::string first_start_time;              // RFC 3339; kept across suspends
+  std::string completion_time;               // RFC 3339; Succeeded or Failed
+  int restarts = 0;                          // >= 0; whole-job restarts so far
+  std::string certificates_rotation;         // last rotate-certificates value acted on
 };
 
 struct StellaJob {
@@ -246,6 +287,9 @@ STELLA_SPEC_DECLARE_EQUALITY_(MetricsSpec)
 STELLA_SPEC_DECLARE_EQUALITY_(CheckpointSpec)
 STELLA_SPEC_DECLARE_EQUALITY_(RunPolicy)
 STELLA_SPEC_DECLARE_EQUALITY_(JobSpec)
+STELLA_SPEC_DECLARE_EQUALITY_(JobCondition)
+STELLA_SPEC_DECLARE_EQUALITY_(WorkerCounts)
+STELLA_SPEC_DECLARE_EQUALITY_(ClusterStatus)
 STELLA_SPEC_DECLARE_EQUALITY_(JobStatus)
 STELLA_SPEC_DECLARE_EQUALITY_(StellaJob)
 

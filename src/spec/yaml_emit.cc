@@ -108,6 +108,24 @@ void WriteCluster(Writer& w, const ClusterSpec& c) {
   w.End();
 }
 
+void WriteClusterStatus(Writer& w, const ClusterStatus& c) {
+  w.Begin(nullptr);
+  w.Str("name", c.name);
+  w.Int("workers", c.workers);
+  w.Bool("reachable", c.reachable);
+  if (!c.message.empty()) w.Str("message", c.message);
+  if (!c.gateway_address.empty()) w.Str("gatewayAddress", c.gateway_address);
+  if (!c.gateway_node.empty()) w.Str("gatewayNode", c.gateway_node);
+  if (c.counts) {
+    w.Int("pending", c.counts->pending);
+    w.Int("running", c.counts->running);
+    w.Int("ready", c.counts->ready);
+    w.Int("succeeded", c.counts->succeeded);
+    w.Int("failed", c.counts->failed);
+  }
+  w.End();
+}
+
 void WriteSpec(Writer& w, const JobSpec& s) {
   w.Begin("spec");
   w.Begin("model");
@@ -212,6 +230,35 @@ std::string ToYaml(const StellaJob& job) {
     w.Double("samplesPerSecond", s.samples_per_second);
     w.Double("density", s.density);
     w.Str("message", s.message);
+    if (s.batch_size) w.Int("batchSize", *s.batch_size);
+    if (!s.conditions.empty()) {
+      w.BeginList("conditions");
+      for (const JobCondition& c : s.conditions) {
+        w.Begin(nullptr);
+        w.Str("type", c.type);
+        w.Str("status", c.status);
+        w.Str("reason", c.reason);
+        w.Str("message", c.message);
+        w.Int("observedGeneration", c.observed_generation);
+        w.Str("lastTransitionTime", c.last_transition_time);
+        w.End();
+      }
+      w.EndList();
+    }
+    if (!s.clusters.empty()) {
+      w.BeginList("clusters");
+      for (const ClusterStatus& c : s.clusters) WriteClusterStatus(w, c);
+      w.EndList();
+    }
+    for (const auto& [key, value] :
+         {std::pair<const char*, const std::string*>{"clustersReady", &s.clusters_ready},
+          {"startTime", &s.start_time},
+          {"firstStartTime", &s.first_start_time},
+          {"completionTime", &s.completion_time},
+          {"certificatesRotation", &s.certificates_rotation}}) {
+      if (!value->empty()) w.Str(key, *value);
+    }
+    if (s.restarts != 0) w.Int("restarts", s.restarts);
     w.End();
   }
   w.End();

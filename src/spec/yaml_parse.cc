@@ -484,7 +484,9 @@ class Parser {
     const std::string p = "status";
     Fields f;
     if (!Map(node, p,
-             {"phase", "observedGeneration", "step", "samplesPerSecond", "density", "message"},
+             {"phase", "observedGeneration", "step", "samplesPerSecond", "density", "message",
+              "batchSize", "conditions", "clusters", "clustersReady", "startTime", "firstStartTime",
+              "completionTime", "restarts", "certificatesRotation"},
              &f)) {
       return;
     }
@@ -494,6 +496,55 @@ class Parser {
     Double(f, p, "samplesPerSecond", &s->samples_per_second);
     Double(f, p, "density", &s->density);
     String(f, p, "message", &s->message);
+    OptionalInt64(f, p, "batchSize", &s->batch_size);
+    List(f, p, "conditions", /*required=*/false, &s->conditions, &Parser::ConditionField);
+    List(f, p, "clusters", /*required=*/false, &s->clusters, &Parser::ClusterStatusField);
+    String(f, p, "clustersReady", &s->clusters_ready);
+    String(f, p, "startTime", &s->start_time);
+    String(f, p, "firstStartTime", &s->first_start_time);
+    String(f, p, "completionTime", &s->completion_time);
+    Int(f, p, "restarts", &s->restarts);
+    String(f, p, "certificatesRotation", &s->certificates_rotation);
+  }
+
+  void ConditionField(const YAML::Node& node, const std::string& p, JobCondition* c) {
+    Fields f;
+    if (!Map(node, p, {"type", "status", "reason", "message", "observedGeneration", "lastTransitionTime"}, &f)) {
+      return;
+    }
+    String(f, p, "type", &c->type, /*required=*/true);
+    String(f, p, "status", &c->status, /*required=*/true);
+    String(f, p, "reason", &c->reason);
+    String(f, p, "message", &c->message);
+    Int64(f, p, "observedGeneration", &c->observed_generation);
+    String(f, p, "lastTransitionTime", &c->last_transition_time);
+  }
+
+  void ClusterStatusField(const YAML::Node& node, const std::string& p, ClusterStatus* c) {
+    Fields f;
+    if (!Map(node, p,
+             {"name", "workers", "reachable", "message", "gatewayAddress", "gatewayNode", "pending",
+              "running", "ready", "succeeded", "failed"},
+             &f)) {
+      return;
+    }
+    String(f, p, "name", &c->name, /*required=*/true);
+    Int(f, p, "workers", &c->workers);
+    Bool(f, p, "reachable", &c->reachable);
+    String(f, p, "message", &c->message);
+    String(f, p, "gatewayAddress", &c->gateway_address);
+    String(f, p, "gatewayNode", &c->gateway_node);
+    // The counts are written together; any of them present means counted.
+    for (const char* k : {"pending", "running", "ready", "succeeded", "failed"}) {
+      if (Find(f, k)) c->counts.emplace();
+    }
+    if (c->counts) {
+      Int(f, p, "pending", &c->counts->pending);
+      Int(f, p, "running", &c->counts->running);
+      Int(f, p, "ready", &c->counts->ready);
+      Int(f, p, "succeeded", &c->counts->succeeded);
+      Int(f, p, "failed", &c->counts->failed);
+    }
   }
 
   std::vector<FieldError> errors_;

@@ -110,6 +110,26 @@ TEST(SummaryTest, TableIsAligned) {
   EXPECT_THAT(table, HasSubstr("  log dir          /tmp/stella-x\n"));
 }
 
+// The gateways report what dense fp32 exchange would have sent; the table
+// sets it beside what was sent (stella mode only: ddp is the dense exchange).
+TEST(SummaryTest, DenseWanBytesAreSummedAndCompared) {
+  SummaryCollector c;
+  json a = Done(0, 100, 3200, 0.87, 20.0, 6000);
+  a["dense_wan_bytes"] = 600000;
+  json b = Done(1, 100, 3200, 0.87, 20.0, 4000);
+  b["dense_wan_bytes"] = 400000;
+  c.OnEvent(a);
+  c.OnEvent(b);
+  StatusOr<RunSummary> s = c.Summarize(Info());
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->dense_wan_bytes, 1000000u);
+  EXPECT_EQ(SummaryToJson(*s).at("dense_wan_bytes"), 1000000);
+  EXPECT_THAT(RenderSummaryTable(*s), HasSubstr("  dense WAN        976.6 KiB (100.0x what was sent)\n"));
+  JobInfo ddp = Info();
+  ddp.mode = "ddp";
+  EXPECT_THAT(RenderSummaryTable(*c.Summarize(ddp)), HasSubstr("  dense WAN        976.6 KiB\n"));
+}
+
 TEST(SummaryTest, RestartsAppearInTheTableAndJson) {
   SummaryCollector c;
   json done = Done(0, 300, 3200, 0.8, 5.0, 100);

@@ -134,14 +134,19 @@ TEST(CreateCompressorTest, RejectsOutOfRangeOptions) {
   o.threshold_decrease = 1.0;
   EXPECT_EQ(CreateCompressor(o).status().code(), StatusCode::kInvalidArgument);
   o = CompressorOptions();
+  o.kind = "cacheline";
   o.max_candidate_ratio = 0.5;
   EXPECT_FALSE(CreateCompressor(o).ok());
   o = CompressorOptions();
+  o.kind = "threshold";
   o.initial_threshold = -1.0f;
   EXPECT_FALSE(CreateCompressor(o).ok());
   o = CompressorOptions();
+  o.kind = "cacheline";
   o.max_rescans = -1;
   EXPECT_FALSE(CreateCompressor(o).ok());
+  o = CompressorOptions();  // no kind: there is no default to fall back on
+  EXPECT_NE(CreateCompressor(o).status().message().find("CompressorOptions.kind: required"), std::string::npos);
 }
 
 class CompressorKindTest : public ::testing::TestWithParam<std::string> {};

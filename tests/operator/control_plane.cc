@@ -78,8 +78,9 @@ StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::Start(const std::string& e
   std::unique_ptr<ControlPlane> cp(new ControlPlane());
   cp->root_ = tmpl;
   cp->dir_ = cp->root_ + "/cp";
-  std::string cmd;
-  if (!extra_apiserver_args.empty()) cmd = "STELLA_APISERVER_ARGS=" + Quote(extra_apiserver_args) + " ";
+  // The plane dies with this test process, also when ctest kills it.
+  std::string cmd = "STELLA_OWNER_PID=" + std::to_string(getpid()) + " ";
+  if (!extra_apiserver_args.empty()) cmd += "STELLA_APISERVER_ARGS=" + Quote(extra_apiserver_args) + " ";
   cmd += "bash " + Quote(scripts + "/control-plane.sh") + " start " + Quote(cp->dir_);
   CommandResult start = RunCommand(cmd);
   if (start.exit_code != 0) {

@@ -39,7 +39,8 @@ TEST(PartialRoundTest, AveragesOverTheWorkersOfTheClustersPresent) {
       auto mesh = hub.Member(c);
       SparseExchangeOptions o;
       o.tensor_sizes = sizes;
-      o.error_feedback = false;
+      o.compression.compressor.kind = "topk";
+      o.compression.error_feedback = false;
       o.world_size = 6;
       o.cluster_workers = workers;
       o.cluster_index = c;
@@ -119,6 +120,8 @@ struct WorkerRun {
 // 2 clusters x 2 workers, each a thread, `steps` steps of random gradients;
 // `deliver` decides which payloads cross the (fake) WAN. With `buckets`, the
 // tensors are stepped per bucket, each bucket resynchronizing on its own.
+constexpr double kCutDensity = 0.1;
+
 std::vector<WorkerRun> RunCutJob(SparseSyncOptions base, const std::vector<float>& initial, int steps,
                                  exchange::testing::MeshHub::Deliver deliver,
                                  std::vector<std::pair<size_t, size_t>> buckets = {}) {
@@ -154,7 +157,7 @@ std::vector<WorkerRun> RunCutJob(SparseSyncOptions base, const std::vector<float
           StepRecord rec;
           if (buckets.empty()) {
             SyncStepStats stats;
-            out.status = (*sync)->Step(static_cast<uint32_t>(t), gradient.data(), &stats);
+            out.status = (*sync)->Step(static_cast<uint32_t>(t), kCutDensity, gradient.data(), &stats);
             rec.degraded = stats.degraded;
             rec.resynced = stats.resynced;
           } else {
@@ -166,7 +169,8 @@ std::vector<WorkerRun> RunCutJob(SparseSyncOptions base, const std::vector<float
             for (size_t b = 0; b < buckets.size() && out.status.ok(); ++b) {
               offset = offsets[buckets[b].first];
               SyncStepStats stats;
-              out.status = (*sync)->StepBucket(static_cast<uint32_t>(t), b, gradient.data() + offset, nullptr, &stats);
+              out.status = (*sync)->StepBucket(static_cast<uint32_t>(t), b, kCutDensity, gradient.data() + offset, nullptr,
+                                                 &stats);
               rec.degraded = rec.degraded || stats.degraded;
               rec.resynced = rec.resynced || stats.resynced;
             }
@@ -185,10 +189,10 @@ std::vector<WorkerRun> RunCutJob(SparseSyncOptions base, const std::vector<float
 SparseSyncOptions CutOptions(const std::string& optimizer) {
   SparseSyncOptions o;
   o.tensor_sizes = {400, 33, 900};
+  o.compression.compressor.kind = "topk";
   o.optimizer.name = optimizer;
   o.optimizer.lr = optimizer == "sgd" ? 0.05 : 0.001;
   o.optimizer.momentum = optimizer == "sgd" ? 0.9 : 0.0;
-  o.density = 0.1;
   return o;
 }
 

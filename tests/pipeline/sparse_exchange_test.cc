@@ -29,7 +29,7 @@ std::vector<float> RandomVector(size_t n, uint64_t seed) {
 SparseExchangeOptions Options(std::vector<int64_t> sizes, int world, int cluster, const std::string& kind = "topk") {
   SparseExchangeOptions o;
   o.tensor_sizes = std::move(sizes);
-  o.compressor.kind = kind;
+  o.compression.compressor.kind = kind;
   o.num_control = 2;
   o.world_size = world;
   o.cluster_index = cluster;

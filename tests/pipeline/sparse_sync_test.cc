@@ -23,7 +23,8 @@ struct WorkerResult {
   size_t touched = 0;          // last step
 };
 
-std::vector<WorkerResult> RunJob(SparseSyncOptions base, const std::vector<float>& initial, int steps) {
+std::vector<WorkerResult> RunJob(SparseSyncOptions base, const std::vector<float>& initial, int steps,
+                                 double density = 0.05) {
   exchange::testing::MeshHub mesh_hub(kClusters);
   std::vector<std::unique_ptr<exchange::testing::GroupHub>> group_hubs;
   for (int c = 0; c < kClusters; ++c) group_hubs.push_back(std::make_unique<exchange::testing::GroupHub>(kWorkers));
@@ -51,7 +52,7 @@ std::vector<WorkerResult> RunJob(SparseSyncOptions base, const std::vector<float
           buffer[initial.size()] = (g == 3 && t == steps - 1) ? 1.0f : 0.0f;  // stop vote of one worker
           buffer[initial.size() + 1] = static_cast<float>(g);                 // "loss"
           SyncStepStats stats;
-          out.status = (*sync)->Step(static_cast<uint32_t>(t), buffer.data(), &stats);
+          out.status = (*sync)->Step(static_cast<uint32_t>(t), density, buffer.data(), &stats);
           if (!out.status.ok()) return;
           out.touched = stats.touched_elements;
         }
@@ -70,7 +71,7 @@ SparseSyncOptions BaseOptions(const std::vector<int64_t>& sizes) {
   o.optimizer.name = "sgd";
   o.optimizer.lr = 0.1;
   o.optimizer.momentum = 0.9;
-  o.density = 0.05;
+  o.compression.compressor.kind = "topk";
   return o;
 }
 
@@ -80,8 +81,8 @@ TEST(SparseSyncTest, AllWorkersOfAllClustersKeepIdenticalParameters) {
     std::vector<float> initial(1594);
     for (size_t i = 0; i < initial.size(); ++i) initial[i] = 0.001f * static_cast<float>(i % 97);
     auto o = BaseOptions(sizes);
-    o.compressor.kind = kind;
-    o.precision = compress::ValuePrecision::kFp16;
+    o.compression.compressor.kind = kind;
+    o.compression.precision = compress::ValuePrecision::kFp16;
     auto results = RunJob(o, initial, 6);
     for (int g = 0; g < kWorld; ++g) ASSERT_TRUE(results[g].status.ok()) << kind << ": " << results[g].status.ToString();
     for (int g = 1; g < kWorld; ++g) {
@@ -105,8 +106,7 @@ TEST(SparseSyncTest, DensityOneAppliesTheDenseMean) {
   std::vector<float> initial(49, 0.5f);
   auto o = BaseOptions(sizes);
   o.optimizer.momentum = 0.0;
-  o.density = 1.0;
-  auto results = RunJob(o, initial, 1);
+  auto results = RunJob(o, initial, 1, /*density=*/1.0);
   for (int g = 0; g < kWorld; ++g) ASSERT_TRUE(results[g].status.ok()) << results[g].status.ToString();
   // Recompute the first step's gradients (same generators as RunJob).
   std::vector<std::vector<float>> grads(kWorld, std::vector<float>(49));
@@ -128,10 +128,19 @@ TEST(SparseSyncTest, RejectsBadOptions) {
   auto group = hub.Member(0);
   std::vector<float> initial(4);
   auto o = BaseOptions({4});
-  o.density = 0.0;
-  EXPECT_EQ(SparseSync::Create(o, group.get(), nullptr, initial.data()).status().code(), StatusCode::kInvalidArgument);
+  {
+    // The density is per step (the tuner driver owns it): checked there.
+    auto sync = SparseSync::Create(o, group.get(), nullptr, initial.data());
+    ASSERT_TRUE(sync.ok());
+    std::vector<float> buffer(4, 1.0f);
+    for (double bad : {0.0, -0.5, 1.5}) {
+      Status st = (*sync)->Step(0, bad, buffer.data(), nullptr);
+      EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+      EXPECT_NE(st.message().find("density must be in (0, 1]"), std::string::npos) << st.message();
+    }
+  }
   o = BaseOptions({4});
-  o.compressor.kind = "bogus";
+  o.compression.compressor.kind = "bogus";
   EXPECT_EQ(SparseSync::Create(o, group.get(), nullptr, initial.data()).status().code(), StatusCode::kInvalidArgument);
   o = BaseOptions({4});
   o.optimizer.lr = -1;

@@ -56,10 +56,10 @@ std::vector<WorkerResult> RunJob(int staleness, int steps, size_t bucket_bytes) 
         if (r == 0) mesh = mesh_hub.Member(c);
         SparseSyncOptions so;
         so.tensor_sizes = kSizes;
+        so.compression.compressor.kind = "topk";
         so.optimizer.name = "sgd";
         so.optimizer.lr = kLr;
         so.optimizer.momentum = 0.0;
-        so.density = 1.0;
         so.world_size = kWorld;
         so.cluster_index = c;
         so.num_control = 1;
@@ -79,7 +79,7 @@ std::vector<WorkerResult> RunJob(int staleness, int steps, size_t bucket_bytes) 
         auto pipe = TensorPipeline::Create(po, sp->parameters(), [sp, order](int64_t step, size_t b, float* grad,
                                                                            float* control) -> StatusOr<bool> {
           order->push_back(b);
-          STELLA_RETURN_IF_ERROR(sp->StepBucket(static_cast<uint32_t>(step), b, grad, control, nullptr));
+          STELLA_RETURN_IF_ERROR(sp->StepBucket(static_cast<uint32_t>(step), b, /*density=*/1.0, grad, control, nullptr));
           return false;
         });
         if (!pipe.ok()) { out.status = pipe.status(); return; }

@@ -195,7 +195,7 @@ TEST(SpecTest, DemoManifestParsesWithDefaults) {
   EXPECT_DOUBLE_EQ(j.spec.training.target_accuracy, 0.86);
   EXPECT_EQ(j.spec.training.eval_every, 100);
   EXPECT_EQ(j.spec.training.seed, 1u);
-  EXPECT_EQ(j.spec.sync.mode, SyncMode::kDdp);
+  EXPECT_EQ(j.spec.sync.mode, SyncMode::kStella);
   EXPECT_DOUBLE_EQ(j.spec.sync.density, 0.01);
   EXPECT_DOUBLE_EQ(j.spec.sync.min_density, 0.001);
   EXPECT_DOUBLE_EQ(j.spec.sync.max_density, 0.1);
@@ -211,7 +211,7 @@ TEST(SpecTest, DemoManifestParsesWithDefaults) {
   for (const ClusterSpec& c : j.spec.clusters) {
     EXPECT_EQ(c.workers, 1);
     EXPECT_EQ(c.devices_per_worker, 1);
-    EXPECT_DOUBLE_EQ(c.wan.bandwidth_mbps, 100.0);
+    EXPECT_DOUBLE_EQ(c.wan.bandwidth_mbps, 10.0);
     EXPECT_DOUBLE_EQ(c.wan.latency_ms, 5.0);
     EXPECT_FALSE(c.kubeconfig_secret.has_value());
     EXPECT_TRUE(c.image.empty());

@@ -46,6 +46,9 @@ std::vector<uint64_t> ModelTensors() { return std::vector<uint64_t>(25, 1000000)
 TunerOptions DefaultOptions() {
   TunerOptions o;
   o.tensor_sizes = ModelTensors();
+  o.min_density = 0.001;
+  o.max_density = 0.1;
+  o.initial_density = 0.01;
   return o;
 }
 

@@ -27,7 +27,7 @@ WorkerState StellaState() {
   sync.exchange.resize(2);
   sync.exchange[0] = {"randomk-state", std::vector<float>(6, -1.0f), {}};
   sync.exchange[1] = {"x", std::vector<float>(2, -2.0f), {}};
-  sync.density = 0.031;
+  s.density = 0.031;
   s.sync = sync;
   pipeline::PipelineSnapshot p;
   p.next_step = 120;
@@ -65,7 +65,7 @@ TEST(WorkerStateTest, StellaStateRoundTrips) {
   EXPECT_EQ(out->parameters, in.parameters);
   ASSERT_TRUE(out->sync && out->pipeline && out->tuner);
   EXPECT_EQ(out->sync->master, in.parameters);
-  EXPECT_EQ(out->sync->density, 0.031);
+  EXPECT_EQ(out->density, 0.031);
   ASSERT_EQ(out->sync->optimizer.size(), 2u);
   EXPECT_EQ(out->sync->optimizer[1].step, 119);
   EXPECT_EQ(out->sync->optimizer[1].second_moment, in.sync->optimizer[1].second_moment);
