@@ -54,7 +54,7 @@ HARDENING_CMAKE = -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILE
 # the operator suites that go through cpprestsdk are left out too: the
 # distro's libcpprest is not instrumented, so TSan reports its internal
 # pplx/exception_ptr handoffs as races).
-TSAN_TESTS ?= net_frame_test net_tcp_test net_token_bucket_test net_shaped_stream_test \
+TSAN_TESTS ?= net_frame_test net_tcp_test base_token_bucket_test net_shaped_stream_test \
   net_framed_connection_test net_tls_stream_test metrics_test cli_supervisor_test optim_test pipeline_test \
   operator_kube_workqueue_test wan_mesh_test
 # "^(a|b|...)$" for ctest -R ($(eval) is empty, so the subst replaces spaces).

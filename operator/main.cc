@@ -31,6 +31,7 @@
 #include "operator/kube/client.h"
 #include "operator/kube/config.h"
 #include "operator/kube/leader.h"
+#include "src/base/flags.h"
 #include "src/metrics/exposer.h"
 #include "src/metrics/registry.h"
 
@@ -58,28 +59,10 @@ struct Flags {
   int sweep_seconds = 60;
 };
 
-std::vector<std::string> SplitCommas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
+using stella::SplitCommas;
 
 bool ParseIntFlag(const std::string& flag, const std::string& v, int lo, int hi, int* out) {
-  char* end = nullptr;
-  long x = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || x < lo || x > hi) {
-    std::fprintf(stderr, "stella-operator: %s must be an integer in %d..%d, got \"%s\"\n", flag.c_str(), lo, hi,
-                 v.c_str());
-    return false;
-  }
-  *out = static_cast<int>(x);
-  return true;
+  return stella::ParseIntFlag("stella-operator", flag, v, lo, hi, out);
 }
 
 std::string Env(const char* name, const std::string& fallback) {
@@ -89,22 +72,23 @@ std::string Env(const char* name, const std::string& fallback) {
 
 // 0 = parsed, else the exit code.
 int ParseFlags(int argc, char** argv, Flags* f) {
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
+  // Both "--flag value" and "--flag=value" (the Helm chart's spelling).
+  auto args = stella::SplitFlags(
+      {argv + 1, argv + argc},
+      {"--kubeconfig", "--namespaces", "--metrics-bind-address", "--leader-elect", "--leader-election-namespace",
+       "--leader-election-id", "--identity", "--default-image", "--log-level", "--workers", "--origin",
+       "--sweep-interval-seconds"},
+      {"--help", "-h"});
+  if (!args.ok()) {
+    std::fprintf(stderr, "stella-operator: %s\n%s", args.status().message().c_str(), kUsage);
+    return 2;
+  }
+  for (const stella::FlagArg& a : *args) {
+    const std::string& flag = a.flag;
+    const std::string& v = a.value;
     if (flag == "--help" || flag == "-h") {
       std::fputs(kUsage, stdout);
       return -1;
-    }
-    // Both "--flag value" and "--flag=value" (the Helm chart's spelling).
-    std::string v;
-    if (size_t eq = flag.find('='); eq != std::string::npos) {
-      v = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    } else if (i + 1 >= argc) {
-      std::fprintf(stderr, "stella-operator: %s needs a value\n%s", flag.c_str(), kUsage);
-      return 2;
-    } else {
-      v = argv[++i];
     }
     bool ok = true;
     if (flag == "--kubeconfig") f->kubeconfig = v;
@@ -132,7 +116,7 @@ int ParseFlags(int argc, char** argv, Flags* f) {
     else if (flag == "--origin") f->origin = v;
     else if (flag == "--sweep-interval-seconds") ok = ParseIntFlag(flag, v, 1, 86400, &f->sweep_seconds);
     else {
-      std::fprintf(stderr, "stella-operator: unknown flag %s\n%s", flag.c_str(), kUsage);
+      std::fprintf(stderr, "stella-operator: unexpected argument %s\n%s", v.c_str(), kUsage);
       return 2;
     }
     if (!ok) return 2;

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "src/net/crc32c.h"
+#include "src/base/crc32c.h"
 #include "src/net/frame.h"
 #include "src/net/framed_connection.h"
 #include "src/net/shaped_stream.h"

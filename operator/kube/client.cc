@@ -4,14 +4,13 @@
 #include <cpprest/uri.h>
 
 #include <cctype>
-#include <condition_variable>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 #include <thread>
 
 #include "src/base/clock.h"
-#include "src/net/token_bucket.h"
+#include "src/base/mutex.h"
+#include "src/base/token_bucket.h"
 
 namespace stella::kube {
 
@@ -76,7 +75,7 @@ const char* EventTypeName(EventType t) {
 
 class Client::Impl {
  public:
-  Impl(ClusterConfig cfg, ClientOptions opts, std::unique_ptr<net::TokenBucket> bucket)
+  Impl(ClusterConfig cfg, ClientOptions opts, std::unique_ptr<TokenBucket> bucket)
       : cfg_(std::move(cfg)), opts_(std::move(opts)), bucket_(std::move(bucket)) {
     http_ = std::make_unique<http_client::http_client>(utility::conversions::to_string_t(cfg_.server),
                                                       MakeConfig(opts_.request_timeout));
@@ -163,7 +162,7 @@ class Client::Impl {
  private:
   const ClusterConfig cfg_;
   const ClientOptions opts_;
-  std::unique_ptr<net::TokenBucket> bucket_;  // thread-safe
+  std::unique_ptr<TokenBucket> bucket_;  // thread-safe
   // cpprest's http_client is safe for concurrent requests (a connection pool).
   std::unique_ptr<http_client::http_client> http_;
 };
@@ -178,29 +177,29 @@ class StopWatcher {
       : stop_(stop), cts_(std::move(cts)), thread_([this] { Run(); }) {}
   ~StopWatcher() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       done_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     thread_.join();
   }
 
  private:
   void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     while (!done_) {
       if (stop_.load()) {
         cts_.cancel();  // closes the connection: a blocked body read fails at once
         return;
       }
-      cv_.wait_for(lock, kStopPoll);
+      cv_.WaitFor(&mu_, kStopPoll);
     }
   }
   const std::atomic<bool>& stop_;  // owned by the caller of Watch, which outlives this
   pplx::cancellation_token_source cts_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;  // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  bool done_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -401,7 +400,7 @@ StatusOr<std::unique_ptr<Client>> Client::Create(const ClusterConfig& config,
     }
   }
   const bool limited = options.qps > 0;
-  StatusOr<std::unique_ptr<net::TokenBucket>> bucket = net::TokenBucket::Create(
+  StatusOr<std::unique_ptr<TokenBucket>> bucket = TokenBucket::Create(
       {limited ? options.qps : 0, limited ? options.burst : 1}, SystemClock::Get());
   if (!bucket.ok()) return bucket.status().WithContext("client options: qps/burst");
   try {

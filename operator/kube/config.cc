@@ -3,19 +3,17 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
+
+#include "src/base/file.h"
 
 namespace stella::kube {
 namespace {
 
-StatusOr<std::string> ReadWholeFile(const std::string& path, const std::string& what) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return NotFoundError(what + ": cannot read file \"" + path + "\"");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) return IoError(what + ": error reading file \"" + path + "\"");
-  return ss.str();
+// The file's bytes; errors start with `what` (the kubeconfig field).
+StatusOr<std::string> ReadFileFor(const std::string& path, const std::string& what) {
+  StatusOr<std::string> bytes = ReadWholeFile(path);
+  if (!bytes.ok()) return bytes.status().WithContext(what);
+  return bytes;
 }
 
 std::string JoinPath(const std::string& base_dir, const std::string& path) {
@@ -107,7 +105,7 @@ StatusOr<std::string> PemField(const YAML::Node& node, const char* data_key, con
   STELLA_RETURN_IF_ERROR(RefuseFile(src, path, file_key, file));
   if (!file.empty()) {
     StatusOr<std::string> pem =
-        ReadWholeFile(JoinPath(src.base_dir, file), "kubeconfig: " + path + "." + file_key);
+        ReadFileFor(JoinPath(src.base_dir, file), "kubeconfig: " + path + "." + file_key);
     if (!pem.ok()) return InvalidArgumentError(pem.status().message());
     if (pem->find("-----BEGIN") == std::string::npos) {
       return InvalidArgumentError("kubeconfig: " + path + "." + file_key + ": file \"" + file +
@@ -202,7 +200,7 @@ StatusOr<ClusterConfig> ParseKubeconfigNode(const YAML::Node& root, const std::s
     STELLA_RETURN_IF_ERROR(RefuseFile(src, u_path, "tokenFile", token_file));
     if (!token_file.empty()) {
       cfg.token_file = JoinPath(src.base_dir, token_file);
-      StatusOr<std::string> t = ReadWholeFile(cfg.token_file, "kubeconfig: " + u_path + ".tokenFile");
+      StatusOr<std::string> t = ReadFileFor(cfg.token_file, "kubeconfig: " + u_path + ".tokenFile");
       if (!t.ok()) return InvalidArgumentError(t.status().message());
     }
     STELLA_ASSIGN_OR_RETURN(cfg.client_cert_pem, PemField(u, "client-certificate-data",
@@ -289,7 +287,7 @@ StatusOr<ClusterConfig> ParseInlineKubeconfig(const std::string& yaml, const std
 }
 
 StatusOr<ClusterConfig> LoadKubeconfigFile(const std::string& path, const std::string& context) {
-  STELLA_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path, "kubeconfig"));
+  STELLA_ASSIGN_OR_RETURN(std::string text, ReadFileFor(path, "kubeconfig"));
   const size_t slash = path.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash == 0 ? 1 : slash);
   StatusOr<ClusterConfig> cfg = ParseKubeconfig(text, context, dir);
@@ -311,10 +309,10 @@ StatusOr<ClusterConfig> InClusterConfig(const std::string& sa_dir) {
   // IPv6 literals need brackets in a URL.
   cfg.server = "https://" + (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + port;
   cfg.token_file = sa_dir + "/token";
-  STELLA_ASSIGN_OR_RETURN(std::string token, ReadWholeFile(cfg.token_file, "in-cluster config: token"));
+  STELLA_ASSIGN_OR_RETURN(std::string token, ReadFileFor(cfg.token_file, "in-cluster config: token"));
   if (token.empty()) return InvalidArgumentError("in-cluster config: " + cfg.token_file + ": empty token");
-  STELLA_ASSIGN_OR_RETURN(cfg.ca_pem, ReadWholeFile(sa_dir + "/ca.crt", "in-cluster config: ca.crt"));
-  StatusOr<std::string> ns = ReadWholeFile(sa_dir + "/namespace", "in-cluster config: namespace");
+  STELLA_ASSIGN_OR_RETURN(cfg.ca_pem, ReadFileFor(sa_dir + "/ca.crt", "in-cluster config: ca.crt"));
+  StatusOr<std::string> ns = ReadFileFor(sa_dir + "/namespace", "in-cluster config: namespace");
   if (ns.ok()) {
     std::string n = *ns;
     while (!n.empty() && (n.back() == '\n' || n.back() == ' ')) n.pop_back();

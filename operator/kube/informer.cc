@@ -64,30 +64,34 @@ void Informer::Start() {
 
 void Informer::Stop() {
   stop_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
   healthy_ = false;
 }
 
 bool Informer::HasSynced() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return synced_;
 }
 
 bool Informer::WaitForSync(std::chrono::milliseconds timeout) const {
-  std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [this] { return synced_; });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(&mu_);
+  while (!synced_) {
+    if (!cv_.WaitUntil(&mu_, deadline)) return synced_;
+  }
+  return true;
 }
 
 std::optional<json> Informer::Get(const std::string& ns, const std::string& name) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = cache_.find(ns.empty() ? name : ns + "/" + name);
   if (it == cache_.end()) return std::nullopt;
   return it->second;
 }
 
 std::vector<json> Informer::List(const std::string& selector) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<json> out;
   for (const auto& [key, obj] : cache_) {
     if (LabelsMatch(obj, selector)) out.push_back(obj);
@@ -98,20 +102,20 @@ std::vector<json> Informer::List(const std::string& selector) const {
 bool Informer::Healthy() const { return healthy_.load(); }
 
 int Informer::ListCount() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return list_count_;
 }
 
 void Informer::SetHealthy(bool healthy, const Status& why) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     last_error_ = why;
   }
   healthy_ = healthy;
 }
 
 Status Informer::LastError() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return last_error_;
 }
 
@@ -131,7 +135,7 @@ StatusOr<std::string> Informer::Relist() {
   }
   std::vector<std::pair<EventType, json>> events;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (const auto& [key, old] : cache_) {
       if (!fresh.count(key)) events.emplace_back(EventType::kDeleted, old);  // synthesized
     }
@@ -149,10 +153,10 @@ StatusOr<std::string> Informer::Relist() {
   for (const auto& [type, obj] : events) Dispatch(type, obj);
   {
     // Synced only once the handlers saw the initial state (as client-go).
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     synced_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   return list.resource_version;
 }
 
@@ -165,7 +169,7 @@ void Informer::ApplyWatchEvent(const WatchEvent& ev) {
   if (options_.transform) options_.transform(&obj);
   const std::string key = ObjectKey(obj);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (ev.type == EventType::kDeleted) {
       cache_.erase(key);
     } else {
@@ -182,8 +186,10 @@ void Informer::Backoff(int* failures) {
   std::uniform_real_distribution<double> jitter(1.0, 1.0 + options_.jitter);
   const double ms = std::min(capped * jitter(rng_), static_cast<double>(options_.backoff_max.count()));
   ++*failures;
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, std::chrono::milliseconds(static_cast<int64_t>(ms)), [this] { return stop_.load(); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ms));
+  MutexLock lock(&mu_);
+  while (!stop_.load() && cv_.WaitUntil(&mu_, deadline)) {
+  }
 }
 
 void Informer::Run() {

@@ -22,10 +22,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -35,6 +33,7 @@
 #include <nlohmann/json.hpp>
 
 #include "operator/kube/client.h"
+#include "src/base/mutex.h"
 
 namespace stella::kube {
 
@@ -113,12 +112,12 @@ class Informer {
   const InformerOptions options_;
   std::vector<std::function<void(EventType, const nlohmann::json&)>> handlers_;  // fixed after Start
 
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  std::map<std::string, nlohmann::json> cache_;  // guarded by mu_; key "ns/name" or "name"
-  bool synced_ = false;                           // guarded by mu_
-  int list_count_ = 0;                            // guarded by mu_
-  Status last_error_;                             // guarded by mu_
+  mutable Mutex mu_;
+  mutable CondVar cv_;
+  std::map<std::string, nlohmann::json> cache_ GUARDED_BY(mu_);  // key "ns/name" or "name"
+  bool synced_ GUARDED_BY(mu_) = false;
+  int list_count_ GUARDED_BY(mu_) = 0;
+  Status last_error_ GUARDED_BY(mu_);
   std::mt19937 rng_;                              // informer thread only (jitter)
   std::atomic<bool> healthy_{false};
   std::atomic<bool> stop_{false};

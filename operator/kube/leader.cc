@@ -66,10 +66,10 @@ void LeaderElector::Start() {
 
 void LeaderElector::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -77,25 +77,28 @@ bool LeaderElector::IsLeader() const { return is_leader_.load(); }
 bool LeaderElector::Lost() const { return lost_.load(); }
 
 std::string LeaderElector::Leader() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return leader_;
 }
 
 Status LeaderElector::LastError() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return last_error_;
 }
 
 void LeaderElector::SetError(const Status& s) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   last_error_ = s;
 }
 
 bool LeaderElector::Sleep(milliseconds d, double jitter) {
   std::uniform_real_distribution<double> f(1.0, 1.0 + jitter);
   const auto wait = milliseconds(static_cast<int64_t>(static_cast<double>(d.count()) * f(rng_)));
-  std::unique_lock<std::mutex> lock(mu_);
-  return !cv_.wait_for(lock, wait, [this] { return stop_; });
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  MutexLock lock(&mu_);
+  while (!stop_ && cv_.WaitUntil(&mu_, deadline)) {
+  }
+  return !stop_;
 }
 
 void LeaderElector::Observe(const json& spec_in) {
@@ -106,7 +109,7 @@ void LeaderElector::Observe(const json& spec_in) {
     const std::string holder = spec.value("holderIdentity", "");
     bool changed = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       changed = holder != leader_;
       leader_ = holder;
     }

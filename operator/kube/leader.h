@@ -26,10 +26,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -39,6 +37,7 @@
 #include "operator/kube/client.h"
 #include "operator/kube/config.h"
 #include "src/base/clock.h"
+#include "src/base/mutex.h"
 
 namespace stella::kube {
 
@@ -100,11 +99,11 @@ class LeaderElector {
   const Clock& clock_;
   const std::string path_;  // the Lease
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;          // guarded by mu_
-  std::string leader_;         // guarded by mu_
-  Status last_error_;          // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
+  std::string leader_ GUARDED_BY(mu_);
+  Status last_error_ GUARDED_BY(mu_);
   std::atomic<bool> is_leader_{false};
   std::atomic<bool> lost_{false};
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "src/net/token_bucket.h"
+#include "src/base/token_bucket.h"
 
 namespace stella::kube {
 
@@ -20,13 +20,13 @@ StatusOr<std::unique_ptr<WorkQueue>> WorkQueue::Create(WorkQueueOptions options)
     return InvalidArgumentError("work queue: max_wait must be > 0");
   }
   const Clock& clock = options.clock ? *options.clock : SystemClock::Get();
-  StatusOr<std::unique_ptr<net::TokenBucket>> bucket =
-      net::TokenBucket::Create({options.qps, options.burst}, clock);
+  StatusOr<std::unique_ptr<TokenBucket>> bucket =
+      TokenBucket::Create({options.qps, options.burst}, clock);
   if (!bucket.ok()) return bucket.status().WithContext("work queue: qps/burst");
   return std::unique_ptr<WorkQueue>(new WorkQueue(options, std::move(*bucket)));
 }
 
-WorkQueue::WorkQueue(WorkQueueOptions options, std::unique_ptr<net::TokenBucket> bucket)
+WorkQueue::WorkQueue(WorkQueueOptions options, std::unique_ptr<TokenBucket> bucket)
     : options_(options),
       clock_(options.clock ? *options.clock : SystemClock::Get()),
       bucket_(std::move(bucket)) {
@@ -43,16 +43,16 @@ void WorkQueue::AddLocked(const std::string& key) {
   dirty_.insert(key);
   if (processing_.count(key)) return;  // re-queued by Done
   queue_.push_back(key);
-  ready_cv_.notify_one();
+  ready_cv_.Signal();
 }
 
 void WorkQueue::Add(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   AddLocked(key);
 }
 
 void WorkQueue::AddAfter(const std::string& key, Clock::Duration delay) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (shutting_down_) return;
   if (delay <= Clock::Duration::zero()) {
     AddLocked(key);
@@ -72,13 +72,13 @@ void WorkQueue::AddAfter(const std::string& key, Clock::Duration delay) {
   }
   waiting_.emplace(at, key);
   waiting_at_[key] = at;
-  delay_cv_.notify_one();
+  delay_cv_.Signal();
 }
 
 void WorkQueue::AddRateLimited(const std::string& key) {
   Clock::Duration item;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     const int n = failures_[key]++;
     const double ms = std::min(static_cast<double>(options_.base_delay.count()) * std::pow(2.0, n),
                                static_cast<double>(options_.max_delay.count()));
@@ -89,12 +89,12 @@ void WorkQueue::AddRateLimited(const std::string& key) {
 }
 
 void WorkQueue::Forget(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   failures_.erase(key);
 }
 
 int WorkQueue::NumRequeues(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = failures_.find(key);
   return it == failures_.end() ? 0 : it->second;
 }
@@ -108,57 +108,59 @@ std::optional<std::string> WorkQueue::PopLocked() {
 }
 
 std::optional<std::string> WorkQueue::Get() {
-  std::unique_lock<std::mutex> lock(mu_);
-  ready_cv_.wait(lock, [this] { return !queue_.empty() || shutting_down_; });
+  MutexLock lock(&mu_);
+  while (queue_.empty() && !shutting_down_) ready_cv_.Wait(&mu_);
   if (queue_.empty()) return std::nullopt;
   return PopLocked();
 }
 
 std::optional<std::string> WorkQueue::GetFor(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  ready_cv_.wait_for(lock, timeout, [this] { return !queue_.empty() || shutting_down_; });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(&mu_);
+  while (queue_.empty() && !shutting_down_ && ready_cv_.WaitUntil(&mu_, deadline)) {
+  }
   if (queue_.empty()) return std::nullopt;
   return PopLocked();
 }
 
 void WorkQueue::Done(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   processing_.erase(key);
   if (dirty_.count(key)) {
     queue_.push_back(key);
-    ready_cv_.notify_one();
+    ready_cv_.Signal();
   }
 }
 
 size_t WorkQueue::Len() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return queue_.size();
 }
 
 size_t WorkQueue::NumWaiting() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return waiting_.size();
 }
 
 void WorkQueue::ShutDown() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     shutting_down_ = true;
   }
-  ready_cv_.notify_all();
-  delay_cv_.notify_all();
+  ready_cv_.SignalAll();
+  delay_cv_.SignalAll();
   if (delay_thread_.joinable() && delay_thread_.get_id() != std::this_thread::get_id()) {
     delay_thread_.join();
   }
 }
 
 bool WorkQueue::ShuttingDown() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return shutting_down_;
 }
 
 void WorkQueue::DelayLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!shutting_down_) {
     const Clock::TimePoint now = clock_.Now();
     while (!waiting_.empty() && waiting_.begin()->first <= now) {
@@ -168,13 +170,13 @@ void WorkQueue::DelayLoop() {
       AddLocked(key);
     }
     if (waiting_.empty()) {
-      delay_cv_.wait(lock);
+      delay_cv_.Wait(&mu_);
     } else {
       // Clock time until due, slept in real time; capped so that a manually
       // advanced clock is noticed.
       const auto due = std::chrono::duration_cast<std::chrono::milliseconds>(
                            waiting_.begin()->first - now) + std::chrono::milliseconds(1);
-      delay_cv_.wait_for(lock, std::min(due, options_.max_wait));
+      delay_cv_.WaitFor(&mu_, std::min(due, options_.max_wait));
     }
   }
 }

@@ -23,11 +23,9 @@
 #define STELLA_OPERATOR_KUBE_WORKQUEUE_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -36,9 +34,10 @@
 #include <unordered_set>
 
 #include "src/base/clock.h"
+#include "src/base/mutex.h"
 #include "src/base/status.h"
 
-namespace stella::net {
+namespace stella {
 class TokenBucket;
 }
 
@@ -87,25 +86,25 @@ class WorkQueue {
   bool ShuttingDown() const;
 
  private:
-  WorkQueue(WorkQueueOptions options, std::unique_ptr<net::TokenBucket> bucket);
-  void AddLocked(const std::string& key);
-  std::optional<std::string> PopLocked();
+  WorkQueue(WorkQueueOptions options, std::unique_ptr<TokenBucket> bucket);
+  void AddLocked(const std::string& key) REQUIRES(mu_);
+  std::optional<std::string> PopLocked() REQUIRES(mu_);
   void DelayLoop();
 
   const WorkQueueOptions options_;
   const Clock& clock_;  // options_.clock or the system clock; outlives this
-  std::unique_ptr<net::TokenBucket> bucket_;  // thread-safe on its own
+  std::unique_ptr<TokenBucket> bucket_;  // thread-safe on its own
 
-  mutable std::mutex mu_;
-  std::condition_variable ready_cv_;  // a key was queued, or shutdown
-  std::condition_variable delay_cv_;  // a new deadline, or shutdown
-  std::deque<std::string> queue_;                     // guarded by mu_
-  std::unordered_set<std::string> dirty_;             // guarded by mu_: needs processing
-  std::unordered_set<std::string> processing_;        // guarded by mu_
-  std::multimap<Clock::TimePoint, std::string> waiting_;     // guarded by mu_: by deadline
-  std::unordered_map<std::string, Clock::TimePoint> waiting_at_;  // guarded by mu_
-  std::unordered_map<std::string, int> failures_;     // guarded by mu_
-  bool shutting_down_ = false;                        // guarded by mu_
+  mutable Mutex mu_;
+  CondVar ready_cv_;  // a key was queued, or shutdown
+  CondVar delay_cv_;  // a new deadline, or shutdown
+  std::deque<std::string> queue_ GUARDED_BY(mu_);
+  std::unordered_set<std::string> dirty_ GUARDED_BY(mu_);  // needs processing
+  std::unordered_set<std::string> processing_ GUARDED_BY(mu_);
+  std::multimap<Clock::TimePoint, std::string> waiting_ GUARDED_BY(mu_);  // by deadline
+  std::unordered_map<std::string, Clock::TimePoint> waiting_at_ GUARDED_BY(mu_);
+  std::unordered_map<std::string, int> failures_ GUARDED_BY(mu_);
+  bool shutting_down_ GUARDED_BY(mu_) = false;
   std::thread delay_thread_;
 };
 

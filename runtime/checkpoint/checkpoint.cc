@@ -13,14 +13,15 @@
 #include <set>
 
 #include "src/base/byte_io.h"
-#include "src/net/crc32c.h"
+#include "src/base/crc32c.h"
+#include "src/base/file.h"
 
 namespace stella::checkpoint {
 namespace {
 
 constexpr char kPrefix[] = "step-";
 constexpr char kSuffix[] = ".ckpt";
-constexpr char kTempMarker[] = ".tmp";
+constexpr char kTempMarker[] = ".tmp";  // WriteFileAtomically writes <path>.tmp.XXXXXX
 constexpr int kStepDigits = 20;
 // Fixed header bytes before the two strings: magic, version, header length,
 // step, payload length, payload CRC.
@@ -70,63 +71,6 @@ Status MakeDirs(const std::string& path) {
   return Status::Ok();
 }
 
-Status FsyncPath(const std::string& path, int flags) {
-  int fd = open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("open " + path + " for fsync", errno);
-  Status st;
-  if (fsync(fd) != 0) st = ErrnoError("fsync " + path, errno);
-  close(fd);
-  return st;
-}
-
-Status WriteWholeFile(const std::string& path, const std::string& bytes) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("create " + path, errno);
-  const char* p = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    ssize_t n = write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      close(fd);
-      return ErrnoError("write " + path, e);
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  if (fsync(fd) != 0) {
-    int e = errno;
-    close(fd);
-    return ErrnoError("fsync " + path, e);
-  }
-  if (close(fd) != 0) return ErrnoError("close " + path, errno);
-  return Status::Ok();
-}
-
-StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return NotFoundError("checkpoint " + path + " does not exist");
-    return ErrnoError("open " + path, errno);
-  }
-  std::string out;
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      close(fd);
-      return ErrnoError("read " + path, e);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
-}
-
 }  // namespace
 
 void Sections::Put(const std::string& name, std::string bytes) {
@@ -172,10 +116,10 @@ std::string EncodeCheckpoint(const CheckpointHeader& header, const Sections& sec
   head.U32(static_cast<uint32_t>(kFixedHeaderBytes + 4 + header.job.size() + 4 + header.worker.size() + 4));
   head.I64(header.step);
   head.U64(body.size());
-  head.U32(net::Crc32c(body.data(), body.size()));
+  head.U32(Crc32c(body.data(), body.size()));
   head.String(header.job);
   head.String(header.worker);
-  head.U32(net::Crc32c(head.data().data(), head.data().size()));
+  head.U32(Crc32c(head.data().data(), head.data().size()));
   std::string out = head.Release();
   out += body;
   return out;
@@ -200,7 +144,7 @@ StatusOr<std::pair<CheckpointHeader, Sections>> DecodeCheckpoint(std::string_vie
   }
   // Verify the header before trusting any length in it.
   ByteReader header_crc(bytes.substr(header_length - 4, 4), what);
-  if (net::Crc32c(bytes.data(), header_length - 4) != header_crc.U32("header checksum")) {
+  if (Crc32c(bytes.data(), header_length - 4) != header_crc.U32("header checksum")) {
     return DataLossError(what + ": header checksum mismatch (corrupt)");
   }
   h.step = r.I64("step");
@@ -218,7 +162,7 @@ StatusOr<std::pair<CheckpointHeader, Sections>> DecodeCheckpoint(std::string_vie
                          " bytes, the file holds " + std::to_string(bytes.size() - header_length));
   }
   const std::string_view body = bytes.substr(header_length);
-  if (net::Crc32c(body.data(), body.size()) != payload_crc) {
+  if (Crc32c(body.data(), body.size()) != payload_crc) {
     return DataLossError(what + ": payload checksum mismatch (corrupt)");
   }
   ByteReader p(body, what);
@@ -316,20 +260,11 @@ StatusOr<SaveResult> CheckpointStore::Save(int64_t step, const Sections& section
   SaveResult result;
   result.path = PathFor(step);
   result.bytes = bytes.size();
-  const std::string temp = result.path + kTempMarker;
-  Status written = WriteWholeFile(temp, bytes);
-  if (!written.ok()) {
-    unlink(temp.c_str());
-    return written.WithContext("checkpoint of step " + std::to_string(step));
-  }
-  if (options_.before_rename) options_.before_rename(temp);
-  if (std::rename(temp.c_str(), result.path.c_str()) != 0) {
-    int e = errno;
-    unlink(temp.c_str());
-    return ErrnoError("rename " + temp + " to " + result.path, e);
-  }
-  // The rename is durable only once the directory entry is.
-  STELLA_RETURN_IF_ERROR(FsyncPath(options_.dir, O_RDONLY | O_DIRECTORY));
+  // A crash before the rename leaves a temporary file that Save removes later.
+  AtomicWriteOptions write_options;
+  write_options.before_rename = options_.before_rename;
+  Status written = WriteFileAtomically(result.path, bytes, write_options);
+  if (!written.ok()) return written.WithContext("checkpoint of step " + std::to_string(step));
 
   // Retention: the newest `keep` steps stay; temporaries are leftovers of a
   // crashed save (this process owns the directory, so none is in progress).

@@ -19,9 +19,9 @@ namespace compress {
 namespace internal {
 namespace {
 
-class CachelineCompressor final : public Compressor {
+class CachelineCompressor final : public SelectorCompressor {
  public:
-  explicit CachelineCompressor(const CompressorOptions& options) : selector_(options) {}
+  explicit CachelineCompressor(const CompressorOptions& options) : SelectorCompressor(options) {}
 
   Status Compress(const float* grad, size_t n, double density, SparseGradient* out) override {
     STELLA_RETURN_IF_ERROR(BeginCompress(grad, n, density, kCachelineBlockSize, out));
@@ -83,34 +83,10 @@ class CachelineCompressor final : public Compressor {
 
   const char* name() const override { return "cacheline"; }
 
-  CompressorStats stats() const override {
-    CompressorStats s;
-    s.calls = calls_;
-    s.input_passes = input_passes_;
-    s.rescans = selector_.rescans();
-    s.exact_fallbacks = selector_.fallbacks();
-    s.last_candidates = selector_.last_candidates();
-    s.threshold = selector_.tau();
-    return s;
-  }
-
-  std::string SaveState() const override {
-    ByteWriter w;
-    BeginState(name(), &w);
-    selector_.SaveState(&w);
-    return w.Release();
-  }
-
-  Status LoadState(std::string_view state) override {
-    ByteReader r(state, std::string(name()) + " compressor state");
-    CheckStateKind(name(), &r);
-    selector_.LoadState(&r);
-    return r.status();
-  }
-
  private:
-  ThresholdSelector selector_;  // on block scores
-  uint64_t calls_ = 0;
+  // The selector scans the block scores, not the input.
+  uint64_t input_passes() const override { return input_passes_; }
+
   uint64_t input_passes_ = 0;
   std::vector<float> scores_;  // scratch, one score per block
 };

@@ -33,8 +33,7 @@ class RandomKCompressor final : public Compressor {
     STELLA_RETURN_IF_ERROR(BeginCompress(grad, n, density, 1, out));
     if (n > 0) {
       // The selection ignores the values, but a NaN must still not be sent.
-      const size_t bad = FindFirstNonFinite(grad, n);
-      if (bad < n) return NonFiniteError(bad, grad[bad]);
+      STELLA_RETURN_IF_ERROR(CheckFinite(grad, n));
       const size_t k = SelectionSize(n, density);
       const size_t words = (n + 63) / 64;
       bitmap_.assign(words, 0);
@@ -72,18 +71,12 @@ class RandomKCompressor final : public Compressor {
   std::string SaveState() const override {
     std::ostringstream text;
     text << rng_;
-    ByteWriter w;
-    BeginState(name(), &w);
-    w.String(text.str());
-    return w.Release();
+    return SaveStateBlob(name(), [&text](ByteWriter* w) { w->String(text.str()); });
   }
 
   Status LoadState(std::string_view state) override {
-    ByteReader r(state, "randomk compressor state");
-    CheckStateKind(name(), &r);
-    std::istringstream text(r.String("generator"));
-    r.ExpectEnd();
-    if (!r.ok()) return r.status();
+    std::istringstream text;
+    STELLA_RETURN_IF_ERROR(LoadStateBlob(name(), state, [&text](ByteReader* r) { text.str(r->String("generator")); }));
     std::mt19937_64 restored;
     text >> restored;
     if (text.fail()) return DataLossError("randomk compressor state: the generator state does not parse");

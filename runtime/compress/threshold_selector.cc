@@ -37,11 +37,39 @@ void ThresholdSelector::LoadState(ByteReader* in) {
   initial_tau_ = initial_tau;
 }
 
-void BeginState(const char* kind, ByteWriter* out) { out->String(kind); }
+std::string SaveStateBlob(const char* kind, const std::function<void(ByteWriter*)>& write) {
+  ByteWriter w;
+  w.String(kind);
+  if (write) write(&w);
+  return w.Release();
+}
 
-void CheckStateKind(const char* kind, ByteReader* in) {
-  const std::string saved = in->String("compressor kind");
-  if (in->ok() && saved != kind) in->Fail("state of a " + saved + " compressor given to a " + kind + " compressor");
+Status LoadStateBlob(const char* kind, std::string_view state, const std::function<void(ByteReader*)>& read) {
+  ByteReader r(state, std::string(kind) + " compressor state");
+  const std::string saved = r.String("compressor kind");
+  if (r.ok() && saved != kind) r.Fail("state of a " + saved + " compressor given to a " + kind + " compressor");
+  if (r.ok() && read) read(&r);
+  r.ExpectEnd();
+  return r.status();
+}
+
+CompressorStats SelectorCompressor::stats() const {
+  CompressorStats s;
+  s.calls = calls_;
+  s.input_passes = input_passes();
+  s.rescans = selector_.rescans();
+  s.exact_fallbacks = selector_.fallbacks();
+  s.last_candidates = selector_.last_candidates();
+  s.threshold = selector_.tau();
+  return s;
+}
+
+std::string SelectorCompressor::SaveState() const {
+  return SaveStateBlob(name(), [this](ByteWriter* w) { selector_.SaveState(w); });
+}
+
+Status SelectorCompressor::LoadState(std::string_view state) {
+  return LoadStateBlob(name(), state, [this](ByteReader* r) { selector_.LoadState(r); });
 }
 
 void ThresholdSelector::SetTau(float tau) {

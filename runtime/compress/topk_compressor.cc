@@ -15,13 +15,10 @@ class TopKCompressor final : public Compressor {
   Status Compress(const float* grad, size_t n, double density, SparseGradient* out) override {
     STELLA_RETURN_IF_ERROR(BeginCompress(grad, n, density, 1, out));
     if (n > 0) {
-      const size_t bad = FindFirstNonFinite(grad, n);
-      if (bad < n) return NonFiniteError(bad, grad[bad]);
+      STELLA_RETURN_IF_ERROR(CheckFinite(grad, n));
       const size_t k = SelectionSize(n, density);
       if (k == n) {
-        out->indices.resize(n);
-        for (size_t i = 0; i < n; ++i) out->indices[i] = static_cast<uint32_t>(i);
-        out->values.assign(grad, grad + n);
+        SelectAll(grad, n, out);
         stats_.input_passes += 2;
       } else {
         SelectTopAll(grad, n, k, &keys_, &out->indices);
@@ -39,18 +36,8 @@ class TopKCompressor final : public Compressor {
   CompressorStats stats() const override { return stats_; }
 
   // Exact top-k keeps no history: the state is only the kind.
-  std::string SaveState() const override {
-    ByteWriter w;
-    BeginState(name(), &w);
-    return w.Release();
-  }
-
-  Status LoadState(std::string_view state) override {
-    ByteReader r(state, "topk compressor state");
-    CheckStateKind(name(), &r);
-    r.ExpectEnd();
-    return r.status();
-  }
+  std::string SaveState() const override { return SaveStateBlob(name()); }
+  Status LoadState(std::string_view state) override { return LoadStateBlob(name(), state); }
 
  private:
   CompressorStats stats_;

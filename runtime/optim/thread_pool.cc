@@ -38,10 +38,10 @@ StatusOr<std::unique_ptr<ThreadPool>> ThreadPool::Create(const Options& options)
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
   for (std::thread& t : workers_) t.join();
 }
 
@@ -57,17 +57,17 @@ void ThreadPool::RunChunks(Job* job) {
 
 void ThreadPool::WorkerLoop() {
   uint64_t seen_generation = 0;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stop_ || (job_ != nullptr && generation_ != seen_generation); });
+    while (!stop_ && (job_ == nullptr || generation_ == seen_generation)) work_cv_.Wait(&mu_);
     if (stop_) return;
     seen_generation = generation_;
     Job* job = job_;
     ++job->workers_in;
-    lock.unlock();
+    mu_.Unlock();
     RunChunks(job);
-    lock.lock();
-    if (--job->workers_in == 0) done_cv_.notify_all();
+    mu_.Lock();
+    if (--job->workers_in == 0) done_cv_.SignalAll();
   }
 }
 
@@ -80,24 +80,24 @@ void ThreadPool::ParallelFor(size_t n, size_t grain,
     for (size_t begin = 0; begin < n; begin += grain) fn(begin, begin + grain < n ? begin + grain : n);
     return;
   }
-  std::lock_guard<std::mutex> run_lock(run_mu_);
+  MutexLock run_lock(&run_mu_);
   Job job;
   job.fn = &fn;
   job.n = n;
   job.grain = grain;
   job.num_chunks = num_chunks;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     job_ = &job;
     ++generation_;
   }
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
   RunChunks(&job);
   // Every chunk is claimed; unpublish the job so that late workers skip it,
   // then wait for the workers still running chunks of it.
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   job_ = nullptr;
-  done_cv_.wait(lock, [&] { return job.workers_in == 0; });
+  while (job.workers_in != 0) done_cv_.Wait(&mu_);
 }
 
 }  // namespace optim

@@ -11,16 +11,15 @@
 #define STELLA_RUNTIME_OPTIM_THREAD_POOL_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "src/base/mutex.h"
 #include "src/base/status.h"
 
 namespace stella {
@@ -71,7 +70,9 @@ class ThreadPool {
     size_t grain = 1;
     size_t num_chunks = 0;
     std::atomic<size_t> next_chunk{0};
-    size_t workers_in = 0;  // guarded by ThreadPool::mu_
+    // Guarded by ThreadPool::mu_ (an annotation cannot name the outer
+    // object's member).
+    size_t workers_in = 0;
   };
 
   ThreadPool() = default;
@@ -79,13 +80,13 @@ class ThreadPool {
   static void RunChunks(Job* job);
 
   // Serializes ParallelFor callers. Lock order: run_mu_ before mu_.
-  std::mutex run_mu_;
-  std::mutex mu_;
-  std::condition_variable work_cv_;  // a job was published, or stop_
-  std::condition_variable done_cv_;  // a worker left a job
-  Job* job_ = nullptr;               // guarded by mu_
-  uint64_t generation_ = 0;          // guarded by mu_; bumped per job
-  bool stop_ = false;                // guarded by mu_
+  Mutex run_mu_ ACQUIRED_BEFORE(mu_);
+  Mutex mu_;
+  CondVar work_cv_;  // a job was published, or stop_
+  CondVar done_cv_;  // a worker left a job
+  Job* job_ GUARDED_BY(mu_) = nullptr;
+  uint64_t generation_ GUARDED_BY(mu_) = 0;  // bumped per job
+  bool stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 };
 

@@ -36,6 +36,7 @@
 #include "runtime/worker/check_job.h"
 #include "runtime/worker/events.h"
 #include "runtime/worker/worker.h"
+#include "src/base/flags.h"
 #include "src/spec/stella_job.h"
 
 namespace {
@@ -48,28 +49,10 @@ constexpr char kUsage[] =
     "       stella-runtime --check-model JOB.yaml   (check the job's data and TorchScript model, then exit)\n"
     "       [--tls-dir DIR]   (ca.crt, tls.crt, tls.key: mutual TLS on every WAN link)\n";
 
-std::vector<std::string> SplitCommas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
+constexpr char kProgram[] = "stella-runtime";
 
 bool ParseInt(const std::string& flag, const std::string& text, int lo, int hi, int* out) {
-  char* end = nullptr;
-  long v = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || v < lo || v > hi) {
-    std::fprintf(stderr, "stella-runtime: %s must be an integer in %d..%d, got \"%s\"\n", flag.c_str(), lo, hi,
-                 text.c_str());
-    return false;
-  }
-  *out = static_cast<int>(v);
-  return true;
+  return stella::ParseIntFlag(kProgram, flag, text, lo, hi, out);
 }
 
 int CheckModel(const std::string& job_path) {
@@ -89,21 +72,23 @@ int main(int argc, char** argv) {
   std::string job_path, wan_ports, wan_addresses;
   stella::worker::WorkerOptions o;
   bool have_cluster = false, have_rank = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
+  auto args = stella::SplitFlags(
+      {argv + 1, argv + argc},
+      {"--job", "--cluster-index", "--local-rank", "--store-host", "--store-port", "--bind-host", "--wan-ports",
+       "--wan-addresses", "--metrics-port", "--metrics-bind", "--threads", "--device", "--dump-parameters",
+       "--tls-dir", "--wan-link-timeout-ms", "--wan-round-timeout-ms", "--progress-every", "--check-model"},
+      {"--help", "-h", "--resume"});
+  if (!args.ok()) {
+    std::fprintf(stderr, "%s: %s\n%s", kProgram, args.status().message().c_str(), kUsage);
+    return 2;
+  }
+  for (const stella::FlagArg& a : *args) {
+    const std::string& flag = a.flag;
+    const std::string& value = a.value;
     if (flag == "--help" || flag == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
     }
-    if (flag == "--resume") {  // the one flag without a value
-      o.resume = true;
-      continue;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "stella-runtime: %s needs a value\n%s", flag.c_str(), kUsage);
-      return 2;
-    }
-    std::string value = argv[++i];
     bool ok = true;
     if (flag == "--check-model") return CheckModel(value);
     if (flag == "--job") job_path = value;
@@ -121,13 +106,14 @@ int main(int argc, char** argv) {
     else if (flag == "--dump-parameters") o.dump_parameters_path = value;
     else if (flag == "--tls-dir") o.tls_dir = value;
     else if (flag == "--progress-every") ok = ParseInt(flag, value, 1, 1 << 30, &o.progress_every);
+    else if (flag == "--resume") o.resume = true;
     else if (flag == "--wan-link-timeout-ms" || flag == "--wan-round-timeout-ms") {
       int ms = 0;
       ok = ParseInt(flag, value, 10, 3600 * 1000, &ms);
       (flag == "--wan-link-timeout-ms" ? o.wan_link_timeout : o.wan_round_timeout) = std::chrono::milliseconds(ms);
     }
     else {
-      std::fprintf(stderr, "stella-runtime: unknown flag %s\n%s", flag.c_str(), kUsage);
+      std::fprintf(stderr, "%s: unexpected argument %s\n%s", kProgram, value.c_str(), kUsage);
       return 2;
     }
     if (!ok) return 2;
@@ -136,8 +122,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "stella-runtime: --job, --cluster-index and --local-rank are required\n%s", kUsage);
     return 2;
   }
-  for (const auto& p : SplitCommas(wan_ports)) o.wan_addresses.push_back("127.0.0.1:" + p);
-  for (const auto& a : SplitCommas(wan_addresses)) o.wan_addresses.push_back(a);
+  for (const auto& p : stella::SplitCommas(wan_ports)) o.wan_addresses.push_back("127.0.0.1:" + p);
+  for (const auto& a : stella::SplitCommas(wan_addresses)) o.wan_addresses.push_back(a);
 
   // "--job env:NAME" reads the manifest from an environment variable: the
   // operator hands it to pods that way (no ConfigMap per job).

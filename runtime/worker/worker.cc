@@ -13,6 +13,7 @@
 
 #include "runtime/worker/check_job.h"
 #include "runtime/worker/worker_internal.h"
+#include "src/base/file.h"
 
 namespace stella::worker {
 namespace {
@@ -24,13 +25,7 @@ constexpr double kRateWindowSeconds = 2.0;
 Status DumpParameters(const compute::Trainer& trainer, const std::string& path) {
   std::vector<float> params(static_cast<size_t>(trainer.num_parameters()));
   trainer.CopyParametersTo(params.data());
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) return ErrnoError("open " + tmp, errno);
-  size_t written = std::fwrite(params.data(), sizeof(float), params.size(), f);
-  if (std::fclose(f) != 0 || written != params.size()) return ErrnoError("write " + tmp, errno);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename " + tmp + " to " + path, errno);
-  return Status::Ok();
+  return WriteFileAtomically(path, {reinterpret_cast<const char*>(params.data()), params.size() * sizeof(float)});
 }
 
 }  // namespace

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "src/base/clock.h"
+#include "src/base/flags.h"
 #include "src/base/status.h"
 #include "src/cli/format.h"
 #include "src/cli/launch_plan.h"
@@ -106,59 +107,41 @@ struct RunArgs {
   bool resume = false;
 };
 
+// One "run" flag with a value.
+std::optional<std::string> SetRunFlag(const FlagArg& a, RunArgs* out) {
+  if (a.value.empty()) return "run: flag '" + a.flag + "' needs a non-empty value";
+  if (a.flag == "--json") {
+    out->json_path = a.value;
+  } else if (a.flag == "--log-dir") {
+    out->log_dir = a.value;
+  } else if (a.flag == "--runtime") {
+    out->runtime_path = a.value;
+  } else {  // --timeout
+    char* end = nullptr;
+    const double seconds = std::strtod(a.value.c_str(), &end);
+    if (end == a.value.c_str() || *end != '\0' || !std::isfinite(seconds) || seconds <= 0) {
+      return "run: --timeout must be a positive number of seconds, got '" + a.value + "'";
+    }
+    out->timeout_seconds = seconds;
+  }
+  return std::nullopt;
+}
+
 // Parses "run" arguments; returns an error message for a usage error.
 std::optional<std::string> ParseRunArgs(const std::vector<std::string>& args, RunArgs* out) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "--no-tls") {  // flags without a value
+  StatusOr<std::vector<FlagArg>> parsed =
+      SplitFlags(args, {"--json", "--log-dir", "--runtime", "--timeout"}, {"--no-tls", "--resume"});
+  if (!parsed.ok()) return "run: " + parsed.status().message();
+  for (const FlagArg& a : *parsed) {
+    if (a.flag.empty()) {
+      if (!out->job_path.empty()) return "run: unexpected argument '" + a.value + "' (one JOB.yaml expected)";
+      out->job_path = a.value;
+    } else if (a.flag == "--no-tls") {
       out->no_tls = true;
-      continue;
-    }
-    if (arg == "--resume") {
+    } else if (a.flag == "--resume") {
       out->resume = true;
-      continue;
-    }
-    if (arg.size() > 1 && arg[0] == '-') {
-      std::string flag = arg;
-      std::optional<std::string> value;
-      size_t eq = arg.find('=');
-      if (eq != std::string::npos) {
-        flag = arg.substr(0, eq);
-        value = arg.substr(eq + 1);
-      }
-      std::string* target = nullptr;
-      std::string timeout_text;
-      if (flag == "--json") {
-        target = &out->json_path;
-      } else if (flag == "--log-dir") {
-        target = &out->log_dir;
-      } else if (flag == "--runtime") {
-        target = &out->runtime_path;
-      } else if (flag == "--timeout") {
-        target = &timeout_text;
-      } else if (flag == "--no-tls") {
-        return "run: --no-tls takes no value, got '" + arg + "'";
-      } else {
-        return "run: unknown flag '" + flag + "'";
-      }
-      if (!value) {
-        if (i + 1 >= args.size()) return "run: flag '" + flag + "' needs a value";
-        value = args[++i];
-      }
-      if (value->empty()) return "run: flag '" + flag + "' needs a non-empty value";
-      *target = *value;
-      if (flag == "--timeout") {
-        char* end = nullptr;
-        double seconds = std::strtod(value->c_str(), &end);
-        if (end == value->c_str() || *end != '\0' || !std::isfinite(seconds) || seconds <= 0) {
-          return "run: --timeout must be a positive number of seconds, got '" + *value + "'";
-        }
-        out->timeout_seconds = seconds;
-      }
-    } else if (out->job_path.empty()) {
-      out->job_path = arg;
-    } else {
-      return "run: unexpected argument '" + arg + "' (one JOB.yaml expected)";
+    } else if (std::optional<std::string> error = SetRunFlag(a, out)) {
+      return error;
     }
   }
   if (out->job_path.empty()) return "run: missing JOB.yaml";

@@ -1,14 +1,11 @@
 #include "src/cli/summary.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <utility>
 #include <vector>
 
+#include "src/base/file.h"
 #include "src/cli/format.h"
 
 namespace stella::cli {
@@ -135,37 +132,7 @@ nlohmann::json SummaryToJson(const RunSummary& s) {
 }
 
 Status WriteJsonAtomically(const std::string& path, const nlohmann::json& value) {
-  std::string text = value.dump(2) + "\n";
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("cannot create " + tmp, errno);
-  const char* data = text.data();
-  size_t left = text.size();
-  while (left > 0) {
-    ssize_t n = write(fd, data, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      return ErrnoError("cannot write " + tmp, e);
-    }
-    data += n;
-    left -= static_cast<size_t>(n);
-  }
-  if (fsync(fd) != 0) {
-    int e = errno;
-    close(fd);
-    unlink(tmp.c_str());
-    return ErrnoError("cannot fsync " + tmp, e);
-  }
-  close(fd);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    unlink(tmp.c_str());
-    return ErrnoError("cannot rename " + tmp + " to " + path, e);
-  }
-  return Status::Ok();
+  return WriteFileAtomically(path, value.dump(2) + "\n");
 }
 
 }  // namespace stella::cli

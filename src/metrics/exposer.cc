@@ -175,7 +175,7 @@ void Exposer::Handle(const std::string& path, std::function<std::string()> body)
   STELLA_CHECK(!path.empty() && path[0] == '/');
   STELLA_CHECK(!IsBuiltinPath(path));
   STELLA_CHECK(body != nullptr);
-  std::lock_guard<std::mutex> lock(handlers_mutex_);
+  MutexLock lock(&handlers_mutex_);
   handlers_[path] = std::move(body);
 }
 
@@ -329,7 +329,7 @@ Exposer::Response Exposer::Route(const std::string& head) {
     } else {
       std::function<std::string()> handler;
       {
-        std::lock_guard<std::mutex> lock(handlers_mutex_);
+        MutexLock lock(&handlers_mutex_);
         auto it = handlers_.find(path);
         if (it != handlers_.end()) handler = it->second;
       }

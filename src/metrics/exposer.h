@@ -26,10 +26,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "src/base/mutex.h"
 #include "src/base/status.h"
 #include "src/metrics/registry.h"
 
@@ -103,9 +103,8 @@ class Exposer {
   std::atomic<bool> ready_{true};
   std::atomic<bool> stopping_{false};
 
-  std::mutex handlers_mutex_;
-  // Guarded by handlers_mutex_.
-  std::map<std::string, std::function<std::string()>> handlers_;
+  Mutex handlers_mutex_;
+  std::map<std::string, std::function<std::string()>> handlers_ GUARDED_BY(handlers_mutex_);
 
   // Started last in the constructor, joined in the destructor.
   std::thread acceptor_;

@@ -108,7 +108,7 @@ T& Family<T>::Add(const Labels& labels) {
       STELLA_CHECK(false && "invalid label name");
     }
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   std::unique_ptr<T>& slot = metrics_[labels];
   if (slot == nullptr) slot = MakeMetric<T>(bounds_);
   return *slot;
@@ -116,13 +116,13 @@ T& Family<T>::Add(const Labels& labels) {
 
 template <typename T>
 size_t Family<T>::size() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   return metrics_.size();
 }
 
 template <typename T>
 void Family<T>::AppendTo(std::string* out) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   if (metrics_.empty()) return;
   *out += "# HELP ";
   *out += name();
@@ -149,7 +149,7 @@ FamilyBase* Registry::AddFamily(const std::string& name, const std::string& help
                  type == MetricType::kCounter ? " ending in _total" : "");
     STELLA_CHECK(false && "invalid metric name");
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   auto it = families_.find(name);
   if (it != families_.end()) {
     FamilyBase* existing = it->second.get();
@@ -211,7 +211,7 @@ Family<Histogram>& Registry::AddHistogram(const std::string& name, const std::st
 
 std::string Registry::Serialize() const {
   std::string out;
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   for (const auto& [name, family] : families_) family->AppendTo(&out);
   return out;
 }

@@ -26,10 +26,10 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "src/base/mutex.h"
 #include "src/metrics/metric.h"
 
 namespace stella {
@@ -91,10 +91,9 @@ class Family final : public FamilyBase {
 
   // Bucket bounds shared by every series; empty unless T is Histogram.
   const std::vector<double> bounds_;
-  mutable std::mutex mutex_;
-  // Guarded by mutex_. unique_ptr keeps metric addresses stable across
-  // insertions.
-  std::map<Labels, std::unique_ptr<T>> metrics_;
+  mutable Mutex mutex_;
+  // unique_ptr keeps metric addresses stable across insertions.
+  std::map<Labels, std::unique_ptr<T>> metrics_ GUARDED_BY(mutex_);
 };
 
 extern template class Family<Counter>;
@@ -128,10 +127,10 @@ class Registry {
   FamilyBase* AddFamily(const std::string& name, const std::string& help, MetricType type,
                         std::vector<double> bounds);
 
-  mutable std::mutex mutex_;
-  // Guarded by mutex_. Families are never removed, so references handed out
-  // stay valid for the Registry's lifetime.
-  std::map<std::string, std::unique_ptr<FamilyBase>> families_;
+  mutable Mutex mutex_;
+  // Families are never removed, so references handed out stay valid for
+  // the Registry's lifetime.
+  std::map<std::string, std::unique_ptr<FamilyBase>> families_ GUARDED_BY(mutex_);
 };
 
 }  // namespace metrics

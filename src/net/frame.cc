@@ -4,7 +4,7 @@
 #include <cstring>
 #include <limits>
 
-#include "src/net/crc32c.h"
+#include "src/base/crc32c.h"
 
 namespace stella {
 namespace net {

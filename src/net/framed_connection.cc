@@ -14,7 +14,7 @@ FramedConnection::~FramedConnection() = default;
 
 Status FramedConnection::Send(FrameType type, uint32_t tag, const void* payload, size_t n,
                               Clock::TimePoint deadline) {
-  std::lock_guard<std::mutex> lock(send_mu_);
+  MutexLock lock(&send_mu_);
   if (!send_error_.ok()) {
     return FailedPreconditionError("connection unusable after an earlier send error: " +
                                    send_error_.ToString());
@@ -34,7 +34,7 @@ Status FramedConnection::Send(FrameType type, uint32_t tag, const void* payload,
 }
 
 Status FramedConnection::Flush(Clock::TimePoint deadline) {
-  std::lock_guard<std::mutex> lock(send_mu_);
+  MutexLock lock(&send_mu_);
   if (!send_error_.ok()) {
     return FailedPreconditionError("connection unusable after an earlier send error: " +
                                    send_error_.ToString());
@@ -55,7 +55,7 @@ Status FramedConnection::Flush(Clock::TimePoint deadline) {
 }
 
 StatusOr<Frame> FramedConnection::Receive(Clock::TimePoint deadline) {
-  std::lock_guard<std::mutex> lock(recv_mu_);
+  MutexLock lock(&recv_mu_);
   if (!recv_error_.ok()) {
     return FailedPreconditionError("connection unusable after an earlier receive error: " +
                                    recv_error_.ToString());

@@ -20,9 +20,9 @@
 #define STELLA_SRC_NET_FRAMED_CONNECTION_H_
 
 #include <memory>
-#include <mutex>
 
 #include "src/base/clock.h"
+#include "src/base/mutex.h"
 #include "src/base/status.h"
 #include "src/net/frame.h"
 #include "src/net/link_stats.h"
@@ -63,13 +63,13 @@ class FramedConnection {
   const std::unique_ptr<Stream> stream_;
   LinkStats stats_;
 
-  std::mutex send_mu_;  // serializes Send/Flush; taken before stream calls
-  Status send_error_;   // guarded by send_mu_; sticky
-  uint64_t unflushed_payload_bytes_ = 0;  // guarded by send_mu_
-  Clock::TimePoint unflushed_since_;      // guarded by send_mu_; valid if bytes > 0
+  Mutex send_mu_;  // serializes Send/Flush; taken before stream calls
+  Status send_error_ GUARDED_BY(send_mu_);  // sticky
+  uint64_t unflushed_payload_bytes_ GUARDED_BY(send_mu_) = 0;
+  Clock::TimePoint unflushed_since_ GUARDED_BY(send_mu_);  // valid if bytes > 0
 
-  std::mutex recv_mu_;  // serializes Receive
-  Status recv_error_;   // guarded by recv_mu_; sticky
+  Mutex recv_mu_;  // serializes Receive
+  Status recv_error_ GUARDED_BY(recv_mu_);  // sticky
 };
 
 }  // namespace net

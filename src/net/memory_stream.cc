@@ -1,11 +1,10 @@
 #include "src/net/memory_stream.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <string>
 
+#include "src/base/mutex.h"
 #include "src/base/status.h"
 
 namespace stella {
@@ -17,11 +16,11 @@ namespace {
 struct Pipe {
   explicit Pipe(size_t capacity) : capacity(capacity) {}
   const size_t capacity;
-  std::mutex mu;
-  std::condition_variable cv;  // signalled on every state change
-  std::deque<uint8_t> bytes;   // guarded by mu
-  bool writer_closed = false;  // guarded by mu; reader drains, then sees EOF
-  bool reader_closed = false;  // guarded by mu; writer fails at once
+  Mutex mu;
+  CondVar cv;  // signalled on every state change
+  std::deque<uint8_t> bytes GUARDED_BY(mu);
+  bool writer_closed GUARDED_BY(mu) = false;  // reader drains, then sees EOF
+  bool reader_closed GUARDED_BY(mu) = false;  // writer fails at once
 };
 
 class MemoryStream final : public Stream {
@@ -33,7 +32,7 @@ class MemoryStream final : public Stream {
   Status WriteAll(const void* data, size_t n, Clock::TimePoint deadline) override {
     const auto* p = static_cast<const uint8_t*>(data);
     size_t done = 0;
-    std::unique_lock<std::mutex> lock(out_->mu);
+    MutexLock lock(&out_->mu);
     while (done < n) {
       if (out_->writer_closed) {  // only our own Shutdown sets this
         return CancelledError("memory stream: write cancelled by Shutdown after " +
@@ -46,7 +45,7 @@ class MemoryStream final : public Stream {
       }
       const size_t room = out_->capacity - std::min(out_->capacity, out_->bytes.size());
       if (room == 0) {
-        if (out_->cv.wait_until(lock, deadline) == std::cv_status::timeout &&
+        if (!out_->cv.WaitUntil(&out_->mu, deadline) &&
             out_->bytes.size() >= out_->capacity && !out_->writer_closed &&
             !out_->reader_closed) {
           return DeadlineExceededError("memory stream: write deadline exceeded after " +
@@ -58,7 +57,7 @@ class MemoryStream final : public Stream {
       const size_t k = std::min(room, n - done);
       out_->bytes.insert(out_->bytes.end(), p + done, p + done + k);
       done += k;
-      out_->cv.notify_all();
+      out_->cv.SignalAll();
     }
     return Status::Ok();
   }
@@ -77,10 +76,10 @@ class MemoryStream final : public Stream {
 
   void Shutdown() override {
     for (Pipe* pipe : {in_.get(), out_.get()}) {
-      std::lock_guard<std::mutex> lock(pipe->mu);
+      MutexLock lock(&pipe->mu);
       if (pipe == in_.get()) pipe->reader_closed = true;
       if (pipe == out_.get()) pipe->writer_closed = true;
-      pipe->cv.notify_all();
+      pipe->cv.SignalAll();
     }
   }
 
@@ -88,7 +87,7 @@ class MemoryStream final : public Stream {
   // Reads into p[0, n): until n bytes (all) or until at least one (!all).
   Status Read(uint8_t* p, size_t n, bool all, Clock::TimePoint deadline, size_t* done_out) {
     size_t& done = *done_out;
-    std::unique_lock<std::mutex> lock(in_->mu);
+    MutexLock lock(&in_->mu);
     while (done < n) {
       if (in_->reader_closed) {  // only our own Shutdown sets this
         return CancelledError("memory stream: read cancelled by Shutdown after " +
@@ -99,7 +98,7 @@ class MemoryStream final : public Stream {
           return UnavailableError("memory stream: peer closed connection after " +
                                   std::to_string(done) + " of " + std::to_string(n) + " bytes");
         }
-        if (in_->cv.wait_until(lock, deadline) == std::cv_status::timeout &&
+        if (!in_->cv.WaitUntil(&in_->mu, deadline) &&
             in_->bytes.empty() && !in_->writer_closed && !in_->reader_closed) {
           return DeadlineExceededError("memory stream: read deadline exceeded after " +
                                        std::to_string(done) + " of " + std::to_string(n) +
@@ -111,7 +110,7 @@ class MemoryStream final : public Stream {
       std::copy_n(in_->bytes.begin(), k, p + done);
       in_->bytes.erase(in_->bytes.begin(), in_->bytes.begin() + static_cast<std::ptrdiff_t>(k));
       done += k;
-      in_->cv.notify_all();
+      in_->cv.SignalAll();
       if (!all) break;
     }
     return Status::Ok();

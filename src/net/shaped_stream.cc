@@ -78,11 +78,11 @@ ShapedStream::~ShapedStream() {
 
 void ShapedStream::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     shut_down_ = true;
   }
-  sender_cv_.notify_all();
-  writers_cv_.notify_all();
+  sender_cv_.SignalAll();
+  writers_cv_.SignalAll();
   inner_->Shutdown();  // unblocks a delivery or a read in progress
 }
 
@@ -93,12 +93,12 @@ size_t ShapedStream::QueueLimitLocked() const {
 }
 
 size_t ShapedStream::queue_limit_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return QueueLimitLocked();
 }
 
 size_t ShapedStream::queued_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return queued_bytes_;
 }
 
@@ -106,7 +106,7 @@ Status ShapedStream::SetRateBitsPerSec(double bits_per_s) {
   STELLA_RETURN_IF_ERROR(ValidateBits(bits_per_s));
   const double rate = bits_per_s / 8;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (options_.burst_bytes > 0) {
       STELLA_RETURN_IF_ERROR(bucket_->SetRate(rate));
     } else {
@@ -114,14 +114,14 @@ Status ShapedStream::SetRateBitsPerSec(double bits_per_s) {
     }
     rate_bytes_per_s_ = rate;
   }
-  writers_cv_.notify_all();  // the queue bound changed
+  writers_cv_.SignalAll();  // the queue bound changed
   return Status::Ok();
 }
 
 Status ShapedStream::WriteAll(const void* data, size_t n, Clock::TimePoint deadline) {
   const auto* p = static_cast<const uint8_t*>(data);
   size_t done = 0;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (true) {
     if (!error_.ok()) return error_;
     if (shut_down_) {
@@ -130,10 +130,8 @@ Status ShapedStream::WriteAll(const void* data, size_t n, Clock::TimePoint deadl
     }
     if (done == n) return Status::Ok();
     if (queued_bytes_ > QueueLimitLocked()) {
-      const bool ready = writers_cv_.wait_until(lock, deadline, [this] {
-        return shut_down_ || !error_.ok() || queued_bytes_ <= QueueLimitLocked();
-      });
-      if (!ready) {
+      if (!writers_cv_.WaitUntil(&mu_, deadline) && !shut_down_ && error_.ok() &&
+          queued_bytes_ > QueueLimitLocked()) {
         return DeadlineExceededError(
             "ShapedStream: write deadline exceeded with the emulated link full (" +
             std::to_string(queued_bytes_) + " bytes queued, limit " +
@@ -165,7 +163,7 @@ Status ShapedStream::WriteAll(const void* data, size_t n, Clock::TimePoint deadl
       queue_.push_back(std::move(chunk));
       done += k;
       queued_bytes_ += k;
-      sender_cv_.notify_one();
+      sender_cv_.Signal();
     }
   }
 }
@@ -180,13 +178,14 @@ StatusOr<size_t> ShapedStream::ReadSome(void* data, size_t max, Clock::TimePoint
 
 Status ShapedStream::Flush(Clock::TimePoint deadline) {
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    const bool done = writers_cv_.wait_until(lock, deadline, [this] {
-      return shut_down_ || !error_.ok() || queued_bytes_ == 0;
-    });
+    MutexLock lock(&mu_);
+    bool waiting = true;
+    while (waiting && !shut_down_ && error_.ok() && queued_bytes_ != 0) {
+      waiting = writers_cv_.WaitUntil(&mu_, deadline);
+    }
     if (!error_.ok()) return error_;
     if (shut_down_) return CancelledError("ShapedStream: flush cancelled by Shutdown");
-    if (!done) {
+    if (queued_bytes_ != 0) {
       return DeadlineExceededError("ShapedStream: flush deadline exceeded with " +
                                    std::to_string(queued_bytes_) + " bytes still queued");
     }
@@ -198,47 +197,50 @@ void ShapedStream::SenderLoop() {
 #if defined(__linux__)
   pthread_setname_np(pthread_self(), "stella-shaper");
 #endif
-  std::unique_lock<std::mutex> lock(mu_);
-  while (true) {
-    sender_cv_.wait(lock, [this] { return shut_down_ || !queue_.empty(); });
-    if (shut_down_) return;
-    // Emulated propagation delay. The front chunk may still grow (coalescing)
-    // and push its release later, so re-read it after every wake-up.
-    const Clock::TimePoint release = queue_.front().release;
-    if (std::chrono::steady_clock::now() < release) {
-      sender_cv_.wait_until(lock, release, [this] { return shut_down_; });
-      continue;
-    }
-    Chunk chunk = std::move(queue_.front());
-    queue_.pop_front();  // queued_bytes_ keeps counting it until delivered
-    lock.unlock();
-
-    // Emulated bandwidth.
-    const Clock::Duration wait = bucket_->Reserve(chunk.data.size());
-    if (wait > Clock::Duration::zero()) {
-      const Clock::TimePoint until = std::chrono::steady_clock::now() + wait;
-      lock.lock();
-      if (sender_cv_.wait_until(lock, until, [this] { return shut_down_; })) return;
-      lock.unlock();
-    }
-    const Status s = inner_->WriteAll(
-        chunk.data.data(), chunk.data.size(),
-        std::chrono::steady_clock::now() + options_.inner_write_timeout);
-
-    lock.lock();
-    queued_bytes_ -= chunk.data.size();
-    if (!s.ok()) {
-      if (!shut_down_) {
-        error_ = s.WithContext("ShapedStream: delivering to the inner stream");
-        // Nothing after a failed write can be delivered in order: drop it.
-        for (const Chunk& c : queue_) queued_bytes_ -= c.data.size();
-        queue_.clear();
-      }
-      writers_cv_.notify_all();
-      return;
-    }
-    writers_cv_.notify_all();
+  MutexLock lock(&mu_);
+  while (DeliverNextLocked()) {
   }
+}
+
+bool ShapedStream::DeliverNextLocked() {
+  while (!shut_down_ && queue_.empty()) sender_cv_.Wait(&mu_);
+  if (shut_down_) return false;
+  // Emulated propagation delay. The front chunk may still grow (coalescing)
+  // and push its release later, so re-read it after every wake-up.
+  const Clock::TimePoint release = queue_.front().release;
+  if (std::chrono::steady_clock::now() < release) {
+    sender_cv_.WaitUntil(&mu_, release);
+    return true;
+  }
+  Chunk chunk = std::move(queue_.front());
+  queue_.pop_front();  // queued_bytes_ keeps counting it until delivered
+  mu_.Unlock();
+
+  // Emulated bandwidth.
+  const Clock::Duration wait = bucket_->Reserve(chunk.data.size());
+  if (wait > Clock::Duration::zero()) {
+    const Clock::TimePoint until = std::chrono::steady_clock::now() + wait;
+    mu_.Lock();
+    while (!shut_down_ && sender_cv_.WaitUntil(&mu_, until)) {
+    }
+    if (shut_down_) return false;
+    mu_.Unlock();
+  }
+  const Status s = inner_->WriteAll(
+      chunk.data.data(), chunk.data.size(),
+      std::chrono::steady_clock::now() + options_.inner_write_timeout);
+
+  mu_.Lock();
+  queued_bytes_ -= chunk.data.size();
+  writers_cv_.SignalAll();
+  if (s.ok()) return true;
+  if (!shut_down_) {
+    error_ = s.WithContext("ShapedStream: delivering to the inner stream");
+    // Nothing after a failed write can be delivered in order: drop it.
+    for (const Chunk& c : queue_) queued_bytes_ -= c.data.size();
+    queue_.clear();
+  }
+  return false;
 }
 
 }  // namespace net

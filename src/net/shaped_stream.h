@@ -18,18 +18,17 @@
 #define STELLA_SRC_NET_SHAPED_STREAM_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "src/base/clock.h"
+#include "src/base/mutex.h"
 #include "src/base/status.h"
+#include "src/base/token_bucket.h"
 #include "src/net/stream.h"
-#include "src/net/token_bucket.h"
 
 namespace stella {
 namespace net {
@@ -99,7 +98,10 @@ class ShapedStream final : public Stream {
   ShapedStream(std::unique_ptr<Stream> inner, const Options& options,
                std::unique_ptr<TokenBucket> bucket);
   void SenderLoop();
-  size_t QueueLimitLocked() const;
+  // Waits for the front chunk's release and delivers it (mu_ is released
+  // while pacing and writing). False when the sender should stop.
+  bool DeliverNextLocked() REQUIRES(mu_);
+  size_t QueueLimitLocked() const REQUIRES(mu_);
 
   const Options options_;
   // Owned; written only by the sender thread (and read by ReadAll callers),
@@ -107,14 +109,14 @@ class ShapedStream final : public Stream {
   const std::unique_ptr<Stream> inner_;
   const std::unique_ptr<TokenBucket> bucket_;  // thread-safe on its own
 
-  mutable std::mutex mu_;
-  std::condition_variable sender_cv_;   // queue non-empty, or shutdown
-  std::condition_variable writers_cv_;  // bytes delivered, error, rate change, or shutdown
-  std::deque<Chunk> queue_;             // guarded by mu_
-  size_t queued_bytes_ = 0;             // guarded by mu_; includes the chunk in flight
-  double rate_bytes_per_s_ = 0;         // guarded by mu_
-  Status error_;                        // guarded by mu_; first inner write error, sticky
-  bool shut_down_ = false;              // guarded by mu_
+  mutable Mutex mu_;
+  CondVar sender_cv_;   // queue non-empty, or shutdown
+  CondVar writers_cv_;  // bytes delivered, error, rate change, or shutdown
+  std::deque<Chunk> queue_ GUARDED_BY(mu_);
+  size_t queued_bytes_ GUARDED_BY(mu_) = 0;  // includes the chunk in flight
+  double rate_bytes_per_s_ GUARDED_BY(mu_) = 0;
+  Status error_ GUARDED_BY(mu_);  // first inner write error, sticky
+  bool shut_down_ GUARDED_BY(mu_) = false;
 
   std::thread sender_;  // started last in the constructor, joined in the destructor
 };

@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <functional>
 
+#include "src/security/openssl_util.h"
+
 namespace stella {
 namespace net {
 namespace {
@@ -27,34 +29,18 @@ constexpr size_t kReceiveBufferBytes = 256 * 1024;
 // The server's "your certificate was accepted" byte (see the header).
 constexpr uint8_t kConfirmByte = 0x5A;
 
-struct X509Free {
-  void operator()(X509* p) const { X509_free(p); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct BioFree {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
+using security::BioFree;
+using security::OpenSslReasons;
+using security::PkeyFree;
+using security::X509Free;
+using security::X509Ptr;
+
 struct StoreCtxFree {
   void operator()(X509_STORE_CTX* p) const { X509_STORE_CTX_free(p); }
 };
 struct SslCtxFree {
   void operator()(SSL_CTX* p) const { SSL_CTX_free(p); }
 };
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-
-// This thread's OpenSSL error queue as "reason; reason" (emptied).
-std::string OpenSslReasons() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    const char* reason = ERR_reason_error_string(e);
-    char code[32];
-    std::snprintf(code, sizeof(code), "error %lu", e);
-    out += (out.empty() ? "" : "; ") + std::string(reason != nullptr ? reason : code);
-  }
-  return out;
-}
 
 std::string SubjectOf(X509* cert) {
   if (cert == nullptr) return "(none)";

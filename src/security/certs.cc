@@ -15,26 +15,19 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <vector>
+
+#include "src/base/dns_name.h"
+#include "src/base/file.h"
+#include "src/security/openssl_util.h"
 
 namespace stella::security {
 namespace {
 
 constexpr char kScheme[] = "stella://";
 
-// Owning handles for the OpenSSL objects used here.
-struct X509Free {
-  void operator()(X509* p) const { X509_free(p); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct BioFree {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
+// Owning handles for the OpenSSL objects used here (and openssl_util.h).
 struct BnFree {
   void operator()(BIGNUM* p) const { BN_free(p); }
 };
@@ -44,33 +37,10 @@ struct ExtFree {
 struct GeneralNamesFree {
   void operator()(GENERAL_NAMES* p) const { GENERAL_NAMES_free(p); }
 };
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-
-// Drains this thread's OpenSSL error queue into one line ("" if empty).
-std::string OpenSslErrors() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    out += (out.empty() ? "" : "; ") + std::string(buf);
-  }
-  return out;
-}
 
 Status OpenSslError(const std::string& what) {
-  const std::string detail = OpenSslErrors();
+  const std::string detail = OpenSslReasons();
   return InternalError(what + " failed" + (detail.empty() ? "" : ": " + detail));
-}
-
-bool IsDns1123Label(std::string_view s) {
-  if (s.empty() || s.size() > 63) return false;
-  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  for (char c : s) {
-    if (!alnum(c) && c != '-') return false;
-  }
-  return alnum(s.front()) && alnum(s.back());
 }
 
 Status CheckLabel(const char* what, const std::string& value) {
@@ -115,7 +85,7 @@ StatusOr<X509Ptr> ParseCert(const std::string& pem, const char* what) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   X509Ptr cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
   if (!cert) {
-    const std::string detail = OpenSslErrors();
+    const std::string detail = OpenSslReasons();
     return InvalidArgumentError(std::string(what) + ": not a PEM certificate" +
                                 (detail.empty() ? "" : " (" + detail + ")"));
   }
@@ -219,28 +189,6 @@ std::vector<std::string> UriParts(std::string_view uri) {
     start = slash + 1;
   }
   return parts;
-}
-
-Status WriteAll(int fd, const std::string& content) {
-  const char* p = content.data();
-  size_t left = content.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("write", errno);
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
-
-StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot open " + path + ": " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return IoError("cannot read " + path);
-  return text.str();
 }
 
 }  // namespace
@@ -362,44 +310,6 @@ StatusOr<CertificateInfo> DescribeCertificate(const std::string& pem) {
   return info;
 }
 
-Status WriteFileAtomically(const std::string& path, const std::string& content, unsigned mode) {
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  std::string tmp = path + ".tmp.XXXXXX";
-  const int fd = ::mkstemp(tmp.data());  // O_EXCL, mode 0600 from the start
-  if (fd < 0) return ErrnoError("cannot create a temporary file next to " + path, errno);
-  auto fail = [&](const std::string& what, int err) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return ErrnoError(what, err);
-  };
-  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) return fail("cannot chmod " + tmp, errno);
-  Status w = WriteAll(fd, content);
-  if (!w.ok()) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return w.WithContext("cannot write " + tmp);
-  }
-  if (::fsync(fd) != 0) return fail("cannot fsync " + tmp, errno);
-  if (::close(fd) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError("cannot close " + tmp, e);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError("cannot rename " + tmp + " to " + path, e);
-  }
-  // The rename itself survives a crash only once the folder is synced.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return Status::Ok();
-}
-
 Status WriteTlsDir(const std::string& dir, const TlsMaterial& m) {
   if (dir.empty()) return InvalidArgumentError("TLS directory path is empty");
   if (m.ca_crt.empty() || m.tls_crt.empty() || m.tls_key.empty()) {
@@ -409,9 +319,11 @@ Status WriteTlsDir(const std::string& dir, const TlsMaterial& m) {
     return ErrnoError("cannot create TLS directory " + dir, errno);
   }
   // Key first: a reader that sees a new certificate finds its key already.
-  STELLA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tls.key", m.tls_key, 0600));
-  STELLA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tls.crt", m.tls_crt, 0644));
-  return WriteFileAtomically(dir + "/ca.crt", m.ca_crt, 0644);
+  AtomicWriteOptions key_options;
+  key_options.mode = 0600;
+  STELLA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tls.key", m.tls_key, key_options));
+  STELLA_RETURN_IF_ERROR(WriteFileAtomically(dir + "/tls.crt", m.tls_crt));
+  return WriteFileAtomically(dir + "/ca.crt", m.ca_crt);
 }
 
 StatusOr<TlsMaterial> ReadTlsDir(const std::string& dir) {

@@ -107,10 +107,6 @@ Status WriteTlsDir(const std::string& dir, const TlsMaterial& material);
 // Reads the three files back; errors name the missing or unreadable file.
 StatusOr<TlsMaterial> ReadTlsDir(const std::string& dir);
 
-// Writes `content` to `path` atomically (temporary file in the same folder,
-// fsync, rename, fsync of the folder) with permission bits `mode`.
-Status WriteFileAtomically(const std::string& path, const std::string& content, unsigned mode);
-
 }  // namespace stella::security
 
 #endif  // STELLA_SRC_SECURITY_CERTS_H_

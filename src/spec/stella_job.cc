@@ -6,6 +6,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "src/base/dns_name.h"
 #include "src/spec/internal/enum_names.h"
 #include "src/spec/internal/scalar.h"
 
@@ -441,27 +442,6 @@ bool operator==(const StellaJob& a, const StellaJob& b) {
 }
 bool operator==(const FieldError& a, const FieldError& b) {
   return std::tie(a.path, a.message) == std::tie(b.path, b.message);
-}
-
-bool IsDns1123Label(std::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
-  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  for (char c : name) {
-    if (!alnum(c) && c != '-') return false;
-  }
-  return alnum(name.front()) && alnum(name.back());
-}
-
-bool IsDns1123Subdomain(std::string_view name) {
-  if (name.empty() || name.size() > 253) return false;
-  for (size_t start = 0;;) {
-    const size_t dot = name.find('.', start);
-    if (!IsDns1123Label(name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start))) {
-      return false;
-    }
-    if (dot == std::string_view::npos) return true;
-    start = dot + 1;
-  }
 }
 
 std::vector<FieldError> ValidateStellaJob(const StellaJob& job) {

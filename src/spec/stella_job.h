@@ -352,12 +352,6 @@ StatusOr<StellaJob> LoadStellaJobFile(const std::string& path);
 // otherwise; ValidateStellaJob reports such values).
 std::string ToYaml(const StellaJob& job);
 
-// True if `name` is a DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, <= 63 chars.
-bool IsDns1123Label(std::string_view name);
-// Kubernetes object names such as a PersistentVolumeClaim's: dot-separated
-// DNS-1123 labels, at most 253 characters.
-bool IsDns1123Subdomain(std::string_view name);
-
 }  // namespace stella::spec
 
 #endif  // STELLA_SRC_SPEC_STELLA_JOB_H_

@@ -9,7 +9,7 @@
 #include <future>
 #include <thread>
 
-#include "tests/net/fake_clock.h"
+#include "src/base/testing/fake_clock.h"
 
 namespace stella::kube {
 namespace {
@@ -32,7 +32,7 @@ class WorkQueueTest : public ::testing::Test {
   // whatever this waits (a too-short wait can only hide a bug, never fail).
   static void Settle() { std::this_thread::sleep_for(milliseconds(20)); }
 
-  net::FakeClock clock_;
+  FakeClock clock_;
 };
 
 TEST_F(WorkQueueTest, DuplicateAddsAreMerged) {

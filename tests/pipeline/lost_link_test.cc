@@ -11,7 +11,7 @@
 
 #include "runtime/pipeline/sparse_exchange.h"
 #include "runtime/pipeline/sparse_sync.h"
-#include "tests/pipeline/fakes.h"
+#include "runtime/exchange/testing/in_memory.h"
 
 namespace stella::pipeline {
 namespace {
@@ -25,7 +25,7 @@ TEST(PartialRoundTest, AveragesOverTheWorkersOfTheClustersPresent) {
   const std::vector<int64_t> sizes = {300, 17};
   const size_t total = 317;
   const std::vector<int> workers = {3, 1, 2};
-  testing::MeshHub hub(3);
+  exchange::testing::MeshHub hub(3);
   hub.SetDeliver([](int from, int to, uint32_t) { return (from == 2) == (to == 2); });
   std::vector<std::vector<float>> grads(3), aggregate(3, std::vector<float>(total));
   std::vector<ExchangeStats> stats(3);
@@ -123,15 +123,15 @@ struct WorkerRun {
 constexpr double kCutDensity = 0.1;
 
 std::vector<WorkerRun> RunCutJob(SparseSyncOptions base, const std::vector<float>& initial, int steps,
-                                 testing::MeshHub::Deliver deliver,
+                                 exchange::testing::MeshHub::Deliver deliver,
                                  std::vector<std::pair<size_t, size_t>> buckets = {}) {
-  testing::MeshHub mesh_hub(kClusters);
+  exchange::testing::MeshHub mesh_hub(kClusters);
   // The predicates count rounds from 0: step * buckets + bucket.
   mesh_hub.SetDeliver([deliver = std::move(deliver)](int from, int to, uint32_t tag) {
     return deliver(from, to, tag - exchange::kFirstTrainingRoundTag);
   });
-  std::vector<std::unique_ptr<testing::GroupHub>> group_hubs;
-  for (int c = 0; c < kClusters; ++c) group_hubs.push_back(std::make_unique<testing::GroupHub>(kWorkers));
+  std::vector<std::unique_ptr<exchange::testing::GroupHub>> group_hubs;
+  for (int c = 0; c < kClusters; ++c) group_hubs.push_back(std::make_unique<exchange::testing::GroupHub>(kWorkers));
   std::vector<WorkerRun> runs(kWorld);
   std::vector<std::thread> threads;
   for (int c = 0; c < kClusters; ++c) {

@@ -13,7 +13,7 @@
 
 #include "runtime/pipeline/sparse_sync.h"
 #include "runtime/pipeline/tensor_pipeline.h"
-#include "tests/pipeline/fakes.h"
+#include "runtime/exchange/testing/in_memory.h"
 
 namespace stella::pipeline {
 namespace {
@@ -51,9 +51,9 @@ struct WorkerRun {
 // training then goes on to `end` unless stop_after_drain.
 std::vector<WorkerRun> RunPhase(const Config& cfg, int64_t first, int64_t end, const std::vector<Saved>* resume,
                                 int64_t drain_at, bool stop_after_drain) {
-  testing::MeshHub mesh_hub(kClusters);
-  std::vector<std::unique_ptr<testing::GroupHub>> group_hubs;
-  for (int c = 0; c < kClusters; ++c) group_hubs.push_back(std::make_unique<testing::GroupHub>(kWorkers));
+  exchange::testing::MeshHub mesh_hub(kClusters);
+  std::vector<std::unique_ptr<exchange::testing::GroupHub>> group_hubs;
+  for (int c = 0; c < kClusters; ++c) group_hubs.push_back(std::make_unique<exchange::testing::GroupHub>(kWorkers));
   size_t total = 0;
   for (int64_t s : kSizes) total += static_cast<size_t>(s);
   std::vector<float> initial(total);
@@ -229,7 +229,7 @@ TEST(PipelineResumeTest, MismatchedSnapshotsAreRejected) {
 // State of a gateway does not load into a non-gateway (and vice versa), and
 // sizes must match.
 TEST(PipelineResumeTest, SparseSyncStateMustFitTheWorkersRole) {
-  testing::GroupHub hub(2);
+  exchange::testing::GroupHub hub(2);
   auto g0 = hub.Member(0);
   auto g1 = hub.Member(1);
   SparseSyncOptions so;

@@ -11,7 +11,7 @@
 
 #include "runtime/pipeline/block_mask.h"
 #include "runtime/pipeline/cpu_optimizer.h"
-#include "tests/pipeline/fakes.h"
+#include "runtime/exchange/testing/in_memory.h"
 
 namespace stella::pipeline {
 namespace {
@@ -50,7 +50,7 @@ struct Result {
 // step t is grads(c, t). Returns the last step's results per cluster.
 std::vector<Result> RunGateways(int clusters, int world, const std::vector<int64_t>& sizes, double density, int steps,
                                 const std::function<std::vector<float>(int, int)>& grads,
-                                testing::MeshHub* hub, const std::string& kind = "topk") {
+                                exchange::testing::MeshHub* hub, const std::string& kind = "topk") {
   std::vector<Result> results(static_cast<size_t>(clusters));
   std::vector<std::thread> threads;
   for (int c = 0; c < clusters; ++c) {
@@ -134,7 +134,7 @@ TEST(PayloadTest, RejectsMalformedPayloadsWithContext) {
 TEST(SparseExchangeTest, AllGatewaysComputeTheSameAggregateInClusterOrder) {
   const std::vector<int64_t> sizes = {1000, 37, 4097};
   const size_t total = 1000 + 37 + 4097;
-  testing::MeshHub hub(3);
+  exchange::testing::MeshHub hub(3);
   auto grads = [&](int c, int t) { return RandomVector(total, 100 * c + t); };
   auto results = RunGateways(3, 6, sizes, 0.1, 4, grads, &hub);
   for (const auto& r : results) ASSERT_TRUE(r.status.ok()) << r.status.ToString();
@@ -173,7 +173,7 @@ TEST(SparseExchangeTest, AllGatewaysComputeTheSameAggregateInClusterOrder) {
 TEST(SparseExchangeTest, DensityOneEqualsTheDenseMeanBitForBit) {
   const std::vector<int64_t> sizes = {300, 17};
   const size_t total = 317;
-  testing::MeshHub hub(3);
+  exchange::testing::MeshHub hub(3);
   auto grads = [&](int c, int t) { return RandomVector(total, 7 * c + t + 1); };
   auto results = RunGateways(3, 5, sizes, 1.0, 1, grads, &hub);
   for (const auto& r : results) ASSERT_TRUE(r.status.ok()) << r.status.ToString();
@@ -217,7 +217,7 @@ TEST(SparseExchangeTest, SingleClusterStillCompressesWithErrorFeedback) {
 // gateway that receives it, naming the cluster and the problem.
 TEST(SparseExchangeTest, MalformedPeerPayloadIsRejected) {
   const std::vector<int64_t> sizes = {64};
-  testing::MeshHub hub(2);
+  exchange::testing::MeshHub hub(2);
   hub.SetTamper([](int from, uint32_t, std::vector<uint8_t>* p) {
     if (from == 1) p->resize(p->size() - 3);  // truncated
   });
@@ -234,7 +234,7 @@ TEST(SparseExchangeTest, MalformedPeerPayloadIsRejected) {
 // Two gateways configured with different compressors (block sizes 1 and 16)
 // cannot be merged: refused, not misread.
 TEST(SparseExchangeTest, MismatchedBlockSizeIsRejected) {
-  testing::MeshHub hub(2);
+  exchange::testing::MeshHub hub(2);
   std::vector<Status> st(2);
   std::vector<std::thread> threads;
   for (int c = 0; c < 2; ++c) {

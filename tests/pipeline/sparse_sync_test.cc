@@ -9,7 +9,7 @@
 #include <random>
 #include <thread>
 
-#include "tests/pipeline/fakes.h"
+#include "runtime/exchange/testing/in_memory.h"
 
 namespace stella::pipeline {
 namespace {
@@ -25,9 +25,9 @@ struct WorkerResult {
 
 std::vector<WorkerResult> RunJob(SparseSyncOptions base, const std::vector<float>& initial, int steps,
                                  double density = 0.05) {
-  testing::MeshHub mesh_hub(kClusters);
-  std::vector<std::unique_ptr<testing::GroupHub>> group_hubs;
-  for (int c = 0; c < kClusters; ++c) group_hubs.push_back(std::make_unique<testing::GroupHub>(kWorkers));
+  exchange::testing::MeshHub mesh_hub(kClusters);
+  std::vector<std::unique_ptr<exchange::testing::GroupHub>> group_hubs;
+  for (int c = 0; c < kClusters; ++c) group_hubs.push_back(std::make_unique<exchange::testing::GroupHub>(kWorkers));
   std::vector<WorkerResult> results(kWorld);
   std::vector<std::thread> threads;
   for (int c = 0; c < kClusters; ++c) {
@@ -124,7 +124,7 @@ TEST(SparseSyncTest, DensityOneAppliesTheDenseMean) {
 }
 
 TEST(SparseSyncTest, RejectsBadOptions) {
-  testing::GroupHub hub(1);
+  exchange::testing::GroupHub hub(1);
   auto group = hub.Member(0);
   std::vector<float> initial(4);
   auto o = BaseOptions({4});

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "runtime/pipeline/sparse_sync.h"
-#include "tests/pipeline/fakes.h"
+#include "runtime/exchange/testing/in_memory.h"
 
 namespace stella::pipeline {
 namespace {
@@ -35,9 +35,9 @@ struct WorkerResult {
 // Each worker: one TensorPipeline driving SparseSync buckets (density 1,
 // plain SGD). The "model" is a float vector; layer j = tensor j.
 std::vector<WorkerResult> RunJob(int staleness, int steps, size_t bucket_bytes) {
-  testing::MeshHub mesh_hub(kClusters);
-  std::vector<std::unique_ptr<testing::GroupHub>> group_hubs;
-  for (int c = 0; c < kClusters; ++c) group_hubs.push_back(std::make_unique<testing::GroupHub>(kWorkers));
+  exchange::testing::MeshHub mesh_hub(kClusters);
+  std::vector<std::unique_ptr<exchange::testing::GroupHub>> group_hubs;
+  for (int c = 0; c < kClusters; ++c) group_hubs.push_back(std::make_unique<exchange::testing::GroupHub>(kWorkers));
   size_t total = 0;
   for (int64_t s : kSizes) total += static_cast<size_t>(s);
   std::vector<float> initial(total);

@@ -9,6 +9,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "src/base/dns_name.h"
+
 namespace stella::spec {
 
 // Readable failures for EXPECT_EQ on whole jobs.

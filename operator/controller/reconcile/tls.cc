@@ -7,7 +7,7 @@
 #include "operator/controller/names.h"
 #include "operator/controller/reconcile/phases.h"
 #include "operator/controller/status.h"
-#include "src/net/crc32c.h"
+#include "src/base/crc32c.h"
 #include "src/security/certs.h"
 
 namespace stella::op {
@@ -43,7 +43,7 @@ Status EnsureTlsSecrets(const ReconcileDeps& d, JobState& st, bool force) {
   auto ca = security::CreateJobCa(st.ns, st.name);
   if (!ca.ok()) return ca.status().WithContext("job CA of " + st.key);
   char id[16];
-  std::snprintf(id, sizeof(id), "%08x", net::Crc32c(ca->certificate_pem.data(), ca->certificate_pem.size()));
+  std::snprintf(id, sizeof(id), "%08x", Crc32c(ca->certificate_pem.data(), ca->certificate_pem.size()));
   ChildContext ctx;
   ctx.job = &st.job;
   ctx.origin = d.options.origin;

@@ -89,7 +89,7 @@ json FakeApi::StoreLocked(const Key& k, json obj) {
   const bool added = objects_.count(StoreKey(named)) == 0;
   objects_[StoreKey(named)] = obj;
   changes_.push_back({version_, added ? EventType::kAdded : EventType::kModified, k.group_version, k.plural, obj});
-  changed_.notify_all();
+  changed_.SignalAll();
   return obj;
 }
 
@@ -98,7 +98,7 @@ void FakeApi::EraseLocked(std::map<std::string, json>::iterator it, const Key& k
   gone["metadata"]["resourceVersion"] = NextVersionLocked();
   objects_.erase(it);
   changes_.push_back({version_, EventType::kDeleted, k.group_version, k.plural, std::move(gone)});
-  changed_.notify_all();
+  changed_.SignalAll();
 }
 
 #define STELLA_FAKE_INJECT_(verb, path)                      \
@@ -111,7 +111,7 @@ void FakeApi::EraseLocked(std::map<std::string, json>::iterator it, const Key& k
   } while (0)
 
 StatusOr<Response> FakeApi::Get(const std::string& path) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STELLA_FAKE_INJECT_("GET", path);
   if (auto it = raw_.find(path); it != raw_.end()) return it->second;
   auto k = ParsePath(path);
@@ -123,7 +123,7 @@ StatusOr<Response> FakeApi::Get(const std::string& path) {
 }
 
 StatusOr<Response> FakeApi::Create(const std::string& collection_path, const json& obj) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STELLA_FAKE_INJECT_("POST", collection_path);
   auto k = ParsePath(collection_path);
   if (!k || !k->name.empty()) return StatusResponse(405, "MethodNotAllowed", "POST needs a collection path");
@@ -138,7 +138,7 @@ StatusOr<Response> FakeApi::Create(const std::string& collection_path, const jso
 }
 
 StatusOr<Response> FakeApi::Update(const std::string& path, const json& obj) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STELLA_FAKE_INJECT_("PUT", path);
   auto k = ParsePath(path);
   if (!k) return StatusResponse(404, "NotFound", "no such path " + path);
@@ -174,7 +174,7 @@ StatusOr<Response> FakeApi::Update(const std::string& path, const json& obj) {
 }
 
 StatusOr<Response> FakeApi::Patch(const std::string& path, const json& patch, const PatchType& type) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STELLA_FAKE_INJECT_("PATCH", path);
   if (type.kind != PatchKind::kMerge) return InvalidArgumentError("FakeApi supports merge patches only");
   auto k = ParsePath(path);
@@ -199,7 +199,7 @@ StatusOr<Response> FakeApi::Patch(const std::string& path, const json& patch, co
 }
 
 StatusOr<Response> FakeApi::Delete(const std::string& path, const json* options) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STELLA_FAKE_INJECT_("DELETE", path);
   auto k = ParsePath(path);
   if (!k) return StatusResponse(404, "NotFound", "no such path " + path);
@@ -222,7 +222,7 @@ StatusOr<Response> FakeApi::Delete(const std::string& path, const json* options)
 }
 
 StatusOr<ListResult> FakeApi::List(const std::string& collection_path, const std::string& label_selector, int) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Status transport;
   if (auto r = Injected("LIST", collection_path, &transport)) {
     if (!transport.ok()) return transport;
@@ -251,7 +251,7 @@ StatusOr<WatchEnd> FakeApi::Watch(const std::string& collection_path, const Watc
   end.resource_version = options.resource_version;
   int64_t from = options.resource_version.empty() ? 0 : std::stoll(options.resource_version);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     Status transport;
     if (auto r = Injected("WATCH", collection_path, &transport)) {
       if (!transport.ok()) return transport;
@@ -267,9 +267,9 @@ StatusOr<WatchEnd> FakeApi::Watch(const std::string& collection_path, const Watc
   while (!stop && std::chrono::steady_clock::now() < deadline) {
     std::vector<WatchEvent> batch;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       // Wakes on a change, and every 20 ms to notice `stop`.
-      changed_.wait_for(lock, std::chrono::milliseconds(20), [&] { return version_ > from; });
+      if (version_ <= from) changed_.WaitFor(&mu_, std::chrono::milliseconds(20));
       for (const Change& c : changes_) {
         if (c.version <= from) continue;
         from = c.version;
@@ -293,24 +293,24 @@ StatusOr<WatchEnd> FakeApi::Watch(const std::string& collection_path, const Watc
 #undef STELLA_FAKE_INJECT_
 
 void FakeApi::Fail(Failure f) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   failures_.push_back(std::move(f));
 }
 
 void FakeApi::SetRaw(const std::string& path, Response r) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   raw_[path] = std::move(r);
 }
 
 json FakeApi::Put(const std::string& collection_path, json obj) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto k = ParsePath(collection_path);
   if (!k) return json();
   return StoreLocked(*k, std::move(obj));
 }
 
 std::optional<json> FakeApi::Object(const std::string& path) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto k = ParsePath(path);
   if (!k) return std::nullopt;
   k->subresource.clear();
@@ -320,7 +320,7 @@ std::optional<json> FakeApi::Object(const std::string& path) const {
 }
 
 std::vector<json> FakeApi::Objects(const std::string& collection_path) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<json> out;
   auto k = ParsePath(collection_path);
   if (!k) return out;
@@ -334,19 +334,19 @@ std::vector<json> FakeApi::Objects(const std::string& collection_path) const {
 }
 
 std::vector<std::string> FakeApi::Requests() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return requests_;
 }
 
 int FakeApi::Count(const std::string& prefix) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   int n = 0;
   for (const auto& r : requests_) n += r.compare(0, prefix.size(), prefix) == 0;
   return n;
 }
 
 void FakeApi::ClearRequests() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   requests_.clear();
 }
 

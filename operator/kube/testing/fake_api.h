@@ -25,9 +25,7 @@
 #ifndef STELLA_OPERATOR_KUBE_TESTING_FAKE_API_H_
 #define STELLA_OPERATOR_KUBE_TESTING_FAKE_API_H_
 
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +33,7 @@
 #include <nlohmann/json.hpp>
 
 #include "operator/kube/api.h"
+#include "src/base/mutex.h"
 
 namespace stella::kube::testing {
 
@@ -97,20 +96,21 @@ class FakeApi final : public Api {
     std::string group_version, plural;
     nlohmann::json object;
   };
-  std::optional<Response> Injected(const std::string& verb, const std::string& path, Status* transport);
-  nlohmann::json StoreLocked(const Key& k, nlohmann::json obj);
-  void EraseLocked(std::map<std::string, nlohmann::json>::iterator it, const Key& k);
-  std::string NextVersionLocked() { return std::to_string(++version_); }
+  std::optional<Response> Injected(const std::string& verb, const std::string& path, Status* transport)
+      REQUIRES(mu_);
+  nlohmann::json StoreLocked(const Key& k, nlohmann::json obj) REQUIRES(mu_);
+  void EraseLocked(std::map<std::string, nlohmann::json>::iterator it, const Key& k) REQUIRES(mu_);
+  std::string NextVersionLocked() REQUIRES(mu_) { return std::to_string(++version_); }
 
-  mutable std::mutex mu_;
-  std::map<std::string, nlohmann::json> objects_;  // by StoreKey
-  std::map<std::string, Response> raw_;            // canned GETs by path
-  std::vector<Failure> failures_;
-  std::vector<std::string> requests_;
-  std::vector<Change> changes_;    // every change, oldest first
-  std::condition_variable changed_;  // a change was appended
-  int64_t version_ = 100;
-  int64_t uids_ = 0;
+  mutable Mutex mu_;
+  std::map<std::string, nlohmann::json> objects_ GUARDED_BY(mu_);  // by StoreKey
+  std::map<std::string, Response> raw_ GUARDED_BY(mu_);            // canned GETs by path
+  std::vector<Failure> failures_ GUARDED_BY(mu_);
+  std::vector<std::string> requests_ GUARDED_BY(mu_);
+  std::vector<Change> changes_ GUARDED_BY(mu_);  // every change, oldest first
+  CondVar changed_;                              // a change was appended
+  int64_t version_ GUARDED_BY(mu_) = 100;
+  int64_t uids_ GUARDED_BY(mu_) = 0;
 };
 
 // A Kubernetes Status answer: {"kind":"Status","code":...,"reason":...}.

@@ -8,7 +8,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/compress/compressor.h"
@@ -24,10 +27,13 @@ std::unique_ptr<Compressor> NewRandomKCompressor(uint64_t seed);
 std::unique_ptr<Compressor> NewThresholdCompressor(const CompressorOptions& options);
 std::unique_ptr<Compressor> NewCachelineCompressor(const CompressorOptions& options);
 
-// Compressor state blobs start with the kind's name: BeginState writes it,
-// CheckStateKind reads it and fails `in` when it names another kind.
-void BeginState(const char* kind, ByteWriter* out);
-void CheckStateKind(const char* kind, ByteReader* in);
+// Compressor state blobs start with the kind's name, then what `write` adds
+// (nothing when null).
+std::string SaveStateBlob(const char* kind, const std::function<void(ByteWriter*)>& write = nullptr);
+// Checks that `state` is a blob of `kind`; then `read` takes the rest (none
+// when null), which must end the blob. DataLoss names what did not parse.
+Status LoadStateBlob(const char* kind, std::string_view state,
+                     const std::function<void(ByteReader*)>& read = nullptr);
 
 // Exact top-k of x[0, n) by (|x| descending, index ascending), made fast by
 // a per-instance threshold tau adapted with AIMD (see CompressorOptions):
@@ -91,6 +97,25 @@ class ThresholdSelector {
   std::vector<uint64_t> candidates_;  // keys (magnitude, index), see kernels.h
   std::vector<uint64_t> keys_;
   std::vector<float> sample_;
+};
+
+// A compressor that selects with a ThresholdSelector (threshold, cacheline):
+// its state is the selector's, its stats the selector's counters plus the
+// calls and input passes the subclass counts.
+class SelectorCompressor : public Compressor {
+ public:
+  explicit SelectorCompressor(const CompressorOptions& options) : selector_(options) {}
+
+  CompressorStats stats() const override;
+  std::string SaveState() const override;
+  Status LoadState(std::string_view state) override;
+
+ protected:
+  // Passes over the input besides the selector's scans, if those count.
+  virtual uint64_t input_passes() const = 0;
+
+  ThresholdSelector selector_;
+  uint64_t calls_ = 0;
 };
 
 }  // namespace internal

@@ -61,6 +61,17 @@ Status NonFiniteError(size_t index, float value) {
   return InvalidArgumentError("gradient element " + std::to_string(index) + " is " + what);
 }
 
+Status CheckFinite(const float* x, size_t n) {
+  const size_t bad = FindFirstNonFinite(x, n);
+  return bad < n ? NonFiniteError(bad, x[bad]) : Status::Ok();
+}
+
+void SelectAll(const float* grad, size_t n, SparseGradient* out) {
+  out->indices.resize(n);
+  for (size_t i = 0; i < n; ++i) out->indices[i] = static_cast<uint32_t>(i);
+  out->values.assign(grad, grad + n);
+}
+
 Status BeginCompress(const float* grad, size_t n, double density, uint32_t block_size, SparseGradient* out) {
   if (!(density > 0.0 && density <= 1.0)) {
     return InvalidArgumentError("density must be in (0, 1], got " + std::to_string(density));

@@ -47,6 +47,11 @@ size_t FindFirstNonFinite(const float* x, size_t n);
 
 // InvalidArgument "gradient element <index> is NaN" (or +Inf / -Inf).
 Status NonFiniteError(size_t index, float value);
+// NonFiniteError for the first NaN/Inf of x[0, n); Ok if there is none.
+Status CheckFinite(const float* x, size_t n);
+
+// Selects every element of grad[0, n) (density 1, block size 1).
+void SelectAll(const float* grad, size_t n, SparseGradient* out);
 
 // The argument checks every Compress starts with; on success also resets
 // *out to an empty selection of an n-element tensor in blocks of block_size.

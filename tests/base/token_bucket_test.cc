@@ -1,4 +1,4 @@
-#include "src/net/token_bucket.h"
+#include "src/base/token_bucket.h"
 
 #include <gtest/gtest.h>
 
@@ -7,10 +7,9 @@
 #include <limits>
 #include <memory>
 
-#include "tests/net/fake_clock.h"
+#include "src/base/testing/fake_clock.h"
 
 namespace stella {
-namespace net {
 namespace {
 
 using std::chrono::milliseconds;
@@ -127,5 +126,4 @@ TEST(TokenBucketTest, RejectsInvalidParameters) {
 }
 
 }  // namespace
-}  // namespace net
 }  // namespace stella

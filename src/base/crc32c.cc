@@ -1,10 +1,9 @@
-#include "src/net/crc32c.h"
+#include "src/base/crc32c.h"
 
 #include <array>
 #include <cstring>
 
 namespace stella {
-namespace net {
 namespace {
 
 constexpr uint32_t kPolyReflected = 0x82F63B78u;
@@ -47,5 +46,4 @@ uint32_t Crc32c(const void* data, size_t n, uint32_t crc) {
   return ~c;
 }
 
-}  // namespace net
 }  // namespace stella

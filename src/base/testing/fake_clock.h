@@ -2,15 +2,13 @@
 // (token buckets, backoff) that must not sleep.
 //
 // Thread safety: all methods are thread-safe.
-#ifndef STELLA_TESTS_NET_FAKE_CLOCK_H_
-#define STELLA_TESTS_NET_FAKE_CLOCK_H_
-
-#include <mutex>
+#ifndef STELLA_SRC_BASE_TESTING_FAKE_CLOCK_H_
+#define STELLA_SRC_BASE_TESTING_FAKE_CLOCK_H_
 
 #include "src/base/clock.h"
+#include "src/base/mutex.h"
 
 namespace stella {
-namespace net {
 
 class FakeClock final : public Clock {
  public:
@@ -24,11 +22,10 @@ class FakeClock final : public Clock {
   void Advance(Duration d);
 
  private:
-  mutable std::mutex mu_;
-  mutable TimePoint now_;  // guarded by mu_; mutable because SleepUntil is const
+  mutable Mutex mu_;
+  mutable TimePoint now_ GUARDED_BY(mu_);  // mutable because SleepUntil is const
 };
 
-}  // namespace net
 }  // namespace stella
 
-#endif  // STELLA_TESTS_NET_FAKE_CLOCK_H_
+#endif  // STELLA_SRC_BASE_TESTING_FAKE_CLOCK_H_

@@ -1,21 +1,25 @@
-#include "tests/pipeline/fakes.h"
+#include "runtime/exchange/testing/in_memory.h"
 
 #include <string>
 
-namespace stella::pipeline::testing {
+namespace stella::exchange::testing {
 
 constexpr std::chrono::milliseconds kTimeout{20000};
 
 bool Barrier::ArriveAndWait(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const uint64_t gen = generation_;
   if (++arrived_ == parties_) {
     arrived_ = 0;
     ++generation_;
-    cv_.notify_all();
+    cv_.SignalAll();
     return true;
   }
-  return cv_.wait_for(lock, timeout, [&] { return generation_ != gen; });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (generation_ == gen) {
+    if (!cv_.WaitUntil(&mu_, deadline)) return generation_ != gen;
+  }
+  return true;
 }
 
 class FakeGroup final : public exchange::IntraClusterGroup {
@@ -67,7 +71,7 @@ class FakeMesh final : public exchange::WanMesh {
 
   Status AllGather(uint32_t tag, const std::vector<uint8_t>& mine, exchange::GatherResult* result,
                    Clock::TimePoint deadline) override {
-    std::unique_lock<std::mutex> lock(hub_->mu_);
+    MutexLock lock(&hub_->mu_);
     const size_t n = static_cast<size_t>(hub_->clusters_);
     auto& round = hub_->rounds_[tag];
     round.resize(n);
@@ -76,24 +80,16 @@ class FakeMesh final : public exchange::WanMesh {
     sent_ += mine.size() * (n - 1);
     hub_->deposited_[tag].resize(n, false);
     hub_->deposited_[tag][static_cast<size_t>(cluster_)] = true;
-    hub_->cv_.notify_all();
-    auto delivered = [&](size_t c) {
-      return static_cast<int>(c) == cluster_ || !hub_->deliver_ ||
-             hub_->deliver_(static_cast<int>(c), cluster_, tag);
-    };
-    auto ready = [&] {
-      for (size_t c = 0; c < n; ++c) {
-        if (delivered(c) && !hub_->deposited_[tag][c]) return false;
+    hub_->cv_.SignalAll();
+    while (!Ready(tag)) {
+      if (!hub_->cv_.WaitUntil(&hub_->mu_, deadline) && !Ready(tag)) {
+        return DeadlineExceededError("fake mesh round " + std::to_string(tag));
       }
-      return true;
-    };
-    if (!hub_->cv_.wait_until(lock, deadline, ready)) {
-      return DeadlineExceededError("fake mesh round " + std::to_string(tag));
     }
     result->payloads = hub_->rounds_[tag];
     result->outcome.assign(n, exchange::PeerRound::kReceived);
     for (size_t c = 0; c < n; ++c) {
-      if (!delivered(c)) {
+      if (!Delivered(c, tag)) {
         result->outcome[c] = exchange::PeerRound::kLinkDown;
         result->payloads[c].clear();
       }
@@ -115,6 +111,19 @@ class FakeMesh final : public exchange::WanMesh {
   int num_clusters() const override { return hub_->clusters_; }
 
  private:
+  bool Delivered(size_t from, uint32_t tag) const {
+    return static_cast<int>(from) == cluster_ || !hub_->deliver_ ||
+           hub_->deliver_(static_cast<int>(from), cluster_, tag);
+  }
+  // Every delivered payload of round `tag` is deposited.
+  bool Ready(uint32_t tag) REQUIRES(hub_->mu_) {
+    const std::vector<bool>& deposited = hub_->deposited_[tag];
+    for (size_t c = 0; c < deposited.size(); ++c) {
+      if (Delivered(c, tag) && !deposited[c]) return false;
+    }
+    return true;
+  }
+
   MeshHub* hub_;  // outlives the member (test scope)
   int cluster_;
   uint64_t sent_ = 0;
@@ -122,4 +131,4 @@ class FakeMesh final : public exchange::WanMesh {
 
 std::unique_ptr<exchange::WanMesh> MeshHub::Member(int cluster) { return std::make_unique<FakeMesh>(this, cluster); }
 
-}  // namespace stella::pipeline::testing
+}  // namespace stella::exchange::testing

@@ -1,23 +1,22 @@
-// In-memory fakes of the collective interfaces, so pipeline tests run every
-// rank as a thread of one process without sockets or Gloo.
+// In-memory fakes of the collective interfaces (IntraClusterGroup, WanMesh),
+// so tests run every rank as a thread of one process without sockets or Gloo.
 //
 // Thread safety: a hub is shared by the threads of its members; each member
 // object is driven by one thread, like the real ones.
-#ifndef STELLA_TESTS_PIPELINE_FAKES_H_
-#define STELLA_TESTS_PIPELINE_FAKES_H_
+#ifndef STELLA_RUNTIME_EXCHANGE_TESTING_IN_MEMORY_H_
+#define STELLA_RUNTIME_EXCHANGE_TESTING_IN_MEMORY_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "runtime/exchange/intra_cluster.h"
 #include "runtime/exchange/wan_mesh.h"
+#include "src/base/mutex.h"
 
-namespace stella::pipeline::testing {
+namespace stella::exchange::testing {
 
 // A cyclic barrier with a timeout, for the fakes' collective phases.
 class Barrier {
@@ -27,11 +26,11 @@ class Barrier {
   bool ArriveAndWait(std::chrono::milliseconds timeout);
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Mutex mu_;
+  CondVar cv_;
   const int parties_;
-  int arrived_ = 0;
-  uint64_t generation_ = 0;
+  int arrived_ GUARDED_BY(mu_) = 0;
+  uint64_t generation_ GUARDED_BY(mu_) = 0;
 };
 
 // The shared state of one in-memory intra-cluster group of `size` members.
@@ -66,15 +65,16 @@ class MeshHub {
  private:
   friend class FakeMesh;
   const int clusters_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<uint32_t, std::vector<std::vector<uint8_t>>> rounds_;  // tag -> payload per cluster
-  std::map<uint32_t, std::vector<bool>> deposited_;                // tag -> which clusters deposited
-  std::map<uint32_t, int> taken_;                                  // tag -> members done
-  Tamper tamper_;
-  Deliver deliver_;
+  Mutex mu_;
+  CondVar cv_;
+  // tag -> payload per cluster
+  std::map<uint32_t, std::vector<std::vector<uint8_t>>> rounds_ GUARDED_BY(mu_);
+  std::map<uint32_t, std::vector<bool>> deposited_ GUARDED_BY(mu_);  // tag -> which clusters deposited
+  std::map<uint32_t, int> taken_ GUARDED_BY(mu_);                    // tag -> members done
+  Tamper tamper_;    // set before the members start
+  Deliver deliver_;  // set before the members start
 };
 
-}  // namespace stella::pipeline::testing
+}  // namespace stella::exchange::testing
 
-#endif  // STELLA_TESTS_PIPELINE_FAKES_H_
+#endif  // STELLA_RUNTIME_EXCHANGE_TESTING_IN_MEMORY_H_

@@ -9,20 +9,19 @@
 // so results are exact under a fake clock (bytes->time conversions round to
 // the nearest nanosecond).
 //
-// Thread safety: all methods are thread-safe (one internal mutex); SetRate may
+// Thread safety: all methods are thread-safe (one internal Mutex); SetRate may
 // be called while another thread reserves.
-#ifndef STELLA_SRC_NET_TOKEN_BUCKET_H_
-#define STELLA_SRC_NET_TOKEN_BUCKET_H_
+#ifndef STELLA_SRC_BASE_TOKEN_BUCKET_H_
+#define STELLA_SRC_BASE_TOKEN_BUCKET_H_
 
 #include <cstddef>
 #include <memory>
-#include <mutex>
 
 #include "src/base/clock.h"
+#include "src/base/mutex.h"
 #include "src/base/status.h"
 
 namespace stella {
-namespace net {
 
 class TokenBucket {
  public:
@@ -54,20 +53,19 @@ class TokenBucket {
 
  private:
   TokenBucket(const Options& options, const Clock& clock);
-  void SetRateLocked(double bytes_per_s);
+  void SetRateLocked(double bytes_per_s) REQUIRES(mu_);
   // Time to accumulate `bytes` tokens at rate_; requires rate_ > 0.
-  Clock::Duration BytesToDurationLocked(double bytes) const;
+  Clock::Duration BytesToDurationLocked(double bytes) const REQUIRES(mu_);
 
   const Clock& clock_;  // outlives this object (documented on Create)
-  mutable std::mutex mu_;
-  double rate_;   // guarded by mu_
-  double burst_;  // guarded by mu_
+  mutable Mutex mu_;
+  double rate_ GUARDED_BY(mu_);
+  double burst_ GUARDED_BY(mu_);
   // The instant at which the bucket held (or will hold) zero tokens; tokens
-  // at time t are min(burst, (t - empty_at_) * rate). Guarded by mu_.
-  Clock::TimePoint empty_at_;
+  // at time t are min(burst, (t - empty_at_) * rate).
+  Clock::TimePoint empty_at_ GUARDED_BY(mu_);
 };
 
-}  // namespace net
 }  // namespace stella
 
-#endif  // STELLA_SRC_NET_TOKEN_BUCKET_H_
+#endif  // STELLA_SRC_BASE_TOKEN_BUCKET_H_

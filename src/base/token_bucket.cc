@@ -1,11 +1,10 @@
-#include "src/net/token_bucket.h"
+#include "src/base/token_bucket.h"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 
 namespace stella {
-namespace net {
 namespace {
 
 Status ValidateRate(double rate) {
@@ -35,6 +34,7 @@ StatusOr<std::unique_ptr<TokenBucket>> TokenBucket::Create(const Options& option
 
 TokenBucket::TokenBucket(const Options& options, const Clock& clock)
     : clock_(clock), rate_(options.rate_bytes_per_s), burst_(options.burst_bytes) {
+  MutexLock lock(&mu_);  // for the analysis: nothing else sees the bucket yet
   if (rate_ > 0) empty_at_ = clock_.Now() - BytesToDurationLocked(burst_);
 }
 
@@ -45,7 +45,7 @@ Clock::Duration TokenBucket::BytesToDurationLocked(double bytes) const {
 }
 
 Clock::Duration TokenBucket::Reserve(size_t bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (rate_ == 0) return Clock::Duration::zero();
   const Clock::TimePoint now = clock_.Now();
   // Idle time beyond what fills the bucket is not saved up.
@@ -56,7 +56,7 @@ Clock::Duration TokenBucket::Reserve(size_t bytes) {
 
 Status TokenBucket::SetRate(double bytes_per_s) {
   STELLA_RETURN_IF_ERROR(ValidateRate(bytes_per_s));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   SetRateLocked(bytes_per_s);
   return Status::Ok();
 }
@@ -64,7 +64,7 @@ Status TokenBucket::SetRate(double bytes_per_s) {
 Status TokenBucket::SetRate(double bytes_per_s, double burst_bytes) {
   STELLA_RETURN_IF_ERROR(ValidateRate(bytes_per_s));
   STELLA_RETURN_IF_ERROR(ValidateBurst(burst_bytes));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   burst_ = burst_bytes;
   SetRateLocked(bytes_per_s);
   return Status::Ok();
@@ -89,15 +89,14 @@ void TokenBucket::SetRateLocked(double bytes_per_s) {
 }
 
 double TokenBucket::rate_bytes_per_s() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return rate_;
 }
 
 double TokenBucket::burst_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return burst_;
 }
 
-}  // namespace net
 }  // namespace stella
 

@@ -1,27 +1,25 @@
-#include "tests/net/fake_clock.h"
+#include "src/base/testing/fake_clock.h"
 
 #include <algorithm>
 #include <chrono>
 
 namespace stella {
-namespace net {
 
 FakeClock::FakeClock() : now_(TimePoint(std::chrono::hours(1000))) {}
 
 Clock::TimePoint FakeClock::Now() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return now_;
 }
 
 void FakeClock::SleepUntil(TimePoint deadline) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   now_ = std::max(now_, deadline);
 }
 
 void FakeClock::Advance(Duration d) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   now_ += d;
 }
 
-}  // namespace net
 }  // namespace stella
