@@ -16,9 +16,9 @@
 
 #include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,12 +73,12 @@ std::string Env(const char* name, const std::string& fallback) {
 // 0 = parsed, else the exit code.
 int ParseFlags(int argc, char** argv, Flags* f) {
   // Both "--flag value" and "--flag=value" (the Helm chart's spelling).
-  auto args = stella::SplitFlags(
-      {argv + 1, argv + argc},
-      {"--kubeconfig", "--namespaces", "--metrics-bind-address", "--leader-elect", "--leader-election-namespace",
-       "--leader-election-id", "--identity", "--default-image", "--log-level", "--workers", "--origin",
-       "--sweep-interval-seconds"},
-      {"--help", "-h"});
+  auto args =
+      stella::SplitFlags({argv + 1, argv + argc},
+                         {"--kubeconfig", "--namespaces", "--metrics-bind-address", "--leader-elect",
+                          "--leader-election-namespace", "--leader-election-id", "--identity", "--default-image",
+                          "--log-level", "--workers", "--origin", "--sweep-interval-seconds"},
+                         {"--help", "-h"});
   if (!args.ok()) {
     std::fprintf(stderr, "stella-operator: %s\n%s", args.status().message().c_str(), kUsage);
     return 2;
@@ -91,30 +91,42 @@ int ParseFlags(int argc, char** argv, Flags* f) {
       return -1;
     }
     bool ok = true;
-    if (flag == "--kubeconfig") f->kubeconfig = v;
-    else if (flag == "--namespaces") f->namespaces = SplitCommas(v);
+    if (flag == "--kubeconfig")
+      f->kubeconfig = v;
+    else if (flag == "--namespaces")
+      f->namespaces = SplitCommas(v);
     else if (flag == "--metrics-bind-address") {
       size_t colon = v.rfind(':');
       ok = colon != std::string::npos && ParseIntFlag(flag + " port", v.substr(colon + 1), 0, 65535, &f->metrics_port);
-      if (ok) f->metrics_host = colon == 0 ? "0.0.0.0" : v.substr(0, colon);
+      if (ok)
+        f->metrics_host = colon == 0 ? "0.0.0.0" : v.substr(0, colon);
       else if (colon == std::string::npos)
         std::fprintf(stderr, "stella-operator: --metrics-bind-address must be HOST:PORT, got \"%s\"\n", v.c_str());
     } else if (flag == "--leader-elect") {
       ok = v == "true" || v == "false";
       f->leader_elect = v == "true";
       if (!ok) std::fprintf(stderr, "stella-operator: --leader-elect must be true or false, got \"%s\"\n", v.c_str());
-    } else if (flag == "--leader-election-namespace") f->lease_namespace = v;
-    else if (flag == "--leader-election-id") f->lease_name = v;
-    else if (flag == "--identity") f->identity = v;
-    else if (flag == "--default-image") f->default_image = v;
+    } else if (flag == "--leader-election-namespace")
+      f->lease_namespace = v;
+    else if (flag == "--leader-election-id")
+      f->lease_name = v;
+    else if (flag == "--identity")
+      f->identity = v;
+    else if (flag == "--default-image")
+      f->default_image = v;
     else if (flag == "--log-level") {
       stella::op::LogLevel l;
       ok = stella::op::ParseLogLevel(v, &l);
       f->log_level = v;
-      if (!ok) std::fprintf(stderr, "stella-operator: --log-level must be debug, info, warn or error, got \"%s\"\n", v.c_str());
-    } else if (flag == "--workers") ok = ParseIntFlag(flag, v, 1, 64, &f->workers);
-    else if (flag == "--origin") f->origin = v;
-    else if (flag == "--sweep-interval-seconds") ok = ParseIntFlag(flag, v, 1, 86400, &f->sweep_seconds);
+      if (!ok)
+        std::fprintf(stderr, "stella-operator: --log-level must be debug, info, warn or error, got \"%s\"\n",
+                     v.c_str());
+    } else if (flag == "--workers")
+      ok = ParseIntFlag(flag, v, 1, 64, &f->workers);
+    else if (flag == "--origin")
+      f->origin = v;
+    else if (flag == "--sweep-interval-seconds")
+      ok = ParseIntFlag(flag, v, 1, 86400, &f->sweep_seconds);
     else {
       std::fprintf(stderr, "stella-operator: unexpected argument %s\n%s", v.c_str(), kUsage);
       return 2;

@@ -76,8 +76,7 @@ void BM_Compress(benchmark::State& state, const std::string& kind) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n) *
                           static_cast<int64_t>(sizeof(float)));
   state.counters["selected"] = static_cast<double>(out.values.size());
-  state.counters["passes/call"] =
-      calls > 0 ? static_cast<double>(after.input_passes - before.input_passes) / calls : 0;
+  state.counters["passes/call"] = calls > 0 ? static_cast<double>(after.input_passes - before.input_passes) / calls : 0;
   state.counters["candidates"] = static_cast<double>(after.last_candidates);
 }
 
@@ -144,8 +143,7 @@ void BM_EncodeDecodeFp16(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(decoded->values.data());
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
-                          static_cast<int64_t>(buf.size()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(buf.size()));
   state.counters["wire_bytes"] = static_cast<double>(buf.size());
 }
 
@@ -153,14 +151,10 @@ constexpr int64_t k1M = int64_t{1} << 20;
 constexpr int64_t k16M = int64_t{16} << 20;
 
 BENCHMARK(BM_MemoryReadBandwidth)->Arg(k1M)->Arg(k16M)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Compress, topk, std::string("topk"))
-    ->Arg(k1M)->Arg(k16M)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Compress, randomk, std::string("randomk"))
-    ->Arg(k1M)->Arg(k16M)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Compress, threshold, std::string("threshold"))
-    ->Arg(k1M)->Arg(k16M)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Compress, cacheline, std::string("cacheline"))
-    ->Arg(k1M)->Arg(k16M)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Compress, topk, std::string("topk"))->Arg(k1M)->Arg(k16M)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Compress, randomk, std::string("randomk"))->Arg(k1M)->Arg(k16M)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Compress, threshold, std::string("threshold"))->Arg(k1M)->Arg(k16M)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Compress, cacheline, std::string("cacheline"))->Arg(k1M)->Arg(k16M)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_EncodeDecodeFp16)->Arg(k1M)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -84,8 +84,7 @@ void BM_Step(benchmark::State& state, bool adam) {
     if (mode == 0) {
       opt->StepDense(param.data(), grad.data(), pool.get());
     } else {
-      Status st = opt->StepSparse(param.data(), indices.data(), indices.size(), mode, grad.data(),
-                                  pool.get());
+      Status st = opt->StepSparse(param.data(), indices.data(), indices.size(), mode, grad.data(), pool.get());
       if (!st.ok()) {
         state.SkipWithError(st.ToString().c_str());
         break;
@@ -94,8 +93,7 @@ void BM_Step(benchmark::State& state, bool adam) {
     benchmark::DoNotOptimize(param.data());
     benchmark::ClobberMemory();
   }
-  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) *
-                          static_cast<int64_t>(updated));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(updated));
   state.SetLabel(mode == 0 ? "dense" : "sparse block " + std::to_string(mode));
 }
 

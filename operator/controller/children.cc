@@ -40,12 +40,9 @@ std::string JoinCommas(const std::vector<std::string>& v) {
 
 json ChildLabels(const ChildContext& ctx, int cluster) {
   const auto& job = *ctx.job;
-  return {{kLabelManagedBy, kManagedByValue},
-          {kLabelOrigin, ctx.origin},
-          {kLabelJobName, job.metadata.name},
-          {kLabelJobNamespace, job.metadata.namespace_name},
-          {kLabelJobUid, job.metadata.uid},
-          {kLabelCluster, ClusterAt(ctx, cluster).name}};
+  return {{kLabelManagedBy, kManagedByValue}, {kLabelOrigin, ctx.origin},
+          {kLabelJobName, job.metadata.name}, {kLabelJobNamespace, job.metadata.namespace_name},
+          {kLabelJobUid, job.metadata.uid},   {kLabelCluster, ClusterAt(ctx, cluster).name}};
 }
 
 json WorkerResources(const spec::ClusterSpec& cluster) {
@@ -78,15 +75,16 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
 
   // The gateway binds its own entry; the others are dialled.
   std::vector<std::string> wan = ctx.gateway_addresses;
-  if (static_cast<size_t>(cluster) < wan.size()) wan[static_cast<size_t>(cluster)] = "0.0.0.0:" + std::to_string(cl.gateway.port);
+  if (static_cast<size_t>(cluster) < wan.size())
+    wan[static_cast<size_t>(cluster)] = "0.0.0.0:" + std::to_string(cl.gateway.port);
 
-  json args = {"--job", "env:STELLA_JOB",
+  json args = {"--job",           "env:STELLA_JOB",
                "--cluster-index", std::to_string(cluster),
-               "--local-rank", std::to_string(rank),
-               "--store-host", PodName(job.metadata.name, cl.name, 0) + "." + subdomain,
-               "--store-port", std::to_string(kStorePort),
-               "--bind-host", "$(POD_IP)",
-               "--metrics-port", std::to_string(ctx.metrics_port)};
+               "--local-rank",    std::to_string(rank),
+               "--store-host",    PodName(job.metadata.name, cl.name, 0) + "." + subdomain,
+               "--store-port",    std::to_string(kStorePort),
+               "--bind-host",     "$(POD_IP)",
+               "--metrics-port",  std::to_string(ctx.metrics_port)};
   if (job.spec.clusters.size() > 1) {
     args.push_back("--wan-addresses");
     args.push_back(JoinCommas(wan));
@@ -101,8 +99,8 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
     args.push_back(kTlsMountPath);
   }
 
-  json ports = json::array({{{"name", "store"}, {"containerPort", kStorePort}},
-                            {{"name", "metrics"}, {"containerPort", ctx.metrics_port}}});
+  json ports = json::array(
+      {{{"name", "store"}, {"containerPort", kStorePort}}, {{"name", "metrics"}, {"containerPort", ctx.metrics_port}}});
   if (rank == 0 && job.spec.clusters.size() > 1) ports.push_back({{"name", "wan"}, {"containerPort", cl.gateway.port}});
 
   json container = {
@@ -117,9 +115,7 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
       {"ports", ports},
       {"resources", WorkerResources(cl)},
       {"securityContext",
-       {{"allowPrivilegeEscalation", false},
-        {"readOnlyRootFilesystem", true},
-        {"capabilities", {{"drop", {"ALL"}}}}}},
+       {{"allowPrivilegeEscalation", false}, {"readOnlyRootFilesystem", true}, {"capabilities", {{"drop", {"ALL"}}}}}},
       {"volumeMounts", {{{"name", "tmp"}, {"mountPath", "/tmp"}}}},
   };
   if (wan_tls) {
@@ -138,7 +134,10 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
       {"enableServiceLinks", false},
       {"automountServiceAccountToken", false},  // workers never call the API
       {"securityContext",
-       {{"runAsNonRoot", true}, {"runAsUser", 65532}, {"runAsGroup", 65532}, {"fsGroup", 65532},
+       {{"runAsNonRoot", true},
+        {"runAsUser", 65532},
+        {"runAsGroup", 65532},
+        {"fsGroup", 65532},
         {"seccompProfile", {{"type", "RuntimeDefault"}}}}},
       {"containers", {container}},
       {"volumes", {{{"name", "tmp"}, {"emptyDir", json::object()}}}},
@@ -171,7 +170,8 @@ json BuildWorkerPod(const ChildContext& ctx, int cluster, int rank) {
   if (host_network_gateway) {
     pod_spec["hostNetwork"] = true;
     pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet";
-    if (static_cast<size_t>(cluster) < ctx.gateway_nodes.size() && !ctx.gateway_nodes[static_cast<size_t>(cluster)].empty()) {
+    if (static_cast<size_t>(cluster) < ctx.gateway_nodes.size() &&
+        !ctx.gateway_nodes[static_cast<size_t>(cluster)].empty()) {
       // Its address was handed to the other clusters before it was created.
       pod_spec["nodeName"] = ctx.gateway_nodes[static_cast<size_t>(cluster)];
     }

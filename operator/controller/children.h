@@ -28,8 +28,8 @@ struct ChildContext {
   // HostNetwork gateways: the node each cluster's gateway pod is pinned to
   // ("" = let the scheduler choose).
   std::vector<std::string> gateway_nodes;
-  int attempt = 0;      // 0 for the first run, +1 per whole-job restart
-  bool hub = false;     // the child lives in the hub: add an ownerReference
+  int attempt = 0;   // 0 for the first run, +1 per whole-job restart
+  bool hub = false;  // the child lives in the hub: add an ownerReference
   int metrics_port = 9400;
 };
 

@@ -77,12 +77,12 @@ kube::InformerOptions WithTransform(void (*fn)(json*)) {
 Member::Member(std::string id, std::unique_ptr<kube::Client> owned, kube::Api* client, const std::string& origin)
     : id_(std::move(id)), owned_(std::move(owned)), client_(owned_ ? owned_.get() : client) {
   const std::string selector = OriginSelector(origin);
-  pods_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "pods", ""), selector,
-                                           WithTransform(SlimPod));
+  pods_ =
+      std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "pods", ""), selector, WithTransform(SlimPod));
   services_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "services", ""), selector,
                                                WithTransform(SlimService));
-  nodes_ = std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "nodes", ""), "",
-                                            WithTransform(SlimNode));
+  nodes_ =
+      std::make_unique<kube::Informer>(client_, kube::ResourcePath("v1", "nodes", ""), "", WithTransform(SlimNode));
 }
 
 Member::~Member() { Stop(); }
@@ -111,8 +111,7 @@ std::string Member::LastError() const {
   return "";
 }
 
-ClusterSet::ClusterSet(kube::Api* hub, std::string origin, Logger* log,
-                       std::function<void(const json&)> on_child_event,
+ClusterSet::ClusterSet(kube::Api* hub, std::string origin, Logger* log, std::function<void(const json&)> on_child_event,
                        std::function<void(const std::string&, const std::string&, int)> on_request)
     : hub_client_(hub),
       origin_(std::move(origin)),
@@ -139,8 +138,8 @@ void ClusterSet::Stop() {
 StatusOr<std::string> ClusterSet::ReadKubeconfig(const std::string& ns, const std::string& name,
                                                  const std::string& key) {
   const std::string where = "Secret " + ns + "/" + name;
-  auto resp = kube::CheckResponse(hub_client_->Get(kube::ResourcePath("v1", "secrets", ns, name)), "reading " + where,
-                                  {404});
+  auto resp =
+      kube::CheckResponse(hub_client_->Get(kube::ResourcePath("v1", "secrets", ns, name)), "reading " + where, {404});
   if (!resp.ok()) return resp.status();
   if (resp->code == 404) return NotFoundError(where + " not found (spec.clusters[].kubeconfigSecret)");
   const json data = resp->body.value("data", json::object());
@@ -183,8 +182,10 @@ StatusOr<Member*> ClusterSet::ForCluster(const std::string& job_namespace,
   STELLA_ASSIGN_OR_RETURN(std::unique_ptr<Member> m, Connect(id, kubeconfig));
   std::lock_guard<std::mutex> lock(mu_);
   auto [it, inserted] = members_.emplace(id, std::move(m));
-  if (!inserted) retired_.push_back(std::move(m));  // another thread connected first
-  else log_->Info("member cluster connected: " + id + " server=" + it->second->server);
+  if (!inserted)
+    retired_.push_back(std::move(m));  // another thread connected first
+  else
+    log_->Info("member cluster connected: " + id + " server=" + it->second->server);
   return it->second.get();
 }
 

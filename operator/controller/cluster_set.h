@@ -79,8 +79,7 @@ class ClusterSet final : public MemberDirectory {
   // `hub` outlives the set. `on_child_event` receives every pod/service event
   // from every member (to enqueue the owning job); `on_request` is each new
   // client's request hook labelled with the member's id.
-  ClusterSet(kube::Api* hub, std::string origin, Logger* log,
-             std::function<void(const nlohmann::json&)> on_child_event,
+  ClusterSet(kube::Api* hub, std::string origin, Logger* log, std::function<void(const nlohmann::json&)> on_child_event,
              std::function<void(const std::string& cluster, const std::string& verb, int code)> on_request);
   ~ClusterSet() override;
 

@@ -10,7 +10,6 @@ namespace stella::op {
 
 using json = nlohmann::json;
 
-
 Controller::Controller(kube::Api* hub, ControllerOptions options, OperatorMetrics* metrics, Logger* log,
                        RuntimeScraper* runtime)
     : hub_(hub), options_(std::move(options)), metrics_(metrics), log_(log) {
@@ -109,8 +108,10 @@ void Controller::WorkerLoop() {
     if (!result.ok()) {
       bool conflict = result.status().code() == StatusCode::kAborted;
       metrics_->Reconciled(conflict ? "conflict" : "error", secs);
-      if (conflict) log_->Debug("reconcile " + key + ": " + result.status().message());
-      else log_->Warn("reconcile " + key + " failed: " + result.status().ToString());
+      if (conflict)
+        log_->Debug("reconcile " + key + ": " + result.status().message());
+      else
+        log_->Warn("reconcile " + key + " failed: " + result.status().ToString());
       queue_->AddRateLimited(key);
     } else if (result->requeue_after.count() > 0) {
       metrics_->Reconciled("requeue", secs);
@@ -151,9 +152,9 @@ void Controller::SweepOrphans() {
       for (const auto& child : inf->List()) {
         if (live.count(Label(child, kLabelJobUid)) || Terminating(child)) continue;
         const std::string ns = child.value("/metadata/namespace"_json_pointer, std::string());
-        auto r = kube::CheckResponse(
-            m->api()->Delete(kube::ResourcePath("v1", pods ? "pods" : "services", ns, Name(child))),
-            "sweep: deleting orphan " + ns + "/" + Name(child) + " in " + m->id(), {404});
+        auto r =
+            kube::CheckResponse(m->api()->Delete(kube::ResourcePath("v1", pods ? "pods" : "services", ns, Name(child))),
+                                "sweep: deleting orphan " + ns + "/" + Name(child) + " in " + m->id(), {404});
         if (!r.ok()) {
           log_->Debug(r.status().ToString());  // the next sweep tries again
         } else {

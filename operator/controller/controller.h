@@ -46,9 +46,9 @@
 namespace stella::op {
 
 struct ControllerOptions {
-  std::string origin = "hub";              // value of the stella.dev/origin label
+  std::string origin = "hub";  // value of the stella.dev/origin label
   std::string default_image = "stella:0.1.0";
-  std::vector<std::string> namespaces;     // watched; empty = all
+  std::vector<std::string> namespaces;  // watched; empty = all
   int workers = 4;
   std::chrono::milliseconds sweep_interval{60000};
   std::chrono::milliseconds unreachable_retry{5000};

@@ -89,9 +89,7 @@ GatewayResolution ResolveGateway(const spec::ClusterSpec& cluster, const std::st
       for (const auto& n : nodes) {
         if (NodeReady(n) && !NodeAddress(n).empty()) ready.push_back(&n);
       }
-      std::sort(ready.begin(), ready.end(), [](const json* a, const json* b) {
-        return NodeName(*a) < NodeName(*b);
-      });
+      std::sort(ready.begin(), ready.end(), [](const json* a, const json* b) { return NodeName(*a) < NodeName(*b); });
       if (node_port == 0 || ready.empty()) {
         r.waiting = node_port == 0 ? "NodePort of cluster " + cluster.name + " not allocated yet"
                                    : "cluster " + cluster.name + " has no Ready node with an address";
@@ -106,12 +104,11 @@ GatewayResolution ResolveGateway(const spec::ClusterSpec& cluster, const std::st
         if (NodeReady(n) && !NodeAddress(n).empty() && MatchesSelector(n, cluster.node_selector)) fit.push_back(&n);
       }
       if (fit.empty()) {
-        r.waiting = "cluster " + cluster.name + " has no Ready node matching the nodeSelector for a host-network gateway";
+        r.waiting =
+            "cluster " + cluster.name + " has no Ready node matching the nodeSelector for a host-network gateway";
         return r;
       }
-      std::sort(fit.begin(), fit.end(), [](const json* a, const json* b) {
-        return NodeName(*a) < NodeName(*b);
-      });
+      std::sort(fit.begin(), fit.end(), [](const json* a, const json* b) { return NodeName(*a) < NodeName(*b); });
       const json& pick = *fit[std::hash<std::string>{}(job_uid) % fit.size()];
       r.node = NodeName(pick);
       r.address = NodeAddress(pick) + ":" + port;

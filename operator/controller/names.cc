@@ -15,16 +15,12 @@ bool SplitJobKey(const std::string& key, std::string* ns, std::string* name) {
 std::string PodName(const std::string& job, const std::string& cluster, int rank) {
   return job + "-" + cluster + "-" + std::to_string(rank);
 }
-std::string HeadlessServiceName(const std::string& job, const std::string& cluster) {
-  return job + "-" + cluster;
-}
+std::string HeadlessServiceName(const std::string& job, const std::string& cluster) { return job + "-" + cluster; }
 std::string GatewayServiceName(const std::string& job, const std::string& cluster) {
   return job + "-" + cluster + "-gw";
 }
 
-std::string TlsSecretName(const std::string& job, const std::string& cluster) {
-  return job + "-" + cluster + "-tls";
-}
+std::string TlsSecretName(const std::string& job, const std::string& cluster) { return job + "-" + cluster + "-tls"; }
 
 Status CheckChildNames(const spec::StellaJob& job) {
   for (size_t c = 0; c < job.spec.clusters.size(); ++c) {

@@ -38,8 +38,6 @@ void OperatorMetrics::ClusterConnected(const std::string& cluster, bool connecte
 
 void OperatorMetrics::Leader(bool is_leader) { leader_.Add({}).Set(is_leader ? 1 : 0); }
 
-void OperatorMetrics::JobsInPhase(const std::string& phase, int count) {
-  jobs_.Add({{"phase", phase}}).Set(count);
-}
+void OperatorMetrics::JobsInPhase(const std::string& phase, int count) { jobs_.Add({{"phase", phase}}).Set(count); }
 
 }  // namespace stella::op

@@ -166,8 +166,8 @@ spec::JobStatus JobStatusFromJson(const json& j) {
   if (const json* b = At(j, {"batchSize"}); b && b->is_number_integer()) s.batch_size = b->get<int64_t>();
   for (const auto& c : ArrayAt(j, {"conditions"})) {
     if (!c.is_object() || Str(c, "type").empty()) continue;
-    spec::JobCondition cond{Str(c, "type"), Str(c, "status"), Str(c, "reason"), Str(c, "message"), 0,
-                            Str(c, "lastTransitionTime")};
+    spec::JobCondition cond{
+        Str(c, "type"), Str(c, "status"), Str(c, "reason"), Str(c, "message"), 0, Str(c, "lastTransitionTime")};
     ReadInt(c, "observedGeneration", &cond.observed_generation);
     s.conditions.push_back(std::move(cond));
   }
@@ -289,10 +289,14 @@ RuntimeFigures ParseRuntimeMetrics(const std::string& text) {
     // NaN, +Inf and values past int64 read as absent: the figures go into
     // the job's status, and casting them to int64 would be undefined.
     if (!FitsInt64(v)) continue;
-    if (name == "stella_steps_total") f.step = static_cast<int64_t>(v);
-    else if (name == "stella_samples_per_second") f.samples_per_second = v;
-    else if (name == "stella_density") f.density = v;
-    else if (name == "stella_batch_size") f.batch_size = static_cast<int64_t>(v);
+    if (name == "stella_steps_total")
+      f.step = static_cast<int64_t>(v);
+    else if (name == "stella_samples_per_second")
+      f.samples_per_second = v;
+    else if (name == "stella_density")
+      f.density = v;
+    else if (name == "stella_batch_size")
+      f.batch_size = static_cast<int64_t>(v);
   }
   return f;
 }

@@ -66,10 +66,10 @@ std::string DescribeFailure(const nlohmann::json& pod);
 // What the runtime reports on its /metrics that the job's status shows; -1
 // where the exposition lacks the series.
 struct RuntimeFigures {
-  int64_t step = -1;                 // stella_steps_total
-  double samples_per_second = -1;    // stella_samples_per_second
-  double density = -1;               // stella_density (the tuner's decision)
-  int64_t batch_size = -1;           // stella_batch_size (the tuner's decision)
+  int64_t step = -1;               // stella_steps_total
+  double samples_per_second = -1;  // stella_samples_per_second
+  double density = -1;             // stella_density (the tuner's decision)
+  int64_t batch_size = -1;         // stella_batch_size (the tuner's decision)
 };
 // Reads Prometheus text exposition; label sets are ignored (one worker's
 // endpoint has one series per name).

@@ -2,8 +2,7 @@
 
 namespace stella::kube {
 
-StatusOr<Response> CheckResponse(StatusOr<Response> r, const std::string& context,
-                                 std::initializer_list<int> accept) {
+StatusOr<Response> CheckResponse(StatusOr<Response> r, const std::string& context, std::initializer_list<int> accept) {
   if (!r.ok()) return r.status().WithContext(context);
   if (IsSuccess(*r)) return r;
   for (int code : accept) {

@@ -88,7 +88,6 @@ std::string ResourceVersionOf(const nlohmann::json& obj);
 std::string NamespaceOf(const nlohmann::json& obj);
 std::string NameOf(const nlohmann::json& obj);
 
-
 enum class EventType { kAdded, kModified, kDeleted, kBookmark, kError };
 const char* EventTypeName(EventType t);  // "ADDED", ...
 

@@ -78,7 +78,7 @@ class Client::Impl {
   Impl(ClusterConfig cfg, ClientOptions opts, std::unique_ptr<TokenBucket> bucket)
       : cfg_(std::move(cfg)), opts_(std::move(opts)), bucket_(std::move(bucket)) {
     http_ = std::make_unique<http_client::http_client>(utility::conversions::to_string_t(cfg_.server),
-                                                      MakeConfig(opts_.request_timeout));
+                                                       MakeConfig(opts_.request_timeout));
   }
 
   const ClusterConfig& config() const { return cfg_; }
@@ -115,8 +115,7 @@ class Client::Impl {
   }
 
   StatusOr<http::http_request> BuildRequest(const http::method& method, const std::string& path,
-                                            const std::string* body,
-                                            const std::string& content_type) const {
+                                            const std::string* body, const std::string& content_type) const {
     STELLA_ASSIGN_OR_RETURN(std::string token, Token());
     http::http_request req(method);
     req.set_request_uri(web::uri(utility::conversions::to_string_t(path)));
@@ -130,15 +129,13 @@ class Client::Impl {
     return req;
   }
 
-  StatusOr<Response> Do(const http::method& method, const std::string& verb,
-                        const std::string& path, const json* body = nullptr,
-                        const std::string& content_type = "application/json") {
+  StatusOr<Response> Do(const http::method& method, const std::string& verb, const std::string& path,
+                        const json* body = nullptr, const std::string& content_type = "application/json") {
     Throttle();
     const std::string what = method + " " + cfg_.server + path;
     try {
       const std::string text = body ? body->dump() : std::string();
-      StatusOr<http::http_request> req = BuildRequest(method, path, body ? &text : nullptr,
-                                                      content_type);
+      StatusOr<http::http_request> req = BuildRequest(method, path, body ? &text : nullptr, content_type);
       if (!req.ok()) {
         Report(verb, 0);
         return req.status().WithContext(what);
@@ -156,8 +153,7 @@ class Client::Impl {
   }
 
   StatusOr<WatchEnd> Watch(const std::string& collection_path, const WatchOptions& o,
-                           const std::function<void(const WatchEvent&)>& on_event,
-                           const std::atomic<bool>& stop);
+                           const std::function<void(const WatchEvent&)>& on_event, const std::atomic<bool>& stop);
 
  private:
   const ClusterConfig cfg_;
@@ -229,8 +225,7 @@ StatusOr<WatchEvent> DecodeWatchEvent(const std::string& line) {
     ev.type = EventType::kError;
   } else {
     return InvalidArgumentError("unknown watch event type \"" + t.substr(0, 64) +
-                                "\" (expected ADDED, MODIFIED, DELETED, BOOKMARK or ERROR): " +
-                                quoted());
+                                "\" (expected ADDED, MODIFIED, DELETED, BOOKMARK or ERROR): " + quoted());
   }
   const auto object = j.find("object");
   if (object != j.end()) ev.object = std::move(*object);
@@ -255,8 +250,7 @@ StatusOr<WatchEnd> Client::Impl::Watch(const std::string& collection_path, const
   end.resource_version = o.resource_version;
   if (stop.load()) return end;
   if (o.timeout_seconds <= 0) {
-    return InvalidArgumentError("watch: timeout_seconds must be > 0, got " +
-                                std::to_string(o.timeout_seconds));
+    return InvalidArgumentError("watch: timeout_seconds must be > 0, got " + std::to_string(o.timeout_seconds));
   }
   std::string path = AppendQuery(collection_path, "watch=1");
   if (o.allow_bookmarks) path += "&allowWatchBookmarks=true";
@@ -276,9 +270,8 @@ StatusOr<WatchEnd> Client::Impl::Watch(const std::string& collection_path, const
   }
   // A client of its own: its timeout bounds silence on this stream, which may
   // legitimately last until the server-side timeout.
-  http_client::http_client client(
-      utility::conversions::to_string_t(cfg_.server),
-      MakeConfig(std::chrono::seconds(o.timeout_seconds) + kWatchSilenceMargin));
+  http_client::http_client client(utility::conversions::to_string_t(cfg_.server),
+                                  MakeConfig(std::chrono::seconds(o.timeout_seconds) + kWatchSilenceMargin));
   pplx::cancellation_token_source cts;
   StopWatcher stop_watcher(stop, cts);
 
@@ -350,8 +343,7 @@ StatusOr<WatchEnd> Client::Impl::Watch(const std::string& collection_path, const
     }
   } catch (const std::exception& e) {
     if (stop.load()) return end;
-    return UnavailableError(what + ": stream broken after " + std::to_string(end.events) +
-                            " events: " + e.what());
+    return UnavailableError(what + ": stream broken after " + std::to_string(end.events) + " events: " + e.what());
   }
   return end;
 }
@@ -359,16 +351,14 @@ StatusOr<WatchEnd> Client::Impl::Watch(const std::string& collection_path, const
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
-StatusOr<std::unique_ptr<Client>> Client::Create(const ClusterConfig& config,
-                                                 ClientOptions options) {
+StatusOr<std::unique_ptr<Client>> Client::Create(const ClusterConfig& config, ClientOptions options) {
   if (config.server.rfind("https://", 0) != 0 && config.server.rfind("http://", 0) != 0) {
-    return InvalidArgumentError("cluster config \"" + config.name +
-                                "\": server: expected an https:// URL, got \"" + config.server +
-                                "\"");
+    return InvalidArgumentError("cluster config \"" + config.name + "\": server: expected an https:// URL, got \"" +
+                                config.server + "\"");
   }
   if (!web::uri::validate(utility::conversions::to_string_t(config.server))) {
-    return InvalidArgumentError("cluster config \"" + config.name + "\": server: \"" +
-                                config.server + "\" is not a valid URL");
+    return InvalidArgumentError("cluster config \"" + config.name + "\": server: \"" + config.server +
+                                "\" is not a valid URL");
   }
   if (config.client_cert_pem.empty() != config.client_key_pem.empty()) {
     return InvalidArgumentError("cluster config \"" + config.name +
@@ -391,30 +381,25 @@ StatusOr<std::unique_ptr<Client>> Client::Create(const ClusterConfig& config,
       if (!config.client_cert_pem.empty()) {
         ctx.use_certificate_chain(boost::asio::buffer(config.client_cert_pem));
         field = "client_key_pem";
-        ctx.use_private_key(boost::asio::buffer(config.client_key_pem),
-                            boost::asio::ssl::context::pem);
+        ctx.use_private_key(boost::asio::buffer(config.client_key_pem), boost::asio::ssl::context::pem);
       }
     } catch (const std::exception& e) {
-      return InvalidArgumentError("cluster config \"" + config.name + "\": " + field +
-                                  ": not usable: " + e.what());
+      return InvalidArgumentError("cluster config \"" + config.name + "\": " + field + ": not usable: " + e.what());
     }
   }
   const bool limited = options.qps > 0;
-  StatusOr<std::unique_ptr<TokenBucket>> bucket = TokenBucket::Create(
-      {limited ? options.qps : 0, limited ? options.burst : 1}, SystemClock::Get());
+  StatusOr<std::unique_ptr<TokenBucket>> bucket =
+      TokenBucket::Create({limited ? options.qps : 0, limited ? options.burst : 1}, SystemClock::Get());
   if (!bucket.ok()) return bucket.status().WithContext("client options: qps/burst");
   try {
-    return std::unique_ptr<Client>(
-        new Client(std::make_unique<Impl>(config, std::move(options), std::move(*bucket))));
+    return std::unique_ptr<Client>(new Client(std::make_unique<Impl>(config, std::move(options), std::move(*bucket))));
   } catch (const std::exception& e) {
-    return InvalidArgumentError("cluster config \"" + config.name + "\": server \"" +
-                                config.server + "\": " + e.what());
+    return InvalidArgumentError("cluster config \"" + config.name + "\": server \"" + config.server +
+                                "\": " + e.what());
   }
 }
 
-StatusOr<Response> Client::Get(const std::string& path) {
-  return impl_->Do(http::methods::GET, "GET", path);
-}
+StatusOr<Response> Client::Get(const std::string& path) { return impl_->Do(http::methods::GET, "GET", path); }
 
 StatusOr<Response> Client::Create(const std::string& collection_path, const json& obj) {
   return impl_->Do(http::methods::POST, "POST", collection_path, &obj);
@@ -424,8 +409,7 @@ StatusOr<Response> Client::Update(const std::string& path, const json& obj) {
   return impl_->Do(http::methods::PUT, "PUT", path, &obj);
 }
 
-StatusOr<Response> Client::Patch(const std::string& path, const json& patch,
-                                 const PatchType& type) {
+StatusOr<Response> Client::Patch(const std::string& path, const json& patch, const PatchType& type) {
   std::string p = path;
   if (type.kind == PatchKind::kApply) {
     if (type.field_manager.empty()) {
@@ -443,8 +427,8 @@ StatusOr<Response> Client::Delete(const std::string& path, const json* options) 
   return impl_->Do(http::methods::DEL, "DELETE", path, options);
 }
 
-StatusOr<ListResult> Client::List(const std::string& collection_path,
-                                  const std::string& label_selector, int page_size) {
+StatusOr<ListResult> Client::List(const std::string& collection_path, const std::string& label_selector,
+                                  int page_size) {
   if (page_size <= 0) {
     return InvalidArgumentError("list " + collection_path + ": page_size must be > 0, got " +
                                 std::to_string(page_size));
@@ -460,8 +444,8 @@ StatusOr<ListResult> Client::List(const std::string& collection_path,
     if (IsGone(r) && !cont.empty()) {
       // The continue token expired (the snapshot was compacted): start over.
       if (++restarts > kMaxListRestarts) {
-        return UnavailableError("list " + collection_path + ": continue token expired " +
-                                std::to_string(restarts) + " times: " + ApiMessage(r));
+        return UnavailableError("list " + collection_path + ": continue token expired " + std::to_string(restarts) +
+                                " times: " + ApiMessage(r));
       }
       result = ListResult();
       cont.clear();
@@ -498,11 +482,9 @@ StatusOr<WatchEnd> Client::Watch(const std::string& collection_path, const Watch
 
 const ClusterConfig& Client::config() const { return impl_->config(); }
 
-std::string ResourcePath(const std::string& group_version, const std::string& plural,
-                         const std::string& namespace_, const std::string& name,
-                         const std::string& subresource) {
-  std::string p = group_version.find('/') == std::string::npos ? "/api/" + group_version
-                                                                : "/apis/" + group_version;
+std::string ResourcePath(const std::string& group_version, const std::string& plural, const std::string& namespace_,
+                         const std::string& name, const std::string& subresource) {
+  std::string p = group_version.find('/') == std::string::npos ? "/api/" + group_version : "/apis/" + group_version;
   if (!namespace_.empty()) p += "/namespaces/" + namespace_;
   p += "/" + plural;
   if (!name.empty()) {

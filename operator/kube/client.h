@@ -66,8 +66,7 @@ class Client : public Api {
  public:
   // Validates the TLS material (CA, client certificate and key) and the server
   // URL; errors name the ClusterConfig field.
-  static StatusOr<std::unique_ptr<Client>> Create(const ClusterConfig& config,
-                                                  ClientOptions options = {});
+  static StatusOr<std::unique_ptr<Client>> Create(const ClusterConfig& config, ClientOptions options = {});
   ~Client() override;
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -77,16 +76,15 @@ class Client : public Api {
   StatusOr<Response> Get(const std::string& path) override;
   StatusOr<Response> Create(const std::string& collection_path, const nlohmann::json& obj) override;  // POST
   StatusOr<Response> Update(const std::string& path, const nlohmann::json& obj) override;             // PUT
-  StatusOr<Response> Patch(const std::string& path, const nlohmann::json& patch,
-                           const PatchType& type) override;
+  StatusOr<Response> Patch(const std::string& path, const nlohmann::json& patch, const PatchType& type) override;
   // `options` is a DeleteOptions body (propagationPolicy, preconditions), or null.
   StatusOr<Response> Delete(const std::string& path, const nlohmann::json* options = nullptr) override;
 
   // Every page (limit/continue). A non-2xx answer is an error Status carrying
   // the server's message; an expired continue token (410) restarts the list
   // from the beginning (at most 3 times).
-  StatusOr<ListResult> List(const std::string& collection_path,
-                            const std::string& label_selector = "", int page_size = 500) override;
+  StatusOr<ListResult> List(const std::string& collection_path, const std::string& label_selector = "",
+                            int page_size = 500) override;
 
   // Streams one watch until the server closes it (ok), `stop` becomes true (ok,
   // noticed within ~50 ms), or an error. Events are delivered in order on the

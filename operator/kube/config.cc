@@ -23,8 +23,7 @@ std::string JoinPath(const std::string& base_dir, const std::string& path) {
 }
 
 // A string-valued field: absent -> "", present but not a scalar -> error.
-StatusOr<std::string> StringField(const YAML::Node& node, const char* key,
-                                  const std::string& path) {
+StatusOr<std::string> StringField(const YAML::Node& node, const char* key, const std::string& path) {
   const YAML::Node v = node[key];
   if (!v || v.IsNull()) return std::string();
   if (!v.IsScalar()) {
@@ -38,8 +37,7 @@ StatusOr<bool> BoolField(const YAML::Node& node, const char* key, const std::str
   if (!v || v.IsNull()) return false;
   bool b = false;
   if (!v.IsScalar() || !YAML::convert<bool>::decode(v, b)) {
-    return InvalidArgumentError("kubeconfig: " + path + "." + key +
-                                ": expected true or false, got \"" +
+    return InvalidArgumentError("kubeconfig: " + path + "." + key + ": expected true or false, got \"" +
                                 (v.IsScalar() ? v.Scalar() : std::string("<non-scalar>")) + "\"");
   }
   return b;
@@ -47,8 +45,8 @@ StatusOr<bool> BoolField(const YAML::Node& node, const char* key, const std::str
 
 // Finds the entry of `list_key` (clusters, users, contexts) whose name is
 // `name`; `*index` receives its position for error messages.
-StatusOr<YAML::Node> FindNamed(const YAML::Node& root, const char* list_key,
-                               const std::string& name, const char* referenced_by, int* index) {
+StatusOr<YAML::Node> FindNamed(const YAML::Node& root, const char* list_key, const std::string& name,
+                               const char* referenced_by, int* index) {
   const YAML::Node list = root[list_key];
   if (list && !list.IsSequence()) {
     return InvalidArgumentError(std::string("kubeconfig: ") + list_key + ": expected a list");
@@ -62,8 +60,8 @@ StatusOr<YAML::Node> FindNamed(const YAML::Node& root, const char* list_key,
       }
     }
   }
-  return InvalidArgumentError(std::string("kubeconfig: ") + referenced_by + ": no entry named \"" +
-                              name + "\" in " + list_key);
+  return InvalidArgumentError(std::string("kubeconfig: ") + referenced_by + ": no entry named \"" + name + "\" in " +
+                              list_key);
 }
 
 // Where a kubeconfig came from decides whether it may name files.
@@ -72,8 +70,7 @@ struct Source {
   bool allow_files = true;  // false: a kubeconfig from a Secret (see ParseInlineKubeconfig)
 };
 
-Status RefuseFile(const Source& src, const std::string& path, const char* key,
-                  const std::string& file) {
+Status RefuseFile(const Source& src, const std::string& path, const char* key, const std::string& file) {
   if (src.allow_files || file.empty()) return Status::Ok();
   return InvalidArgumentError("kubeconfig: " + path + "." + key + ": file references (\"" + file +
                               "\") are not allowed in a kubeconfig from a Secret; inline the "
@@ -87,14 +84,12 @@ StatusOr<std::string> PemField(const YAML::Node& node, const char* data_key, con
   STELLA_ASSIGN_OR_RETURN(std::string data, StringField(node, data_key, path));
   STELLA_ASSIGN_OR_RETURN(std::string file, StringField(node, file_key, path));
   if (!data.empty() && !file.empty()) {
-    return InvalidArgumentError("kubeconfig: " + path + ": set only one of " + data_key + " and " +
-                                file_key);
+    return InvalidArgumentError("kubeconfig: " + path + ": set only one of " + data_key + " and " + file_key);
   }
   if (!data.empty()) {
     StatusOr<std::string> pem = DecodeBase64(data);
     if (!pem.ok()) {
-      return InvalidArgumentError("kubeconfig: " + path + "." + data_key + ": " +
-                                  pem.status().message());
+      return InvalidArgumentError("kubeconfig: " + path + "." + data_key + ": " + pem.status().message());
     }
     if (pem->find("-----BEGIN") == std::string::npos) {
       return InvalidArgumentError("kubeconfig: " + path + "." + data_key +
@@ -104,8 +99,7 @@ StatusOr<std::string> PemField(const YAML::Node& node, const char* data_key, con
   }
   STELLA_RETURN_IF_ERROR(RefuseFile(src, path, file_key, file));
   if (!file.empty()) {
-    StatusOr<std::string> pem =
-        ReadFileFor(JoinPath(src.base_dir, file), "kubeconfig: " + path + "." + file_key);
+    StatusOr<std::string> pem = ReadFileFor(JoinPath(src.base_dir, file), "kubeconfig: " + path + "." + file_key);
     if (!pem.ok()) return InvalidArgumentError(pem.status().message());
     if (pem->find("-----BEGIN") == std::string::npos) {
       return InvalidArgumentError("kubeconfig: " + path + "." + file_key + ": file \"" + file +
@@ -116,8 +110,7 @@ StatusOr<std::string> PemField(const YAML::Node& node, const char* data_key, con
   return std::string();
 }
 
-StatusOr<ClusterConfig> ParseKubeconfigNode(const YAML::Node& root, const std::string& context,
-                                            const Source& src) {
+StatusOr<ClusterConfig> ParseKubeconfigNode(const YAML::Node& root, const std::string& context, const Source& src) {
   if (!root.IsMap()) return InvalidArgumentError("kubeconfig: expected a mapping at the top level");
   ClusterConfig cfg;
 
@@ -125,15 +118,12 @@ StatusOr<ClusterConfig> ParseKubeconfigNode(const YAML::Node& root, const std::s
   if (ctx_name.empty()) {
     STELLA_ASSIGN_OR_RETURN(ctx_name, StringField(root, "current-context", "kubeconfig"));
     if (ctx_name.empty()) {
-      return InvalidArgumentError(
-          "kubeconfig: current-context: not set and no context was given");
+      return InvalidArgumentError("kubeconfig: current-context: not set and no context was given");
     }
   }
   int ctx_index = 0;
-  STELLA_ASSIGN_OR_RETURN(
-      YAML::Node ctx_entry,
-      FindNamed(root, "contexts", ctx_name, context.empty() ? "current-context" : "context",
-                &ctx_index));
+  STELLA_ASSIGN_OR_RETURN(YAML::Node ctx_entry, FindNamed(root, "contexts", ctx_name,
+                                                          context.empty() ? "current-context" : "context", &ctx_index));
   const std::string ctx_path = "contexts[" + std::to_string(ctx_index) + "].context";
   const YAML::Node ctx = ctx_entry["context"];
   if (!ctx || !ctx.IsMap()) return InvalidArgumentError("kubeconfig: " + ctx_path + ": missing");
@@ -150,21 +140,19 @@ StatusOr<ClusterConfig> ParseKubeconfigNode(const YAML::Node& root, const std::s
   // Cluster.
   int cl_index = 0;
   STELLA_ASSIGN_OR_RETURN(YAML::Node cl_entry,
-                          FindNamed(root, "clusters", cluster_name,
-                                    (ctx_path + ".cluster").c_str(), &cl_index));
+                          FindNamed(root, "clusters", cluster_name, (ctx_path + ".cluster").c_str(), &cl_index));
   const std::string cl_path = "clusters[" + std::to_string(cl_index) + "].cluster";
   const YAML::Node cl = cl_entry["cluster"];
   if (!cl || !cl.IsMap()) return InvalidArgumentError("kubeconfig: " + cl_path + ": missing");
   STELLA_ASSIGN_OR_RETURN(cfg.server, StringField(cl, "server", cl_path));
   if (cfg.server.rfind("https://", 0) != 0 && cfg.server.rfind("http://", 0) != 0) {
-    return InvalidArgumentError("kubeconfig: " + cl_path + ".server: expected an https:// URL, got \"" +
-                                cfg.server + "\"");
+    return InvalidArgumentError("kubeconfig: " + cl_path + ".server: expected an https:// URL, got \"" + cfg.server +
+                                "\"");
   }
   while (!cfg.server.empty() && cfg.server.back() == '/') cfg.server.pop_back();
-  STELLA_ASSIGN_OR_RETURN(cfg.insecure_skip_tls_verify,
-                          BoolField(cl, "insecure-skip-tls-verify", cl_path));
-  STELLA_ASSIGN_OR_RETURN(cfg.ca_pem, PemField(cl, "certificate-authority-data",
-                                               "certificate-authority", cl_path, src));
+  STELLA_ASSIGN_OR_RETURN(cfg.insecure_skip_tls_verify, BoolField(cl, "insecure-skip-tls-verify", cl_path));
+  STELLA_ASSIGN_OR_RETURN(cfg.ca_pem,
+                          PemField(cl, "certificate-authority-data", "certificate-authority", cl_path, src));
   if (cfg.insecure_skip_tls_verify && !cfg.ca_pem.empty()) {
     return InvalidArgumentError("kubeconfig: " + cl_path +
                                 ": insecure-skip-tls-verify and a certificate authority are "
@@ -179,9 +167,8 @@ StatusOr<ClusterConfig> ParseKubeconfigNode(const YAML::Node& root, const std::s
   // User (optional: an anonymous context is legal, if rarely useful).
   if (!user_name.empty()) {
     int u_index = 0;
-    STELLA_ASSIGN_OR_RETURN(
-        YAML::Node u_entry,
-        FindNamed(root, "users", user_name, (ctx_path + ".user").c_str(), &u_index));
+    STELLA_ASSIGN_OR_RETURN(YAML::Node u_entry,
+                            FindNamed(root, "users", user_name, (ctx_path + ".user").c_str(), &u_index));
     const std::string u_path = "users[" + std::to_string(u_index) + "].user";
     const YAML::Node u = u_entry["user"];
     if (!u || !u.IsMap()) return InvalidArgumentError("kubeconfig: " + u_path + ": missing");
@@ -203,15 +190,13 @@ StatusOr<ClusterConfig> ParseKubeconfigNode(const YAML::Node& root, const std::s
       StatusOr<std::string> t = ReadFileFor(cfg.token_file, "kubeconfig: " + u_path + ".tokenFile");
       if (!t.ok()) return InvalidArgumentError(t.status().message());
     }
-    STELLA_ASSIGN_OR_RETURN(cfg.client_cert_pem, PemField(u, "client-certificate-data",
-                                                          "client-certificate", u_path, src));
-    STELLA_ASSIGN_OR_RETURN(cfg.client_key_pem,
-                            PemField(u, "client-key-data", "client-key", u_path, src));
+    STELLA_ASSIGN_OR_RETURN(cfg.client_cert_pem,
+                            PemField(u, "client-certificate-data", "client-certificate", u_path, src));
+    STELLA_ASSIGN_OR_RETURN(cfg.client_key_pem, PemField(u, "client-key-data", "client-key", u_path, src));
     if (cfg.client_cert_pem.empty() != cfg.client_key_pem.empty()) {
-      return InvalidArgumentError(
-          "kubeconfig: " + u_path + ": " +
-          (cfg.client_cert_pem.empty() ? "client-key is set without client-certificate"
-                                       : "client-certificate is set without client-key"));
+      return InvalidArgumentError("kubeconfig: " + u_path + ": " +
+                                  (cfg.client_cert_pem.empty() ? "client-key is set without client-certificate"
+                                                               : "client-certificate is set without client-key"));
     }
   }
   return cfg;
@@ -252,8 +237,7 @@ StatusOr<std::string> DecodeBase64(const std::string& in) {
       }
       v[j] = pad ? -1 : value(c);
       if (v[j] < 0) {
-        return InvalidArgumentError("not valid base64 (bad character at offset " +
-                                    std::to_string(i + j) + ")");
+        return InvalidArgumentError("not valid base64 (bad character at offset " + std::to_string(i + j) + ")");
       }
     }
     const unsigned n = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
@@ -266,8 +250,7 @@ StatusOr<std::string> DecodeBase64(const std::string& in) {
 
 namespace {
 
-StatusOr<ClusterConfig> ParseKubeconfigSource(const std::string& yaml, const std::string& context,
-                                              const Source& src) {
+StatusOr<ClusterConfig> ParseKubeconfigSource(const std::string& yaml, const std::string& context, const Source& src) {
   try {
     return ParseKubeconfigNode(YAML::Load(yaml), context, src);
   } catch (const YAML::Exception& e) {

@@ -20,13 +20,13 @@
 namespace stella::kube {
 
 struct ClusterConfig {
-  std::string name;                  // for logs and metric labels (the kubeconfig context name)
-  std::string server;                // https://host:port (http:// is accepted for tests/proxies)
-  std::string bearer_token;          // a static token, or
-  std::string token_file;            // a file re-read on every request (rotating SA tokens)
-  std::string ca_pem;                // "" and !insecure -> the system roots
+  std::string name;          // for logs and metric labels (the kubeconfig context name)
+  std::string server;        // https://host:port (http:// is accepted for tests/proxies)
+  std::string bearer_token;  // a static token, or
+  std::string token_file;    // a file re-read on every request (rotating SA tokens)
+  std::string ca_pem;        // "" and !insecure -> the system roots
   bool insecure_skip_tls_verify = false;
-  std::string client_cert_pem;       // client-certificate auth: both or neither
+  std::string client_cert_pem;  // client-certificate auth: both or neither
   std::string client_key_pem;
   std::string default_namespace = "default";
 };
@@ -44,13 +44,11 @@ StatusOr<ClusterConfig> ParseKubeconfig(const std::string& yaml, const std::stri
 // /var/run/secrets/kubernetes.io/serviceaccount/token would send the
 // operator's token to a server of the author's choosing. Such kubeconfigs
 // must be self-contained (`kubectl config view --minify --flatten --raw`).
-StatusOr<ClusterConfig> ParseInlineKubeconfig(const std::string& yaml,
-                                              const std::string& context = "");
+StatusOr<ClusterConfig> ParseInlineKubeconfig(const std::string& yaml, const std::string& context = "");
 
 // Reads and parses a kubeconfig file; relative paths in it are resolved
 // against the file's directory (as kubectl does).
-StatusOr<ClusterConfig> LoadKubeconfigFile(const std::string& path,
-                                           const std::string& context = "");
+StatusOr<ClusterConfig> LoadKubeconfigFile(const std::string& path, const std::string& context = "");
 
 // The service-account directory every pod gets.
 inline constexpr const char* kServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount";

@@ -30,16 +30,14 @@ bool LabelsMatch(const json& obj, const std::string& selector) {
     const size_t eq = term.find('=');
     const std::string k = term.substr(0, eq);
     const std::string v = eq == std::string::npos ? "" : term.substr(eq + 1);
-    if (!labels || !labels->contains(k) || !(*labels)[k].is_string() ||
-        (*labels)[k].get<std::string>() != v) {
+    if (!labels || !labels->contains(k) || !(*labels)[k].is_string() || (*labels)[k].get<std::string>() != v) {
       return false;
     }
   }
   return true;
 }
 
-Informer::Informer(Api* client, std::string collection_path, std::string label_selector,
-                   InformerOptions options)
+Informer::Informer(Api* client, std::string collection_path, std::string label_selector, InformerOptions options)
     : client_(client),
       collection_path_(std::move(collection_path)),
       label_selector_(std::move(label_selector)),
@@ -124,8 +122,7 @@ void Informer::Dispatch(EventType type, const json& obj) {
 }
 
 StatusOr<std::string> Informer::Relist() {
-  STELLA_ASSIGN_OR_RETURN(ListResult list,
-                          client_->List(collection_path_, label_selector_, options_.page_size));
+  STELLA_ASSIGN_OR_RETURN(ListResult list, client_->List(collection_path_, label_selector_, options_.page_size));
   SetHealthy(true);  // before HasSynced turns true: a synced informer is healthy
   std::map<std::string, json> fresh;
   for (json& item : list.items) {
@@ -161,8 +158,7 @@ StatusOr<std::string> Informer::Relist() {
 }
 
 void Informer::ApplyWatchEvent(const WatchEvent& ev) {
-  if (ev.type != EventType::kAdded && ev.type != EventType::kModified &&
-      ev.type != EventType::kDeleted) {
+  if (ev.type != EventType::kAdded && ev.type != EventType::kModified && ev.type != EventType::kDeleted) {
     return;  // bookmarks only move the version, which the caller tracks
   }
   json obj = ev.object;
@@ -180,8 +176,7 @@ void Informer::ApplyWatchEvent(const WatchEvent& ev) {
 }
 
 void Informer::Backoff(int* failures) {
-  const double base = static_cast<double>(options_.backoff_initial.count()) *
-                      std::pow(2.0, std::min(*failures, 30));
+  const double base = static_cast<double>(options_.backoff_initial.count()) * std::pow(2.0, std::min(*failures, 30));
   const double capped = std::min(base, static_cast<double>(options_.backoff_max.count()));
   std::uniform_real_distribution<double> jitter(1.0, 1.0 + options_.jitter);
   const double ms = std::min(capped * jitter(rng_), static_cast<double>(options_.backoff_max.count()));

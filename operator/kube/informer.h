@@ -59,8 +59,7 @@ class Informer {
   // `client` must outlive the informer (it is shared by all components of the
   // cluster). collection_path e.g. ResourcePath("stella.dev/v1alpha1",
   // "stellajobs") for all namespaces.
-  Informer(Api* client, std::string collection_path, std::string label_selector = "",
-           InformerOptions options = {});
+  Informer(Api* client, std::string collection_path, std::string label_selector = "", InformerOptions options = {});
   ~Informer();
   Informer(const Informer&) = delete;
   Informer& operator=(const Informer&) = delete;
@@ -118,7 +117,7 @@ class Informer {
   bool synced_ GUARDED_BY(mu_) = false;
   int list_count_ GUARDED_BY(mu_) = 0;
   Status last_error_ GUARDED_BY(mu_);
-  std::mt19937 rng_;                              // informer thread only (jitter)
+  std::mt19937 rng_;  // informer thread only (jitter)
   std::atomic<bool> healthy_{false};
   std::atomic<bool> stop_{false};
   std::thread thread_;  // "kube-informer"

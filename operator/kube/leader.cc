@@ -14,31 +14,27 @@ using std::chrono::milliseconds;
 std::string MicroTimeNow() {
   const auto now = std::chrono::system_clock::now();
   const std::time_t secs = std::chrono::system_clock::to_time_t(now);
-  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
-                          now.time_since_epoch()).count() % 1000000;  // >= 0 after 1970
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+                      1000000;  // >= 0 after 1970
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[96];  // roomy enough for any int fields (keeps -Wformat-truncation quiet)
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(micros));
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(micros));
   return buf;
 }
 
 StatusOr<std::unique_ptr<LeaderElector>> LeaderElector::Create(const ClusterConfig& cluster,
                                                                LeaderElectionOptions options) {
   if (options.lease_namespace.empty() || options.lease_name.empty() || options.identity.empty()) {
-    return InvalidArgumentError(
-        "leader election: lease_namespace, lease_name and identity are required");
+    return InvalidArgumentError("leader election: lease_namespace, lease_name and identity are required");
   }
-  if (!(options.lease_duration > options.renew_deadline &&
-        options.renew_deadline > options.retry_period &&
+  if (!(options.lease_duration > options.renew_deadline && options.renew_deadline > options.retry_period &&
         options.retry_period > milliseconds::zero())) {
-    return InvalidArgumentError(
-        "leader election: need lease_duration > renew_deadline > retry_period > 0, got " +
-        std::to_string(options.lease_duration.count()) + " ms, " +
-        std::to_string(options.renew_deadline.count()) + " ms, " +
-        std::to_string(options.retry_period.count()) + " ms");
+    return InvalidArgumentError("leader election: need lease_duration > renew_deadline > retry_period > 0, got " +
+                                std::to_string(options.lease_duration.count()) + " ms, " +
+                                std::to_string(options.renew_deadline.count()) + " ms, " +
+                                std::to_string(options.retry_period.count()) + " ms");
   }
   ClientOptions co;
   co.request_timeout = std::min(options.retry_period, options.renew_deadline / 2);
@@ -50,8 +46,7 @@ LeaderElector::LeaderElector(std::unique_ptr<Client> client, LeaderElectionOptio
     : client_(std::move(client)),
       options_(std::move(options)),
       clock_(options_.clock ? *options_.clock : SystemClock::Get()),
-      path_(ResourcePath("coordination.k8s.io/v1", "leases", options_.lease_namespace,
-                         options_.lease_name)),
+      path_(ResourcePath("coordination.k8s.io/v1", "leases", options_.lease_namespace, options_.lease_name)),
       rng_(std::random_device{}()) {}
 
 LeaderElector::~LeaderElector() { Stop(); }
@@ -120,12 +115,10 @@ void LeaderElector::Observe(const json& spec_in) {
 json LeaderElector::NewSpec(const json& old_in) const {
   const json old_spec = old_in.is_object() ? old_in : json::object();
   const std::string now = MicroTimeNow();
-  const int64_t secs = std::max<int64_t>(
-      1, (options_.lease_duration.count() + 999) / 1000);  // whole seconds, rounded up
+  const int64_t secs =
+      std::max<int64_t>(1, (options_.lease_duration.count() + 999) / 1000);  // whole seconds, rounded up
   const bool mine = old_spec.value("holderIdentity", "") == options_.identity;
-  json spec = {{"holderIdentity", options_.identity},
-               {"leaseDurationSeconds", secs},
-               {"renewTime", now}};
+  json spec = {{"holderIdentity", options_.identity}, {"leaseDurationSeconds", secs}, {"renewTime", now}};
   spec["acquireTime"] = mine && old_spec.contains("acquireTime") ? old_spec["acquireTime"] : json(now);
   const int64_t transitions = old_spec.value("leaseTransitions", int64_t{0});
   // A new holder is a transition; creating the lease is not.
@@ -144,8 +137,8 @@ bool LeaderElector::TryAcquireOrRenew() {
                   {"kind", "Lease"},
                   {"metadata", {{"name", options_.lease_name}, {"namespace", options_.lease_namespace}}},
                   {"spec", NewSpec(json())}};
-    StatusOr<Response> created = client_->Create(
-        ResourcePath("coordination.k8s.io/v1", "leases", options_.lease_namespace), lease);
+    StatusOr<Response> created =
+        client_->Create(ResourcePath("coordination.k8s.io/v1", "leases", options_.lease_namespace), lease);
     if (!created.ok()) {
       SetError(created.status());
       return false;
@@ -162,14 +155,12 @@ bool LeaderElector::TryAcquireOrRenew() {
     SetError(ResponseStatus(*got, "get lease " + path_));
     return false;
   }
-  const json spec = got->body.contains("spec") && got->body["spec"].is_object() ? got->body["spec"]
-                                                                               : json::object();
+  const json spec = got->body.contains("spec") && got->body["spec"].is_object() ? got->body["spec"] : json::object();
   Observe(spec);
   const std::string holder = spec.value("holderIdentity", "");
   const int64_t duration_s = spec.value("leaseDurationSeconds", int64_t{0});
-  const bool held_by_other =
-      !holder.empty() && holder != options_.identity &&
-      clock_.Now() < observed_time_ + std::chrono::seconds(duration_s);
+  const bool held_by_other = !holder.empty() && holder != options_.identity &&
+                             clock_.Now() < observed_time_ + std::chrono::seconds(duration_s);
   if (held_by_other) {
     SetError(FailedPreconditionError("lease " + path_ + " is held by " + holder));
     return false;

@@ -62,8 +62,7 @@ struct LeaderElectionOptions {
 
 class LeaderElector {
  public:
-  static StatusOr<std::unique_ptr<LeaderElector>> Create(const ClusterConfig& cluster,
-                                                         LeaderElectionOptions options);
+  static StatusOr<std::unique_ptr<LeaderElector>> Create(const ClusterConfig& cluster, LeaderElectionOptions options);
   ~LeaderElector();  // Stop()
   LeaderElector(const LeaderElector&) = delete;
   LeaderElector& operator=(const LeaderElector&) = delete;
@@ -108,8 +107,8 @@ class LeaderElector {
   std::atomic<bool> lost_{false};
 
   // Elector thread only.
-  nlohmann::json observed_spec_;       // the lease spec last seen
-  Clock::TimePoint observed_time_{};   // local time it was first seen
+  nlohmann::json observed_spec_;      // the lease spec last seen
+  Clock::TimePoint observed_time_{};  // local time it was first seen
   std::mt19937 rng_;
   std::thread thread_;
 };

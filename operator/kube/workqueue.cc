@@ -10,8 +10,7 @@
 namespace stella::kube {
 
 StatusOr<std::unique_ptr<WorkQueue>> WorkQueue::Create(WorkQueueOptions options) {
-  if (options.base_delay <= std::chrono::milliseconds::zero() ||
-      options.max_delay < options.base_delay) {
+  if (options.base_delay <= std::chrono::milliseconds::zero() || options.max_delay < options.base_delay) {
     return InvalidArgumentError("work queue: need 0 < base_delay <= max_delay, got " +
                                 std::to_string(options.base_delay.count()) + " ms and " +
                                 std::to_string(options.max_delay.count()) + " ms");
@@ -20,16 +19,13 @@ StatusOr<std::unique_ptr<WorkQueue>> WorkQueue::Create(WorkQueueOptions options)
     return InvalidArgumentError("work queue: max_wait must be > 0");
   }
   const Clock& clock = options.clock ? *options.clock : SystemClock::Get();
-  StatusOr<std::unique_ptr<TokenBucket>> bucket =
-      TokenBucket::Create({options.qps, options.burst}, clock);
+  StatusOr<std::unique_ptr<TokenBucket>> bucket = TokenBucket::Create({options.qps, options.burst}, clock);
   if (!bucket.ok()) return bucket.status().WithContext("work queue: qps/burst");
   return std::unique_ptr<WorkQueue>(new WorkQueue(options, std::move(*bucket)));
 }
 
 WorkQueue::WorkQueue(WorkQueueOptions options, std::unique_ptr<TokenBucket> bucket)
-    : options_(options),
-      clock_(options.clock ? *options.clock : SystemClock::Get()),
-      bucket_(std::move(bucket)) {
+    : options_(options), clock_(options.clock ? *options.clock : SystemClock::Get()), bucket_(std::move(bucket)) {
   delay_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "kube-wq-delay");
     DelayLoop();
@@ -174,8 +170,8 @@ void WorkQueue::DelayLoop() {
     } else {
       // Clock time until due, slept in real time; capped so that a manually
       // advanced clock is noticed.
-      const auto due = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           waiting_.begin()->first - now) + std::chrono::milliseconds(1);
+      const auto due = std::chrono::duration_cast<std::chrono::milliseconds>(waiting_.begin()->first - now) +
+                       std::chrono::milliseconds(1);
       delay_cv_.WaitFor(&mu_, std::min(due, options_.max_wait));
     }
   }

@@ -80,9 +80,9 @@ class WorkQueue {
   // Must follow every successful Get.
   void Done(const std::string& key);
 
-  size_t Len() const;          // keys ready in the queue (the queue-depth metric)
-  size_t NumWaiting() const;   // keys waiting for their AddAfter deadline
-  void ShutDown();             // wakes every Get, stops accepting keys, joins the thread
+  size_t Len() const;         // keys ready in the queue (the queue-depth metric)
+  size_t NumWaiting() const;  // keys waiting for their AddAfter deadline
+  void ShutDown();            // wakes every Get, stops accepting keys, joins the thread
   bool ShuttingDown() const;
 
  private:
@@ -92,7 +92,7 @@ class WorkQueue {
   void DelayLoop();
 
   const WorkQueueOptions options_;
-  const Clock& clock_;  // options_.clock or the system clock; outlives this
+  const Clock& clock_;                   // options_.clock or the system clock; outlives this
   std::unique_ptr<TokenBucket> bucket_;  // thread-safe on its own
 
   mutable Mutex mu_;

@@ -220,8 +220,8 @@ StatusOr<Sections> CheckpointStore::ReadVerified(int64_t step) const {
   STELLA_ASSIGN_OR_RETURN(auto decoded, DecodeCheckpoint(bytes, path));
   const CheckpointHeader& h = decoded.first;
   if (h.job != options_.job || h.worker != options_.worker) {
-    return FailedPreconditionError("checkpoint " + path + " was written by job \"" + h.job + "\" worker \"" +
-                                   h.worker + "\", not job \"" + options_.job + "\" worker \"" + options_.worker +
+    return FailedPreconditionError("checkpoint " + path + " was written by job \"" + h.job + "\" worker \"" + h.worker +
+                                   "\", not job \"" + options_.job + "\" worker \"" + options_.worker +
                                    "\"; refusing to resume from it (give each job its own spec.checkpoint.path)");
   }
   if (h.step != step) {

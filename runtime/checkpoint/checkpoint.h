@@ -94,10 +94,10 @@ struct StoreOptions {
 };
 
 struct SaveResult {
-  std::string path;                  // the final file
-  uint64_t bytes = 0;                // file size
-  double seconds = 0;                // encode + write + fsyncs + rename
-  std::vector<int64_t> removed;      // older steps deleted by retention
+  std::string path;              // the final file
+  uint64_t bytes = 0;            // file size
+  double seconds = 0;            // encode + write + fsyncs + rename
+  std::vector<int64_t> removed;  // older steps deleted by retention
 };
 
 struct ScanResult {

@@ -10,8 +10,7 @@ namespace {
 Status CheckTarget(const SparseGradient& sparse, const float* dense, size_t n) {
   if (sparse.num_elements != n) {
     return InvalidArgumentError("sparse gradient of " + std::to_string(sparse.num_elements) +
-                                " elements does not match the dense tensor of " +
-                                std::to_string(n));
+                                " elements does not match the dense tensor of " + std::to_string(n));
   }
   if (n > 0 && dense == nullptr) return InvalidArgumentError("dense buffer is null");
   return ValidateSparseGradient(sparse);

@@ -34,8 +34,8 @@ class CachelineCompressor final : public SelectorCompressor {
       const bool fused = selector_.has_tau();
       const float tau = selector_.tau();
       bool finite = true;
-      const size_t count = ComputeBlockScores(
-          grad, n, scores_.data(), tau, fused ? selector_.candidate_buffer() : nullptr, &finite);
+      const size_t count =
+          ComputeBlockScores(grad, n, scores_.data(), tau, fused ? selector_.candidate_buffer() : nullptr, &finite);
       if (!finite) {
         // A NaN/Inf element makes its block's score NaN/Inf; only those
         // blocks are searched. An Inf score of finite elements (overflow) is
@@ -57,8 +57,7 @@ class CachelineCompressor final : public SelectorCompressor {
       } else {
         const ThresholdSelector::FirstScan first{tau, count};
         STELLA_RETURN_IF_ERROR(selector_.Select(scores_.data(), num_blocks, kb,
-                                                /*reject_non_finite=*/false, &out->indices,
-                                                fused ? &first : nullptr));
+                                                /*reject_non_finite=*/false, &out->indices, fused ? &first : nullptr));
         out->values.resize(kb * kBs);  // shrunk below if the tail block is in
         size_t m = 0;
         const uint32_t* sel = out->indices.data();

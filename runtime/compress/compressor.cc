@@ -27,8 +27,7 @@ Status ValidateOptions(const CompressorOptions& o) {
                                 std::to_string(o.max_candidate_ratio));
   }
   if (o.max_rescans < 0 || o.max_rescans > 64) {
-    return InvalidArgumentError("compressor max_rescans must be in [0, 64], got " +
-                                std::to_string(o.max_rescans));
+    return InvalidArgumentError("compressor max_rescans must be in [0, 64], got " + std::to_string(o.max_rescans));
   }
   return Status::Ok();
 }

@@ -96,8 +96,7 @@ class Compressor {
   // Errors (InvalidArgument): density outside (0, 1]; a NaN or Inf element
   // ("gradient element 17 is NaN"); n > kMaxCompressElements; null pointers.
   // On error `*out` is unspecified; the instance stays usable.
-  virtual Status Compress(const float* grad, size_t n, double density,
-                          SparseGradient* out) = 0;
+  virtual Status Compress(const float* grad, size_t n, double density, SparseGradient* out) = 0;
 
   // "topk", "randomk", "threshold" or "cacheline".
   virtual const char* name() const = 0;

@@ -7,20 +7,15 @@
 namespace stella {
 namespace compress {
 
-StatusOr<std::unique_ptr<ErrorFeedback>> ErrorFeedback::Create(
-    const ErrorFeedbackOptions& options) {
+StatusOr<std::unique_ptr<ErrorFeedback>> ErrorFeedback::Create(const ErrorFeedbackOptions& options) {
   if (!(options.momentum >= 0.0 && options.momentum < 1.0)) {
-    return InvalidArgumentError("error feedback momentum must be in [0, 1), got " +
-                                std::to_string(options.momentum));
+    return InvalidArgumentError("error feedback momentum must be in [0, 1), got " + std::to_string(options.momentum));
   }
   if (options.num_elements > kMaxCompressElements) {
-    return InvalidArgumentError("error feedback tensor of " +
-                                std::to_string(options.num_elements) +
-                                " elements exceeds the limit of " +
-                                std::to_string(kMaxCompressElements));
+    return InvalidArgumentError("error feedback tensor of " + std::to_string(options.num_elements) +
+                                " elements exceeds the limit of " + std::to_string(kMaxCompressElements));
   }
-  return std::unique_ptr<ErrorFeedback>(
-      new ErrorFeedback(options.num_elements, static_cast<float>(options.momentum)));
+  return std::unique_ptr<ErrorFeedback>(new ErrorFeedback(options.num_elements, static_cast<float>(options.momentum)));
 }
 
 ErrorFeedback::ErrorFeedback(size_t n, float momentum)

@@ -92,9 +92,7 @@ class RandomKCompressor final : public Compressor {
 
 }  // namespace
 
-std::unique_ptr<Compressor> NewRandomKCompressor(uint64_t seed) {
-  return std::make_unique<RandomKCompressor>(seed);
-}
+std::unique_ptr<Compressor> NewRandomKCompressor(uint64_t seed) { return std::make_unique<RandomKCompressor>(seed); }
 
 }  // namespace internal
 }  // namespace compress

@@ -34,23 +34,20 @@ Status ValidateSparseGradient(const SparseGradient& sparse) {
   for (size_t j = 0; j < sparse.indices.size(); ++j) {
     const uint32_t idx = sparse.indices[j];
     if (idx >= num_blocks) {
-      return InvalidArgumentError("sparse gradient index " + std::to_string(j) + " is block " +
-                                  std::to_string(idx) + ", but the tensor of " +
-                                  std::to_string(sparse.num_elements) + " elements has " +
-                                  std::to_string(num_blocks) + " blocks of " +
-                                  std::to_string(sparse.block_size));
+      return InvalidArgumentError("sparse gradient index " + std::to_string(j) + " is block " + std::to_string(idx) +
+                                  ", but the tensor of " + std::to_string(sparse.num_elements) + " elements has " +
+                                  std::to_string(num_blocks) + " blocks of " + std::to_string(sparse.block_size));
     }
     if (j > 0 && idx <= sparse.indices[j - 1]) {
-      return InvalidArgumentError("sparse gradient indices must be strictly ascending: index " +
-                                  std::to_string(j) + " is " + std::to_string(idx) +
-                                  " after " + std::to_string(sparse.indices[j - 1]));
+      return InvalidArgumentError("sparse gradient indices must be strictly ascending: index " + std::to_string(j) +
+                                  " is " + std::to_string(idx) + " after " + std::to_string(sparse.indices[j - 1]));
     }
   }
   const size_t covered = CoveredElements(sparse);
   if (sparse.values.size() != covered) {
-    return InvalidArgumentError("sparse gradient has " + std::to_string(sparse.values.size()) +
-                                " values, but its " + std::to_string(sparse.indices.size()) +
-                                " blocks cover " + std::to_string(covered) + " elements");
+    return InvalidArgumentError("sparse gradient has " + std::to_string(sparse.values.size()) + " values, but its " +
+                                std::to_string(sparse.indices.size()) + " blocks cover " + std::to_string(covered) +
+                                " elements");
   }
   return Status::Ok();
 }

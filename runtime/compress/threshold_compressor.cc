@@ -24,8 +24,7 @@ class ThresholdCompressor final : public SelectorCompressor {
         extra_passes_ += 2;
       } else {
         const uint64_t fallbacks_before = selector_.fallbacks();
-        STELLA_RETURN_IF_ERROR(selector_.Select(grad, n, k, /*reject_non_finite=*/true,
-                                                &out->indices));
+        STELLA_RETURN_IF_ERROR(selector_.Select(grad, n, k, /*reject_non_finite=*/true, &out->indices));
         // An exact fallback reads the input twice more (keys, collection).
         extra_passes_ += 2 * (selector_.fallbacks() - fallbacks_before);
         out->values.resize(k);

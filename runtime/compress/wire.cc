@@ -16,9 +16,7 @@ using internal::FloatBits;
 
 enum class IndexEncoding : uint8_t { kAbsolute32 = 0, kChunked16 = 1 };
 
-size_t ValueBytes(ValuePrecision precision) {
-  return precision == ValuePrecision::kFp32 ? 4 : 2;
-}
+size_t ValueBytes(ValuePrecision precision) { return precision == ValuePrecision::kFp32 ? 4 : 2; }
 
 size_t CountChunks(const std::vector<uint32_t>& indices) {
   size_t chunks = 0;
@@ -42,9 +40,7 @@ inline void PutU32(uint8_t* p, uint32_t v) {
 inline void PutU64(uint8_t* p, uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
-inline uint16_t GetU16(const uint8_t* p) {
-  return static_cast<uint16_t>(p[0] | (static_cast<uint16_t>(p[1]) << 8));
-}
+inline uint16_t GetU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (static_cast<uint16_t>(p[1]) << 8)); }
 inline uint32_t GetU32(const uint8_t* p) {
   uint32_t v = 0;
   for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
@@ -57,8 +53,8 @@ inline uint64_t GetU64(const uint8_t* p) {
 }
 
 Status Truncated(const char* what, size_t need, size_t have) {
-  return DataLossError(std::string("sparse gradient message is truncated: ") + what + " needs " +
-                       std::to_string(need) + " more bytes, " + std::to_string(have) + " left");
+  return DataLossError(std::string("sparse gradient message is truncated: ") + what + " needs " + std::to_string(need) +
+                       " more bytes, " + std::to_string(have) + " left");
 }
 
 }  // namespace
@@ -77,7 +73,7 @@ uint16_t FloatToHalfBits(float value) {
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
   const uint32_t a = x & 0x7FFFFFFFu;
   if (a > 0x7F800000u) return sign | 0x7E00u | static_cast<uint16_t>((a >> 13) & 0x3FFu);  // NaN
-  if (a == 0x7F800000u) return sign | 0x7C00u;                                          // Inf
+  if (a == 0x7F800000u) return sign | 0x7C00u;                                             // Inf
   if (a < 0x38800000u) {
     // Below the smallest normal half (2^-14): a subnormal half m * 2^-24.
     // |value| = mant * 2^(e - 150), so m = mant >> (126 - e), rounded to even.
@@ -117,7 +113,7 @@ uint16_t FloatToBf16Bits(float value) {
   const uint32_t a = x & 0x7FFFFFFFu;
   if (a > 0x7F800000u) return static_cast<uint16_t>((x >> 16) | 0x0040u);  // quiet NaN
   if (a == 0x7F800000u) return static_cast<uint16_t>(x >> 16);             // Inf
-  const uint32_t rounded = x + 0x7FFFu + ((x >> 16) & 1u);  // no wrap: x <= 0xFF7FFFFF
+  const uint32_t rounded = x + 0x7FFFu + ((x >> 16) & 1u);                 // no wrap: x <= 0xFF7FFFFF
   uint16_t h = static_cast<uint16_t>(rounded >> 16);
   if ((h & 0x7FFFu) == 0x7F80u) h = static_cast<uint16_t>((h & 0x8000u) | 0x7F7Fu);  // saturate
   return h;
@@ -145,8 +141,7 @@ size_t EncodedSize(const SparseGradient& sparse, ValuePrecision precision) {
   return kWireHeaderSize + std::min(chunked, 4 * num) + sparse.values.size() * ValueBytes(precision);
 }
 
-size_t MaxEncodedSize(uint64_t num_elements, uint32_t block_size, size_t num_indices,
-                      ValuePrecision precision) {
+size_t MaxEncodedSize(uint64_t num_elements, uint32_t block_size, size_t num_indices, ValuePrecision precision) {
   const uint64_t num_blocks = NumBlocks(num_elements, block_size);
   const uint64_t m = std::min<uint64_t>(num_indices, num_blocks);
   const uint64_t max_chunks = std::min<uint64_t>(m, NumBlocks(num_blocks, kWireChunkBlocks));
@@ -155,12 +150,10 @@ size_t MaxEncodedSize(uint64_t num_elements, uint32_t block_size, size_t num_ind
   return static_cast<size_t>(kWireHeaderSize + index_bytes + values * ValueBytes(precision));
 }
 
-Status EncodeSparse(const SparseGradient& sparse, ValuePrecision precision,
-                    std::vector<uint8_t>* out) {
+Status EncodeSparse(const SparseGradient& sparse, ValuePrecision precision, std::vector<uint8_t>* out) {
   if (out == nullptr) return InvalidArgumentError("EncodeSparse output buffer is null");
   if (static_cast<uint8_t>(precision) > static_cast<uint8_t>(ValuePrecision::kBf16)) {
-    return InvalidArgumentError("unknown value precision " +
-                                std::to_string(static_cast<int>(precision)));
+    return InvalidArgumentError("unknown value precision " + std::to_string(static_cast<int>(precision)));
   }
   STELLA_RETURN_IF_ERROR(ValidateSparseGradient(sparse));
   const size_t num = sparse.indices.size();
@@ -240,23 +233,21 @@ StatusOr<SparseGradient> DecodeSparse(const uint8_t* data, size_t n, const Decod
     }() + " (expected 0x47535453)");
   }
   if (data[4] != kWireVersion) {
-    return DataLossError("sparse gradient message has unsupported version " +
-                         std::to_string(data[4]) + " (expected " +
+    return DataLossError("sparse gradient message has unsupported version " + std::to_string(data[4]) + " (expected " +
                          std::to_string(kWireVersion) + ")");
   }
   if (data[5] > static_cast<uint8_t>(ValuePrecision::kBf16)) {
-    return DataLossError("sparse gradient message has unknown value precision " +
-                         std::to_string(data[5]) + " (expected 0 fp32, 1 fp16 or 2 bf16)");
+    return DataLossError("sparse gradient message has unknown value precision " + std::to_string(data[5]) +
+                         " (expected 0 fp32, 1 fp16 or 2 bf16)");
   }
   const auto precision = static_cast<ValuePrecision>(data[5]);
   if (data[6] > static_cast<uint8_t>(IndexEncoding::kChunked16)) {
-    return DataLossError("sparse gradient message has unknown index encoding " +
-                         std::to_string(data[6]) + " (expected 0 absolute or 1 chunked)");
+    return DataLossError("sparse gradient message has unknown index encoding " + std::to_string(data[6]) +
+                         " (expected 0 absolute or 1 chunked)");
   }
   const auto encoding = static_cast<IndexEncoding>(data[6]);
   if (data[7] != 0) {
-    return DataLossError("sparse gradient message has nonzero reserved byte " +
-                         std::to_string(data[7]));
+    return DataLossError("sparse gradient message has nonzero reserved byte " + std::to_string(data[7]));
   }
   SparseGradient sg;
   sg.block_size = GetU32(data + 8);
@@ -264,29 +255,25 @@ StatusOr<SparseGradient> DecodeSparse(const uint8_t* data, size_t n, const Decod
   const uint32_t num = GetU32(data + 20);
   if (sg.block_size == 0) return DataLossError("sparse gradient message has block_size 0");
   if (sg.block_size > limits.max_block_size) {
-    return InvalidArgumentError("sparse gradient block_size " + std::to_string(sg.block_size) +
-                                " exceeds the limit " + std::to_string(limits.max_block_size));
+    return InvalidArgumentError("sparse gradient block_size " + std::to_string(sg.block_size) + " exceeds the limit " +
+                                std::to_string(limits.max_block_size));
   }
   if (sg.num_elements > limits.max_num_elements) {
     return InvalidArgumentError("sparse gradient of " + std::to_string(sg.num_elements) +
-                                " elements exceeds the limit " +
-                                std::to_string(limits.max_num_elements));
+                                " elements exceeds the limit " + std::to_string(limits.max_num_elements));
   }
   if (limits.expected_num_elements != 0 && sg.num_elements != limits.expected_num_elements) {
     return InvalidArgumentError("sparse gradient describes " + std::to_string(sg.num_elements) +
-                                " elements, expected " +
-                                std::to_string(limits.expected_num_elements));
+                                " elements, expected " + std::to_string(limits.expected_num_elements));
   }
   if (num > limits.max_indices) {
-    return InvalidArgumentError("sparse gradient lists " + std::to_string(num) +
-                                " blocks, more than the limit " +
+    return InvalidArgumentError("sparse gradient lists " + std::to_string(num) + " blocks, more than the limit " +
                                 std::to_string(limits.max_indices));
   }
   const uint64_t num_blocks = NumBlocks(sg.num_elements, sg.block_size);
   if (num > num_blocks) {
-    return DataLossError("sparse gradient lists " + std::to_string(num) +
-                         " blocks, but the tensor of " + std::to_string(sg.num_elements) +
-                         " elements has only " + std::to_string(num_blocks));
+    return DataLossError("sparse gradient lists " + std::to_string(num) + " blocks, but the tensor of " +
+                         std::to_string(sg.num_elements) + " elements has only " + std::to_string(num_blocks));
   }
   const size_t value_bytes = ValueBytes(precision);
   const uint8_t* p = data + kWireHeaderSize;
@@ -302,14 +289,12 @@ StatusOr<SparseGradient> DecodeSparse(const uint8_t* data, size_t n, const Decod
   int64_t prev = -1;
   auto accept = [&](uint64_t idx, size_t pos) -> Status {
     if (idx >= num_blocks) {
-      return DataLossError("sparse gradient index " + std::to_string(pos) + " is block " +
-                           std::to_string(idx) + ", past the last block " +
-                           std::to_string(num_blocks - 1));
+      return DataLossError("sparse gradient index " + std::to_string(pos) + " is block " + std::to_string(idx) +
+                           ", past the last block " + std::to_string(num_blocks - 1));
     }
     if (static_cast<int64_t>(idx) <= prev) {
-      return DataLossError("sparse gradient indices are not strictly ascending: index " +
-                           std::to_string(pos) + " is " + std::to_string(idx) + " after " +
-                           std::to_string(prev));
+      return DataLossError("sparse gradient indices are not strictly ascending: index " + std::to_string(pos) + " is " +
+                           std::to_string(idx) + " after " + std::to_string(prev));
     }
     prev = static_cast<int64_t>(idx);
     sg.indices[pos] = static_cast<uint32_t>(idx);
@@ -335,14 +320,12 @@ StatusOr<SparseGradient> DecodeSparse(const uint8_t* data, size_t n, const Decod
       p += 8;
       if (static_cast<int64_t>(chunk) <= prev_chunk || chunk >= num_chunks) {
         return DataLossError("sparse gradient chunk id " + std::to_string(chunk) +
-                             " is out of order or past the last chunk " +
-                             std::to_string(num_chunks - 1));
+                             " is out of order or past the last chunk " + std::to_string(num_chunks - 1));
       }
       prev_chunk = chunk;
       if (count == 0 || count > kWireChunkBlocks || count > num - done) {
-        return DataLossError("sparse gradient chunk " + std::to_string(chunk) + " has count " +
-                             std::to_string(count) + "; expected 1.." +
-                             std::to_string(std::min<uint32_t>(kWireChunkBlocks, num - done)));
+        return DataLossError("sparse gradient chunk " + std::to_string(chunk) + " has count " + std::to_string(count) +
+                             "; expected 1.." + std::to_string(std::min<uint32_t>(kWireChunkBlocks, num - done)));
       }
       if (2ull * count > left()) return Truncated("chunk offsets", 2ull * count, left());
       const uint64_t base = static_cast<uint64_t>(chunk) * kWireChunkBlocks;
@@ -357,8 +340,8 @@ StatusOr<SparseGradient> DecodeSparse(const uint8_t* data, size_t n, const Decod
   const uint64_t need = covered * value_bytes;
   if (need > left()) return Truncated("the values", need, left());
   if (need < left()) {
-    return DataLossError("sparse gradient message has " + std::to_string(left() - need) +
-                         " trailing bytes after its " + std::to_string(covered) + " values");
+    return DataLossError("sparse gradient message has " + std::to_string(left() - need) + " trailing bytes after its " +
+                         std::to_string(covered) + " values");
   }
   sg.values.resize(static_cast<size_t>(covered));
   switch (precision) {

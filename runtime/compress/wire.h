@@ -77,13 +77,11 @@ size_t EncodedSize(const SparseGradient& sparse, ValuePrecision precision);
 
 // Upper bound on the encoded size of any selection of `num_indices` blocks
 // of a tensor, for planning bytes per step before compressing.
-size_t MaxEncodedSize(uint64_t num_elements, uint32_t block_size, size_t num_indices,
-                      ValuePrecision precision);
+size_t MaxEncodedSize(uint64_t num_elements, uint32_t block_size, size_t num_indices, ValuePrecision precision);
 
 // Replaces *out with the encoding of `sparse`. InvalidArgument if `sparse`
 // breaks ValidateSparseGradient or lists more than 2^32 - 1 blocks.
-Status EncodeSparse(const SparseGradient& sparse, ValuePrecision precision,
-                    std::vector<uint8_t>* out);
+Status EncodeSparse(const SparseGradient& sparse, ValuePrecision precision, std::vector<uint8_t>* out);
 
 struct DecodeLimits {
   // Largest num_elements accepted. Default 2^32 - 1 (kMaxCompressElements).

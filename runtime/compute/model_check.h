@@ -18,11 +18,11 @@
 namespace stella::compute {
 
 struct ModelCheck {
-  std::string path;             // the TorchScript file
-  bool language_model = false;  // logits [batch, seq, vocab], else [batch, classes]
+  std::string path;                    // the TorchScript file
+  bool language_model = false;         // logits [batch, seq, vocab], else [batch, classes]
   std::vector<int64_t> example_shape;  // one example's input (Dataset::InputShape)
-  bool token_input = false;     // int64 token ids, else float32
-  int num_classes = 0;          // every label / target token is below this
+  bool token_input = false;            // int64 token ids, else float32
+  int num_classes = 0;                 // every label / target token is below this
 };
 
 // The check for a model trained on `train` and evaluated on `validation`.

@@ -21,7 +21,7 @@ struct ModelOptions {
   int image_rows = 28;
   int image_cols = 28;
   int num_classes = 10;
-  uint64_t seed = 1;         // parameters are initialised identically on every worker
+  uint64_t seed = 1;  // parameters are initialised identically on every worker
 };
 
 // Names the zoo knows, for error messages.

@@ -48,16 +48,20 @@ Status CheckArchive(const ModelCheck& c) {
   try {
     caffe2::serialize::PyTorchStreamReader reader(c.path);
     if (!reader.hasRecord("constants.pkl") || !reader.hasRecord("data.pkl")) {
-      return Bad(c, "a PyTorch zip archive but not TorchScript (no constants.pkl: torch.save output?); save the "
-                    "module with torch.jit.save(torch.jit.script(model), PATH) or torch.jit.trace");
+      return Bad(c,
+                 "a PyTorch zip archive but not TorchScript (no constants.pkl: torch.save output?); save the "
+                 "module with torch.jit.save(torch.jit.script(model), PATH) or torch.jit.trace");
     }
   } catch (const c10::Error& e) {
     const std::string m = e.what_without_backtrace();
     std::smatch v;
-    if (std::regex_search(m, v, std::regex(R"(with version (\d+), but the maximum supported version for reading is (\d+))"))) {
-      return FailedPreconditionError("spec.model.torchscript: " + c.path + ": written by a newer PyTorch than this "
-                                     "runtime's libtorch " + LibtorchVersion() + ": file format version " +
-                                     v[1].str() + ", libtorch reads up to version " + v[2].str() + kReExport);
+    if (std::regex_search(
+            m, v, std::regex(R"(with version (\d+), but the maximum supported version for reading is (\d+))"))) {
+      return FailedPreconditionError("spec.model.torchscript: " + c.path +
+                                     ": written by a newer PyTorch than this "
+                                     "runtime's libtorch " +
+                                     LibtorchVersion() + ": file format version " + v[1].str() +
+                                     ", libtorch reads up to version " + v[2].str() + kReExport);
     }
     return Bad(c, "not a TorchScript file (torch.jit.save writes a zip archive; libtorch says: " + Reason(e) + ")");
   }
@@ -102,8 +106,8 @@ Status CheckForward(const ModelCheck& c, torch::jit::Module& m) {
   }
   if (!out.isTensor()) return Bad(c, "forward must return one tensor of logits, got " + out.tagKind());
   const auto y = out.toTensor();
-  const std::string got = "forward on a batch of shape " + ShapeText(shape) + " gave logits of shape " +
-                          ShapeText(y.sizes()) + "; ";
+  const std::string got =
+      "forward on a batch of shape " + ShapeText(shape) + " gave logits of shape " + ShapeText(y.sizes()) + "; ";
   if (c.language_model) {
     if (y.dim() != 3 || y.size(0) != 2 || y.size(1) != shape[1] || y.size(2) < c.num_classes) {
       return Bad(c, got + "task language-model needs [batch, seq, vocab] = [2, " + std::to_string(shape[1]) +
@@ -114,7 +118,8 @@ Status CheckForward(const ModelCheck& c, torch::jit::Module& m) {
     return Bad(c, got + "task classification needs [batch, classes] = [2, >= " + std::to_string(c.num_classes) +
                       "] (the labels go up to " + std::to_string(c.num_classes - 1) + ")");
   }
-  if (!y.is_floating_point()) return Bad(c, got + "logits must be floating point, got " + std::string(c10::toString(y.scalar_type())));
+  if (!y.is_floating_point())
+    return Bad(c, got + "logits must be floating point, got " + std::string(c10::toString(y.scalar_type())));
   return Status::Ok();
 }
 

@@ -75,22 +75,20 @@ torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& y, bool lan
 
 struct Trainer::Impl {
   torch::Device device{torch::kCPU};
-  torch::nn::Sequential model{nullptr};     // a zoo model, or
+  torch::nn::Sequential model{nullptr};      // a zoo model, or
   std::optional<torch::jit::Module> script;  // the user's TorchScript module
   bool language_model = false;
   std::vector<torch::Tensor> params;
   std::vector<int64_t> sizes;
   int64_t total = 0;
-  std::vector<size_t> offsets;                 // flat offset per tensor
-  std::vector<std::vector<size_t>> layers;     // tensor indices per Sequential entry
-  std::vector<torch::Tensor> staging;          // pinned host copies (CUDA only), lazily made
+  std::vector<size_t> offsets;              // flat offset per tensor
+  std::vector<std::vector<size_t>> layers;  // tensor indices per Sequential entry
+  std::vector<torch::Tensor> staging;       // pinned host copies (CUDA only), lazily made
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   // Set only during ForwardBackwardPipelined; the hooks read it.
   const GradientSink* sink = nullptr;
 
-  torch::Tensor Forward(const torch::Tensor& x) {
-    return script ? script->forward({x}).toTensor() : model->forward(x);
-  }
+  torch::Tensor Forward(const torch::Tensor& x) { return script ? script->forward({x}).toTensor() : model->forward(x); }
   void SetTraining(bool on) {
     if (script) {
       script->train(on);
@@ -142,12 +140,12 @@ StatusOr<torch::Device> ChooseDevice(const std::string& device) {
 }
 
 StatusOr<std::unique_ptr<torch::optim::Optimizer>> MakeOptimizer(const TrainerOptions& o,
-                                                                  const std::vector<torch::Tensor>& params) {
+                                                                 const std::vector<torch::Tensor>& params) {
   const optim::OptimizerOptions& oo = o.optimizer;
   if (oo.name == "sgd") {
     return std::unique_ptr<torch::optim::Optimizer>(std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(oo.lr).momentum(oo.momentum).nesterov(oo.nesterov).weight_decay(
-                    oo.weight_decay)));
+        params,
+        torch::optim::SGDOptions(oo.lr).momentum(oo.momentum).nesterov(oo.nesterov).weight_decay(oo.weight_decay)));
   }
   if (oo.name == "adam") {
     return std::unique_ptr<torch::optim::Optimizer>(std::make_unique<torch::optim::Adam>(
@@ -377,8 +375,8 @@ EvalResult Trainer::Evaluate(const data::Dataset& d, int batch_size) {
     x = x.to(impl_->device);
     y = y.to(impl_->device);
     auto logits = impl_->Forward(x);
-    loss_sum += Loss(logits, y, lm, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .item<double>();
+    loss_sum +=
+        Loss(logits, y, lm, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
     if (!lm) correct += logits.argmax(1).eq(y).sum().item<int64_t>();
   }
   EvalResult r;

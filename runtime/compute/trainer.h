@@ -37,8 +37,8 @@ class Trainer {
   static StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options, const data::Dataset& data,
                                                    int num_classes);
   // Fashion-MNIST-shaped (idx) data.
-  static StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options, int image_rows,
-                                                   int image_cols, int num_classes);
+  static StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options, int image_rows, int image_cols,
+                                                   int num_classes);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;

@@ -12,13 +12,13 @@
 namespace stella::compute {
 
 struct TrainerOptions {
-  std::string model = "cnn";  // zoo name, used when torchscript is ""
-  std::string torchscript;    // path of the user's TorchScript module
+  std::string model = "cnn";    // zoo name, used when torchscript is ""
+  std::string torchscript;      // path of the user's TorchScript module
   bool language_model = false;  // next-token loss over [batch, seq, vocab] logits
-  int hidden = 0;             // 0 = model default
-  uint64_t seed = 1;          // same on every worker -> identical initial parameters
+  int hidden = 0;               // 0 = model default
+  uint64_t seed = 1;            // same on every worker -> identical initial parameters
   std::string device = "auto";  // "auto" (CUDA if available), "cpu" or "cuda"
-  int threads = 1;            // intra-op CPU threads; 1 keeps co-located workers off each other's cores
+  int threads = 1;              // intra-op CPU threads; 1 keeps co-located workers off each other's cores
   // The libtorch optimizer of ddp mode (the same struct as stella mode's
   // CPU optimizer).
   optim::OptimizerOptions optimizer;

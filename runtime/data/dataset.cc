@@ -62,17 +62,19 @@ StatusOr<std::vector<uint8_t>> ReadGzipFile(const std::string& path) {
   return out;
 }
 
-StatusOr<Dataset> ParseIdx(const std::vector<uint8_t>& images_idx,
-                           const std::vector<uint8_t>& labels_idx, const std::string& source) {
+StatusOr<Dataset> ParseIdx(const std::vector<uint8_t>& images_idx, const std::vector<uint8_t>& labels_idx,
+                           const std::string& source) {
   if (images_idx.size() < 16) return DataLossError(source + ": image file shorter than its 16-byte IDX header");
   if (labels_idx.size() < 8) return DataLossError(source + ": label file shorter than its 8-byte IDX header");
   uint32_t magic = ReadBigEndian32(images_idx.data());
   if (magic != kIdxImagesMagic) {
-    return DataLossError(source + ": image file magic is " + std::to_string(magic) + ", expected 2051 (IDX ubyte, 3 dims)");
+    return DataLossError(source + ": image file magic is " + std::to_string(magic) +
+                         ", expected 2051 (IDX ubyte, 3 dims)");
   }
   magic = ReadBigEndian32(labels_idx.data());
   if (magic != kIdxLabelsMagic) {
-    return DataLossError(source + ": label file magic is " + std::to_string(magic) + ", expected 2049 (IDX ubyte, 1 dim)");
+    return DataLossError(source + ": label file magic is " + std::to_string(magic) +
+                         ", expected 2049 (IDX ubyte, 1 dim)");
   }
   Dataset d;
   uint32_t count = ReadBigEndian32(images_idx.data() + 4);
@@ -80,8 +82,8 @@ StatusOr<Dataset> ParseIdx(const std::vector<uint8_t>& images_idx,
   uint32_t cols = ReadBigEndian32(images_idx.data() + 12);
   uint32_t label_count = ReadBigEndian32(labels_idx.data() + 4);
   if (count != label_count) {
-    return DataLossError(source + ": " + std::to_string(count) + " images but " +
-                         std::to_string(label_count) + " labels");
+    return DataLossError(source + ": " + std::to_string(count) + " images but " + std::to_string(label_count) +
+                         " labels");
   }
   if (rows == 0 || cols == 0 || rows > 4096 || cols > 4096) {
     return DataLossError(source + ": implausible image size " + std::to_string(rows) + "x" + std::to_string(cols));
@@ -144,13 +146,11 @@ StatusOr<Dataset> LoadDataset(const DataSource& src, Split split) {
   const char* field = train ? "spec.dataset.path" : "spec.dataset.validationPath";
   switch (src.format) {
     case Format::kIdx: return LoadFashionMnist(src.path, split);
-    case Format::kTokens:
-      d = LoadTokens(train ? src.path : src.validation_path, src.sequence_length);
-      break;
+    case Format::kTokens: d = LoadTokens(train ? src.path : src.validation_path, src.sequence_length); break;
     case Format::kNpy:
       d = LoadNpy(train ? src.path : src.validation_path, train ? src.labels_path : src.validation_labels_path);
-      if (!d.ok() && d.status().message().find(train ? src.labels_path : src.validation_labels_path) !=
-                         std::string::npos &&
+      if (!d.ok() &&
+          d.status().message().find(train ? src.labels_path : src.validation_labels_path) != std::string::npos &&
           d.status().message().find(train ? src.path : src.validation_path) == std::string::npos) {
         field = train ? "spec.dataset.labelsPath" : "spec.dataset.validationLabelsPath";
       }

@@ -24,9 +24,9 @@ enum class Format { kIdx, kTokens, kNpy };
 
 struct Dataset {
   Format format = Format::kIdx;
-  int64_t size = 0;   // number of examples
-  int rows = 0;       // idx
-  int cols = 0;       // idx
+  int64_t size = 0;  // number of examples
+  int rows = 0;      // idx
+  int cols = 0;      // idx
   // Classes (idx, npy: largest label + 1, idx at least 10) or the smallest
   // vocabulary that covers the data (tokens: largest token + 1).
   int num_classes = 0;
@@ -50,8 +50,8 @@ struct Dataset {
   // One example's model input shape: idx [1, rows, cols], npy sample_shape,
   // tokens [sequence_length] (int64 token ids).
   std::vector<int64_t> InputShape() const;
-  int64_t feature_bytes() const;  // npy
-  int64_t Label(int64_t i) const;  // idx, npy
+  int64_t feature_bytes() const;    // npy
+  int64_t Label(int64_t i) const;   // idx, npy
   uint16_t Token(int64_t t) const;  // tokens
 };
 
@@ -93,8 +93,7 @@ StatusOr<Dataset> LoadFashionMnist(const std::string& dir, Split split);
 
 // Parses an IDX image file and a label file already decompressed in memory.
 // Exposed for tests: malformed headers and truncated data give DataLoss.
-StatusOr<Dataset> ParseIdx(const std::vector<uint8_t>& images_idx,
-                           const std::vector<uint8_t>& labels_idx,
+StatusOr<Dataset> ParseIdx(const std::vector<uint8_t>& images_idx, const std::vector<uint8_t>& labels_idx,
                            const std::string& source);
 
 // Reads a whole gzip (or plain) file into memory.

@@ -134,8 +134,10 @@ StatusOr<NpyHeader> ParseNpy(const uint8_t* bytes, uint64_t size, const std::str
   STELLA_ASSIGN_OR_RETURN(h.shape, ParseShape(DictValue(header, "shape"), path));
   const int element = ElementBytes(h.descr);
   if (h.elements() < 0 || h.elements() > static_cast<int64_t>(size)) {
-    return DataLossError(path + ": holds " + std::to_string(size - h.data_offset) + " data bytes, far fewer than "
-                         "its shape " + ShapeText(h.shape) + " needs (truncated, or a corrupt header?)");
+    return DataLossError(path + ": holds " + std::to_string(size - h.data_offset) +
+                         " data bytes, far fewer than "
+                         "its shape " +
+                         ShapeText(h.shape) + " needs (truncated, or a corrupt header?)");
   }
   const uint64_t want = static_cast<uint64_t>(h.elements()) * static_cast<uint64_t>(std::max(element, 0));
   if (element > 0 && size - h.data_offset != want) {
@@ -147,7 +149,8 @@ StatusOr<NpyHeader> ParseNpy(const uint8_t* bytes, uint64_t size, const std::str
 }
 
 StatusOr<Dataset> LoadTokens(const std::string& path, int sequence_length) {
-  if (sequence_length < 1) return InvalidArgumentError("sequenceLength must be >= 1, got " + std::to_string(sequence_length));
+  if (sequence_length < 1)
+    return InvalidArgumentError("sequenceLength must be >= 1, got " + std::to_string(sequence_length));
   STELLA_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
   if (file->size() % 2 != 0) {
     return DataLossError(path + ": " + std::to_string(file->size()) +
@@ -178,8 +181,10 @@ StatusOr<Dataset> LoadNpy(const std::string& features_path, const std::string& l
   const NpyHeader& fh = features.second;
   const NpyHeader& lh = labels.second;
   if (fh.shape.size() < 2 || fh.shape[0] < 1) {
-    return DataLossError(features_path + ": features must have shape [N, ...] with N >= 1 and at least one feature "
-                         "dimension, got " + ShapeText(fh.shape));
+    return DataLossError(features_path +
+                         ": features must have shape [N, ...] with N >= 1 and at least one feature "
+                         "dimension, got " +
+                         ShapeText(fh.shape));
   }
   if (lh.shape.size() != 1 || lh.shape[0] != fh.shape[0]) {
     return DataLossError(labels_path + ": labels must have shape (" + std::to_string(fh.shape[0]) + ",) to match " +
@@ -196,8 +201,9 @@ StatusOr<Dataset> LoadNpy(const std::string& features_path, const std::string& l
   int64_t max_label = 0;
   for (int64_t i = 0; i < d.size; ++i) {
     const int64_t l = d.Label(i);
-    if (l < 0) return DataLossError(labels_path + ": label " + std::to_string(l) + " at index " + std::to_string(i) +
-                                    " is negative; labels are class indices 0..C-1");
+    if (l < 0)
+      return DataLossError(labels_path + ": label " + std::to_string(l) + " at index " + std::to_string(i) +
+                           " is negative; labels are class indices 0..C-1");
     max_label = std::max(max_label, l);
   }
   d.num_classes = static_cast<int>(max_label + 1);

@@ -1,8 +1,8 @@
 // IntraClusterGroup over c10d::ProcessGroupGloo. libtorch exceptions are
 // caught here and turned into Status values.
+#include <torch/torch.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/torch.h>
 
 #include "runtime/exchange/intra_cluster.h"
 #include "runtime/exchange/store.h"
@@ -21,8 +21,7 @@ class SingletonGroup final : public IntraClusterGroup {
 
 class GlooGroup final : public IntraClusterGroup {
  public:
-  GlooGroup(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<c10d::ProcessGroupGloo> pg, int rank,
-            int size)
+  GlooGroup(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<c10d::ProcessGroupGloo> pg, int rank, int size)
       : store_(std::move(store)), pg_(std::move(pg)), rank_(rank), size_(size) {}
 
   int rank() const override { return rank_; }

@@ -38,17 +38,15 @@ class NcclGroup final : public IntraClusterGroup {
 
   Status AllReduceSum(float* data, size_t n) override {
     STELLA_RETURN_IF_ERROR(Stage(data, n));
-    STELLA_RETURN_IF_ERROR(
-        NcclStatus(ncclAllReduce(device_buffer_, device_buffer_, n, ncclFloat32, ncclSum, comm_, stream_),
-                   "ncclAllReduce"));
+    STELLA_RETURN_IF_ERROR(NcclStatus(
+        ncclAllReduce(device_buffer_, device_buffer_, n, ncclFloat32, ncclSum, comm_, stream_), "ncclAllReduce"));
     return Unstage(data, n);
   }
 
   Status Broadcast(float* data, size_t n, int root) override {
     STELLA_RETURN_IF_ERROR(Stage(data, n));
-    STELLA_RETURN_IF_ERROR(
-        NcclStatus(ncclBroadcast(device_buffer_, device_buffer_, n, ncclFloat32, root, comm_, stream_),
-                   "ncclBroadcast"));
+    STELLA_RETURN_IF_ERROR(NcclStatus(
+        ncclBroadcast(device_buffer_, device_buffer_, n, ncclFloat32, root, comm_, stream_), "ncclBroadcast"));
     return Unstage(data, n);
   }
 

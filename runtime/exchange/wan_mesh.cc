@@ -335,22 +335,22 @@ class Link {
   }
 
   const std::unique_ptr<net::FramedConnection> conn_;
-  net::ShapedStream* const shaped_;    // owned by conn_; may be null
-  ProgressStream* const progress_;     // owned by conn_
+  net::ShapedStream* const shaped_;  // owned by conn_; may be null
+  ProgressStream* const progress_;   // owned by conn_
   const Clock::Duration heartbeat_;
   const size_t max_queued_bytes_;
-  LinkOwner* owner_ = nullptr;         // set by Start; owns this link, so outlives it
+  LinkOwner* owner_ = nullptr;  // set by Start; owns this link, so outlives it
   uint64_t generation_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Item> outbox_;       // guarded by mu_
-  size_t queued_bytes_ = 0;       // guarded by mu_
-  uint64_t dropped_ = 0;          // guarded by mu_
-  bool bye_requested_ = false;    // guarded by mu_
-  bool closed_ = false;           // guarded by mu_
-  bool tx_done_ = false;          // guarded by mu_
-  bool rx_done_ = false;          // guarded by mu_
+  std::deque<Item> outbox_;     // guarded by mu_
+  size_t queued_bytes_ = 0;     // guarded by mu_
+  uint64_t dropped_ = 0;        // guarded by mu_
+  bool bye_requested_ = false;  // guarded by mu_
+  bool closed_ = false;         // guarded by mu_
+  bool tx_done_ = false;        // guarded by mu_
+  bool rx_done_ = false;        // guarded by mu_
   std::thread receiver_;
   std::thread sender_;
 };
@@ -390,9 +390,8 @@ class Peer final : public LinkOwner {
     // restarted, its rounds counting from 0 again).
     latest_tag_ = -1;
     if (again) {
-      std::fprintf(stderr, "stella: WAN link to cluster %s up again (connection %llu, down %.1f s)\n",
-                   name_.c_str(), static_cast<unsigned long long>(connects_),
-                   SecondsBetween(down_since_, SystemClock::Get().Now()));
+      std::fprintf(stderr, "stella: WAN link to cluster %s up again (connection %llu, down %.1f s)\n", name_.c_str(),
+                   static_cast<unsigned long long>(connects_), SecondsBetween(down_since_, SystemClock::Get().Now()));
     }
     cv_.notify_all();
   }
@@ -558,21 +557,21 @@ class Peer final : public LinkOwner {
   const int cluster_;
   const std::string name_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;                       // link state or rounds changed
-  std::unique_ptr<Link> link_;                       // guarded by mu_; the current link
-  std::vector<std::unique_ptr<Link>> retired_;       // guarded by mu_; closed, not yet joined
-  uint64_t generation_ = 0;                          // guarded by mu_; of link_
-  bool up_ = false;                                  // guarded by mu_
-  bool left_ = false;                                // guarded by mu_
-  bool closing_ = false;                             // guarded by mu_; our mesh is shutting down
-  std::map<uint32_t, std::vector<uint8_t>> rounds_;  // guarded by mu_
-  int64_t latest_tag_ = -1;                          // guarded by mu_; tag of the newest data frame
-  uint64_t connects_ = 0;                            // guarded by mu_
-  uint64_t losses_ = 0;                              // guarded by mu_
-  std::string last_error_;                           // guarded by mu_
-  Clock::TimePoint down_since_;                      // guarded by mu_
+  std::condition_variable cv_;                                     // link state or rounds changed
+  std::unique_ptr<Link> link_;                                     // guarded by mu_; the current link
+  std::vector<std::unique_ptr<Link>> retired_;                     // guarded by mu_; closed, not yet joined
+  uint64_t generation_ = 0;                                        // guarded by mu_; of link_
+  bool up_ = false;                                                // guarded by mu_
+  bool left_ = false;                                              // guarded by mu_
+  bool closing_ = false;                                           // guarded by mu_; our mesh is shutting down
+  std::map<uint32_t, std::vector<uint8_t>> rounds_;                // guarded by mu_
+  int64_t latest_tag_ = -1;                                        // guarded by mu_; tag of the newest data frame
+  uint64_t connects_ = 0;                                          // guarded by mu_
+  uint64_t losses_ = 0;                                            // guarded by mu_
+  std::string last_error_;                                         // guarded by mu_
+  Clock::TimePoint down_since_;                                    // guarded by mu_
   uint64_t base_sent_ = 0, base_received_ = 0, base_dropped_ = 0;  // guarded by mu_; of joined links
-  mutable double last_delivery_rate_ = 0;            // guarded by mu_; last non-app-limited TCP sample
+  mutable double last_delivery_rate_ = 0;                          // guarded by mu_; last non-app-limited TCP sample
 };
 
 class FullMesh final : public WanMesh {
@@ -661,9 +660,8 @@ class FullMesh final : public WanMesh {
   Status AllGather(uint32_t tag, const std::vector<uint8_t>& mine, GatherResult* result,
                    Clock::TimePoint deadline) override {
     if (mine.size() > options_.max_payload_bytes) {
-      return InvalidArgumentError("WAN round " + std::to_string(tag) + ": payload of " +
-                                  std::to_string(mine.size()) + " bytes exceeds max_payload_bytes " +
-                                  std::to_string(options_.max_payload_bytes));
+      return InvalidArgumentError("WAN round " + std::to_string(tag) + ": payload of " + std::to_string(mine.size()) +
+                                  " bytes exceeds max_payload_bytes " + std::to_string(options_.max_payload_bytes));
     }
     const size_t n = peers_.size();
     result->payloads.resize(n);
@@ -777,9 +775,8 @@ class FullMesh final : public WanMesh {
     Peer& peer = *peers_[static_cast<size_t>(cluster)];
     const bool dialer = cluster < options_.cluster_index;
     const Clock& clock = SystemClock::Get();
-    std::mt19937_64 rng(options_.jitter_seed != 0
-                            ? options_.jitter_seed * 1000003u + static_cast<uint64_t>(cluster)
-                            : std::random_device{}());
+    std::mt19937_64 rng(options_.jitter_seed != 0 ? options_.jitter_seed * 1000003u + static_cast<uint64_t>(cluster)
+                                                  : std::random_device{}());
     const Clock::Duration min_backoff = options_.reconnect_min_backoff;
     const Clock::Duration max_backoff = options_.reconnect_max_backoff;
     Clock::Duration backoff = min_backoff;
@@ -897,8 +894,8 @@ StatusOr<std::unique_ptr<WanMesh>> WanMesh::Create(const WanMeshOptions& o) {
   if (!o.tls_dir.empty()) {
     const int n = static_cast<int>(o.addresses.size());
     if (static_cast<int>(o.cluster_names.size()) != n) {
-      return InvalidArgumentError("WAN mesh with TLS: need one cluster name per gateway address (" +
-                                  std::to_string(n) + "), got " + std::to_string(o.cluster_names.size()));
+      return InvalidArgumentError("WAN mesh with TLS: need one cluster name per gateway address (" + std::to_string(n) +
+                                  "), got " + std::to_string(o.cluster_names.size()));
     }
     auto ctx = net::TlsContext::FromDir(o.tls_dir);
     if (!ctx.ok()) return ctx.status().WithContext("--tls-dir");

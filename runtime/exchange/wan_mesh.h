@@ -59,8 +59,8 @@
 namespace stella::exchange {
 
 struct WanMeshOptions {
-  std::string job_name;            // Hello frames must agree on it
-  int cluster_index = 0;           // this gateway's cluster
+  std::string job_name;   // Hello frames must agree on it
+  int cluster_index = 0;  // this gateway's cluster
   // "host:port" of every cluster's gateway, indexed by cluster; this
   // gateway listens on its own entry (bind host taken from it).
   std::vector<std::string> addresses;
@@ -105,15 +105,15 @@ struct WanMeshOptions {
 struct PeerLinkStats {
   int cluster = 0;
   std::string name;
-  uint64_t bytes_sent = 0;      // over every connection to this peer
+  uint64_t bytes_sent = 0;  // over every connection to this peer
   uint64_t bytes_received = 0;
   double goodput_bytes_per_second = 0;  // EWMA of achieved send rate
-  bool up = false;              // a connection is established now
-  bool left = false;            // the peer said Bye (finished its job)
-  uint64_t connects = 0;        // connections established, the first included
-  uint64_t link_losses = 0;     // established connections that were lost
-  uint64_t dropped_payloads = 0;  // payloads dropped from a full outbox
-  std::string last_error;       // why the link was last lost or refused
+  bool up = false;                      // a connection is established now
+  bool left = false;                    // the peer said Bye (finished its job)
+  uint64_t connects = 0;                // connections established, the first included
+  uint64_t link_losses = 0;             // established connections that were lost
+  uint64_t dropped_payloads = 0;        // payloads dropped from a full outbox
+  std::string last_error;               // why the link was last lost or refused
 };
 
 // Why a cluster's payload is (or is not) in a round's result.

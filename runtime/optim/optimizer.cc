@@ -55,9 +55,8 @@ STELLA_OPTIM_INLINE float* Offset(float* p, size_t i) { return p != nullptr ? p 
 // d = nesterov ? d + momentum * buf : buf; p = p + (-lr) * d.
 template <bool kWeightDecay, bool kMomentum, bool kNesterov, bool kFirst>
 struct SgdOp {
-  static STELLA_OPTIM_INLINE void Apply(float* __restrict p, float* __restrict buf,
-                                        float* __restrict /*unused*/, const float* __restrict g,
-                                        size_t len, const Coefficients& c) {
+  static STELLA_OPTIM_INLINE void Apply(float* __restrict p, float* __restrict buf, float* __restrict /*unused*/,
+                                        const float* __restrict g, size_t len, const Coefficients& c) {
     for (size_t i = 0; i < len; ++i) {
       float d = g[i];
       if (kWeightDecay) d = d + c.weight_decay * p[i];
@@ -78,9 +77,8 @@ struct SgdOp {
 // denom = sqrt(v) / sqrt(1 - b2^t) + eps; p = p + (-lr / (1 - b1^t)) * m / denom.
 template <bool kL2, bool kDecoupled>
 struct AdamOp {
-  static STELLA_OPTIM_INLINE void Apply(float* __restrict p, float* __restrict m,
-                                        float* __restrict v, const float* __restrict g, size_t len,
-                                        const Coefficients& c) {
+  static STELLA_OPTIM_INLINE void Apply(float* __restrict p, float* __restrict m, float* __restrict v,
+                                        const float* __restrict g, size_t len, const Coefficients& c) {
     for (size_t i = 0; i < len; ++i) {
       float pi = p[i];
       if (kDecoupled) pi = pi * c.decay;
@@ -100,17 +98,15 @@ struct AdamOp {
 template <class Op>
 STELLA_OPTIM_INLINE void DenseRange(const Buffers& t, const float* grad, size_t begin, size_t end,
                                     const Coefficients& c) {
-  Op::Apply(t.param + begin, Offset(t.first, begin), Offset(t.second, begin), grad + begin,
-            end - begin, c);
+  Op::Apply(t.param + begin, Offset(t.first, begin), Offset(t.second, begin), grad + begin, end - begin, c);
 }
 
 // Sparse indices [kbegin, kend) of a validated block list. Only the last
 // block of the tensor can be short, and it can only be the last index, so
 // the values of index k start at k * block_size.
 template <class Op>
-STELLA_OPTIM_INLINE void SparseRange(const Buffers& t, size_t n, const uint32_t* indices,
-                                     size_t kbegin, size_t kend, uint32_t block_size,
-                                     const float* values, const Coefficients& c) {
+STELLA_OPTIM_INLINE void SparseRange(const Buffers& t, size_t n, const uint32_t* indices, size_t kbegin, size_t kend,
+                                     uint32_t block_size, const float* values, const Coefficients& c) {
   if (block_size == 1) {
     // Scattered elements of a large tensor miss the cache; ask for the lines
     // of an element a few indices ahead while this one computes.
@@ -131,19 +127,16 @@ STELLA_OPTIM_INLINE void SparseRange(const Buffers& t, size_t n, const uint32_t*
     for (size_t k = kbegin; k < kend; ++k) {
       size_t start = static_cast<size_t>(indices[k]) * kBlock;
       if (start + kBlock <= n) {
-        Op::Apply(t.param + start, Offset(t.first, start), Offset(t.second, start),
-                  values + k * kBlock, kBlock, c);
+        Op::Apply(t.param + start, Offset(t.first, start), Offset(t.second, start), values + k * kBlock, kBlock, c);
       } else {
-        Op::Apply(t.param + start, Offset(t.first, start), Offset(t.second, start),
-                  values + k * kBlock, n - start, c);
+        Op::Apply(t.param + start, Offset(t.first, start), Offset(t.second, start), values + k * kBlock, n - start, c);
       }
     }
   } else {
     for (size_t k = kbegin; k < kend; ++k) {
       size_t start = static_cast<size_t>(indices[k]) * block_size;
       size_t len = start + block_size <= n ? block_size : n - start;
-      Op::Apply(t.param + start, Offset(t.first, start), Offset(t.second, start),
-                values + k * block_size, len, c);
+      Op::Apply(t.param + start, Offset(t.first, start), Offset(t.second, start), values + k * block_size, len, c);
     }
   }
 }
@@ -151,43 +144,47 @@ STELLA_OPTIM_INLINE void SparseRange(const Buffers& t, size_t n, const uint32_t*
 // Which SgdOp instantiation a step needs, as a 4-bit code.
 struct SgdFlags {
   bool weight_decay, momentum, nesterov, first;
-  int Code() const {
-    return (weight_decay ? 1 : 0) | (momentum ? 2 : 0) | (nesterov ? 4 : 0) | (first ? 8 : 0);
-  }
+  int Code() const { return (weight_decay ? 1 : 0) | (momentum ? 2 : 0) | (nesterov ? 4 : 0) | (first ? 8 : 0); }
 };
 
-#define STELLA_SGD_OP(code) \
-  SgdOp<((code)&1) != 0, ((code)&2) != 0, ((code)&4) != 0, ((code)&8) != 0>
-#define STELLA_SGD_SWITCH(code, CALL)                                                    \
-  switch (code) {                                                                        \
-    case 0: CALL(0); break;   case 1: CALL(1); break;   case 2: CALL(2); break;          \
-    case 3: CALL(3); break;   case 4: CALL(4); break;   case 5: CALL(5); break;          \
-    case 6: CALL(6); break;   case 7: CALL(7); break;   case 8: CALL(8); break;          \
-    case 9: CALL(9); break;   case 10: CALL(10); break; case 11: CALL(11); break;        \
-    case 12: CALL(12); break; case 13: CALL(13); break; case 14: CALL(14); break;        \
-    default: CALL(15); break;                                                            \
+#define STELLA_SGD_OP(code) SgdOp<((code)&1) != 0, ((code)&2) != 0, ((code)&4) != 0, ((code)&8) != 0>
+#define STELLA_SGD_SWITCH(code, CALL) \
+  switch (code) {                     \
+    case 0: CALL(0); break;           \
+    case 1: CALL(1); break;           \
+    case 2: CALL(2); break;           \
+    case 3: CALL(3); break;           \
+    case 4: CALL(4); break;           \
+    case 5: CALL(5); break;           \
+    case 6: CALL(6); break;           \
+    case 7: CALL(7); break;           \
+    case 8: CALL(8); break;           \
+    case 9: CALL(9); break;           \
+    case 10: CALL(10); break;         \
+    case 11: CALL(11); break;         \
+    case 12: CALL(12); break;         \
+    case 13: CALL(13); break;         \
+    case 14: CALL(14); break;         \
+    default: CALL(15); break;         \
   }
 
-STELLA_OPTIM_MULTIVERSION void SgdDenseKernel(const Buffers& t, const float* grad, size_t begin,
-                                              size_t end, int code, const Coefficients& c) {
+STELLA_OPTIM_MULTIVERSION void SgdDenseKernel(const Buffers& t, const float* grad, size_t begin, size_t end, int code,
+                                              const Coefficients& c){
 #define STELLA_CALL(k) DenseRange<STELLA_SGD_OP(k)>(t, grad, begin, end, c)
-  STELLA_SGD_SWITCH(code, STELLA_CALL)
+    STELLA_SGD_SWITCH(code, STELLA_CALL)
 #undef STELLA_CALL
 }
 
-STELLA_OPTIM_MULTIVERSION void SgdSparseKernel(const Buffers& t, size_t n, const uint32_t* indices,
-                                               size_t kbegin, size_t kend, uint32_t block_size,
-                                               const float* values, int code,
-                                               const Coefficients& c) {
-#define STELLA_CALL(k) \
-  SparseRange<STELLA_SGD_OP(k)>(t, n, indices, kbegin, kend, block_size, values, c)
-  STELLA_SGD_SWITCH(code, STELLA_CALL)
+STELLA_OPTIM_MULTIVERSION
+    void SgdSparseKernel(const Buffers& t, size_t n, const uint32_t* indices, size_t kbegin, size_t kend,
+                         uint32_t block_size, const float* values, int code, const Coefficients& c){
+#define STELLA_CALL(k) SparseRange<STELLA_SGD_OP(k)>(t, n, indices, kbegin, kend, block_size, values, c)
+        STELLA_SGD_SWITCH(code, STELLA_CALL)
 #undef STELLA_CALL
-}
+    }
 
-STELLA_OPTIM_MULTIVERSION void AdamDenseKernel(const Buffers& t, const float* grad, size_t begin,
-                                               size_t end, bool l2, bool decoupled,
-                                               const Coefficients& c) {
+STELLA_OPTIM_MULTIVERSION void AdamDenseKernel(const Buffers& t, const float* grad, size_t begin, size_t end, bool l2,
+                                               bool decoupled, const Coefficients& c) {
   if (decoupled) {
     DenseRange<AdamOp<false, true>>(t, grad, begin, end, c);
   } else if (l2) {
@@ -197,11 +194,9 @@ STELLA_OPTIM_MULTIVERSION void AdamDenseKernel(const Buffers& t, const float* gr
   }
 }
 
-STELLA_OPTIM_MULTIVERSION void AdamSparseKernel(const Buffers& t, size_t n,
-                                                const uint32_t* indices, size_t kbegin,
-                                                size_t kend, uint32_t block_size,
-                                                const float* values, bool l2, bool decoupled,
-                                                const Coefficients& c) {
+STELLA_OPTIM_MULTIVERSION void AdamSparseKernel(const Buffers& t, size_t n, const uint32_t* indices, size_t kbegin,
+                                                size_t kend, uint32_t block_size, const float* values, bool l2,
+                                                bool decoupled, const Coefficients& c) {
   if (decoupled) {
     SparseRange<AdamOp<false, true>>(t, n, indices, kbegin, kend, block_size, values, c);
   } else if (l2) {
@@ -218,16 +213,15 @@ std::string FormatDouble(double v) {
 }
 
 Status OutOfRange(const char* field, const char* expected, double got) {
-  return InvalidArgumentError(std::string("optimizer.") + field + " must be " + expected +
-                              ", got " + FormatDouble(got));
+  return InvalidArgumentError(std::string("optimizer.") + field + " must be " + expected + ", got " +
+                              FormatDouble(got));
 }
 
 StatusOr<OptimizerKind> ParseKind(const std::string& name) {
   if (name == "sgd") return OptimizerKind::kSgd;
   if (name == "adam") return OptimizerKind::kAdam;
   if (name == "adamw") return OptimizerKind::kAdamW;
-  return InvalidArgumentError("optimizer.name must be one of sgd, adam, adamw, got \"" + name +
-                              "\"");
+  return InvalidArgumentError("optimizer.name must be one of sgd, adam, adamw, got \"" + name + "\"");
 }
 
 Status ValidateLearningRate(double lr) {
@@ -261,8 +255,8 @@ Status ValidateOptimizerOptions(const OptimizerOptions& o) {
   }
   // Adam and AdamW have no momentum knob; reject it rather than ignore it.
   if (o.momentum != 0) {
-    return InvalidArgumentError("optimizer.momentum applies only to sgd, got " +
-                                FormatDouble(o.momentum) + " with " + o.name);
+    return InvalidArgumentError("optimizer.momentum applies only to sgd, got " + FormatDouble(o.momentum) + " with " +
+                                o.name);
   }
   if (o.nesterov) {
     return InvalidArgumentError("optimizer.nesterov applies only to sgd, got true with " + o.name);
@@ -273,8 +267,7 @@ Status ValidateOptimizerOptions(const OptimizerOptions& o) {
   return Status::Ok();
 }
 
-StatusOr<std::unique_ptr<TensorOptimizer>> TensorOptimizer::Create(const OptimizerOptions& options,
-                                                                   size_t n) {
+StatusOr<std::unique_ptr<TensorOptimizer>> TensorOptimizer::Create(const OptimizerOptions& options, size_t n) {
   STELLA_RETURN_IF_ERROR(ValidateOptimizerOptions(options));
   STELLA_ASSIGN_OR_RETURN(OptimizerKind kind, ParseKind(options.name));
   return std::unique_ptr<TensorOptimizer>(new TensorOptimizer(options, kind, n));
@@ -295,8 +288,8 @@ void TensorOptimizer::StepDense(float* param, const float* grad, ThreadPool* poo
   Run(/*sparse=*/false, param, grad, nullptr, 0, 0, pool);
 }
 
-Status TensorOptimizer::StepSparse(float* param, const uint32_t* indices, size_t num_indices,
-                                   uint32_t block_size, const float* values, ThreadPool* pool) {
+Status TensorOptimizer::StepSparse(float* param, const uint32_t* indices, size_t num_indices, uint32_t block_size,
+                                   const float* values, ThreadPool* pool) {
   if (block_size == 0) {
     return InvalidArgumentError("sparse gradient block_size must be >= 1, got 0");
   }
@@ -305,16 +298,15 @@ Status TensorOptimizer::StepSparse(float* param, const uint32_t* indices, size_t
   const size_t num_blocks = n_ / block_size + (n_ % block_size != 0 ? 1 : 0);
   for (size_t k = 0; k < num_indices; ++k) {
     if (indices[k] >= num_blocks) {
-      return InvalidArgumentError("sparse gradient index " + std::to_string(indices[k]) +
-                                  " at position " + std::to_string(k) + " is out of range: " +
-                                  std::to_string(n_) + " elements in blocks of " +
-                                  std::to_string(block_size) + " make " +
+      return InvalidArgumentError("sparse gradient index " + std::to_string(indices[k]) + " at position " +
+                                  std::to_string(k) + " is out of range: " + std::to_string(n_) +
+                                  " elements in blocks of " + std::to_string(block_size) + " make " +
                                   std::to_string(num_blocks) + " blocks");
     }
     if (k > 0 && indices[k] <= indices[k - 1]) {
       return InvalidArgumentError("sparse gradient indices must be strictly ascending, got " +
-                                  std::to_string(indices[k]) + " at position " +
-                                  std::to_string(k) + " after " + std::to_string(indices[k - 1]));
+                                  std::to_string(indices[k]) + " at position " + std::to_string(k) + " after " +
+                                  std::to_string(indices[k - 1]));
     }
   }
   STELLA_CHECK(num_indices == 0 || (param != nullptr && values != nullptr));
@@ -322,9 +314,8 @@ Status TensorOptimizer::StepSparse(float* param, const uint32_t* indices, size_t
   return Status::Ok();
 }
 
-void TensorOptimizer::Run(bool sparse, float* param, const float* grad,
-                          const uint32_t* indices, size_t num_indices, uint32_t block_size,
-                          ThreadPool* pool) {
+void TensorOptimizer::Run(bool sparse, float* param, const float* grad, const uint32_t* indices, size_t num_indices,
+                          uint32_t block_size, ThreadPool* pool) {
   const int64_t t = step_ + 1;
   const OptimizerOptions& o = options_;
   Coefficients c;
@@ -406,16 +397,13 @@ OptimizerState TensorOptimizer::SaveState() const {
 
 Status TensorOptimizer::LoadState(OptimizerState state) {
   if (state.step < 0) {
-    return InvalidArgumentError("optimizer state step must be >= 0, got " +
-                                std::to_string(state.step));
+    return InvalidArgumentError("optimizer state step must be >= 0, got " + std::to_string(state.step));
   }
-  auto check = [&](const char* what, const std::vector<float>& got,
-                   const std::vector<float>& want) -> Status {
+  auto check = [&](const char* what, const std::vector<float>& got, const std::vector<float>& want) -> Status {
     if (got.size() != want.size()) {
-      return InvalidArgumentError(std::string("optimizer state ") + what + " of a " +
-                                  OptimizerKindName(kind_) + " tensor of " + std::to_string(n_) +
-                                  " elements must hold " + std::to_string(want.size()) +
-                                  " floats, got " + std::to_string(got.size()));
+      return InvalidArgumentError(std::string("optimizer state ") + what + " of a " + OptimizerKindName(kind_) +
+                                  " tensor of " + std::to_string(n_) + " elements must hold " +
+                                  std::to_string(want.size()) + " floats, got " + std::to_string(got.size()));
     }
     return Status::Ok();
   };

@@ -31,8 +31,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/optim/thread_pool.h"
 #include "runtime/optim/optimizer_options.h"
+#include "runtime/optim/thread_pool.h"
 #include "src/base/status.h"
 
 namespace stella {
@@ -79,8 +79,7 @@ inline constexpr size_t kParallelGrain = 16 * 1024;
 class TensorOptimizer {
  public:
   // InvalidArgument if the options are invalid (see ValidateOptimizerOptions).
-  static StatusOr<std::unique_ptr<TensorOptimizer>> Create(const OptimizerOptions& options,
-                                                           size_t n);
+  static StatusOr<std::unique_ptr<TensorOptimizer>> Create(const OptimizerOptions& options, size_t n);
 
   // One step from a dense gradient: param and grad each hold size() floats
   // and must not overlap. A non-null pool with more than one thread splits
@@ -96,8 +95,8 @@ class TensorOptimizer {
   // InvalidArgument (and nothing changes, the step counter included) if
   // block_size is 0, an index is out of range, or indices are not strictly
   // ascending. An empty index list is valid and only advances the step.
-  Status StepSparse(float* param, const uint32_t* indices, size_t num_indices,
-                    uint32_t block_size, const float* values, ThreadPool* pool = nullptr);
+  Status StepSparse(float* param, const uint32_t* indices, size_t num_indices, uint32_t block_size, const float* values,
+                    ThreadPool* pool = nullptr);
 
   // Changes the learning rate for later steps (schedules). InvalidArgument
   // unless lr > 0 and finite.
@@ -122,8 +121,8 @@ class TensorOptimizer {
 
   // Runs the kernels over [0, n) (dense) or over the index list (sparse) with
   // the coefficients of step step_ + 1, then advances step_.
-  void Run(bool sparse, float* param, const float* grad, const uint32_t* indices,
-           size_t num_indices, uint32_t block_size, ThreadPool* pool);
+  void Run(bool sparse, float* param, const float* grad, const uint32_t* indices, size_t num_indices,
+           uint32_t block_size, ThreadPool* pool);
 
   OptimizerOptions options_;
   OptimizerKind kind_;

@@ -16,8 +16,8 @@ StatusOr<std::unique_ptr<ThreadPool>> ThreadPool::Create(const Options& options)
     if (num_threads > kMaxThreads) num_threads = kMaxThreads;
   }
   if (num_threads > kMaxThreads) {
-    return InvalidArgumentError("ThreadPool num_threads must be <= " + std::to_string(kMaxThreads) +
-                                ", got " + std::to_string(num_threads));
+    return InvalidArgumentError("ThreadPool num_threads must be <= " + std::to_string(kMaxThreads) + ", got " +
+                                std::to_string(num_threads));
   }
   std::unique_ptr<ThreadPool> pool(new ThreadPool());
   pool->workers_.reserve(num_threads - 1);
@@ -71,8 +71,7 @@ void ThreadPool::WorkerLoop() {
   }
 }
 
-void ThreadPool::ParallelFor(size_t n, size_t grain,
-                             const std::function<void(size_t, size_t)>& fn) {
+void ThreadPool::ParallelFor(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {
   if (n == 0) return;
   if (grain == 0) grain = 1;
   size_t num_chunks = n / grain + (n % grain != 0 ? 1 : 0);

@@ -57,8 +57,7 @@ class ThreadPool {
   // once, and must not throw or call ParallelFor on this pool.
   // No timeout: this is a compute barrier on work the caller itself submitted
   // and helps to execute; it waits on no outside event.
-  void ParallelFor(size_t n, size_t grain,
-                   const std::function<void(size_t, size_t)>& fn);
+  void ParallelFor(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
 
  private:
   // One ParallelFor in flight; lives on the caller's stack. Workers touch it

@@ -28,7 +28,8 @@ StatusOr<std::unique_ptr<CpuOptimizer>> CpuOptimizer::Create(const CpuOptimizerO
   size_t total = 0;
   for (size_t i = 0; i < options.tensor_sizes.size(); ++i) {
     const int64_t n = options.tensor_sizes[i];
-    if (n < 0) return InvalidArgumentError("cpu optimizer: tensor " + std::to_string(i) + " has size " + std::to_string(n));
+    if (n < 0)
+      return InvalidArgumentError("cpu optimizer: tensor " + std::to_string(i) + " has size " + std::to_string(n));
     auto t = optim::TensorOptimizer::Create(options.optimizer, static_cast<size_t>(n));
     if (!t.ok()) return t.status().WithContext("cpu optimizer");
     o->optimizers_.push_back(std::move(t).value());
@@ -111,8 +112,8 @@ Status CpuOptimizer::ApplyTensors(size_t first, size_t end, const float* gradien
         const size_t end = std::min(n, start + block_size);
         values_.insert(values_.end(), grad + start, grad + end);
       }
-      Status st = optimizers_[i]->StepSparse(param, blocks.data(), blocks.size(), block_size, values_.data(),
-                                             pool_.get());
+      Status st =
+          optimizers_[i]->StepSparse(param, blocks.data(), blocks.size(), block_size, values_.data(), pool_.get());
       if (!st.ok()) return st.WithContext("cpu optimizer: tensor " + std::to_string(i));
     }
     offset += n;

@@ -165,8 +165,7 @@ StatusOr<std::unique_ptr<SparseExchange>> SparseExchange::Create(const SparseExc
                                                                  exchange::WanMesh* mesh) {
   if (options.tensor_sizes.empty()) return InvalidArgumentError("sparse exchange: the model has no tensors");
   if (options.world_size < 1) {
-    return InvalidArgumentError("sparse exchange: world_size must be >= 1, got " +
-                                std::to_string(options.world_size));
+    return InvalidArgumentError("sparse exchange: world_size must be >= 1, got " + std::to_string(options.world_size));
   }
   const int clusters = mesh == nullptr ? 1 : mesh->num_clusters();
   if (options.cluster_index < 0 || options.cluster_index >= clusters) {
@@ -195,9 +194,8 @@ StatusOr<std::unique_ptr<SparseExchange>> SparseExchange::Create(const SparseExc
   x->layout_.block_size = CompressorBlockSize(options.compression.compressor.kind);
   x->layout_.state_floats = options.state_floats;
   for (int c = 0; c < clusters; ++c) {
-    x->cluster_workers_.push_back(options.cluster_workers.empty()
-                                      ? static_cast<double>(options.world_size) / clusters
-                                      : options.cluster_workers[static_cast<size_t>(c)]);
+    x->cluster_workers_.push_back(options.cluster_workers.empty() ? static_cast<double>(options.world_size) / clusters
+                                                                  : options.cluster_workers[static_cast<size_t>(c)]);
   }
   for (size_t i = 0; i < options.tensor_sizes.size(); ++i) {
     const int64_t size = options.tensor_sizes[i];
@@ -257,8 +255,7 @@ Status SparseExchange::LoadState(const std::vector<TensorExchangeState>& state) 
 
 Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_sum, const float* control,
                                 float* aggregate, float* control_out, std::vector<std::vector<uint32_t>>* touched,
-                                ExchangeStats* stats, Clock::TimePoint deadline, const float* state,
-                                float* state_out) {
+                                ExchangeStats* stats, Clock::TimePoint deadline, const float* state, float* state_out) {
   const Clock& clock = *options_.clock;
   ExchangeStats local;
   const auto t0 = clock.Now();
@@ -290,21 +287,21 @@ Status SparseExchange::Exchange(uint32_t step, double density, float* cluster_su
   uint32_t flags = diverged_ ? kPayloadDiverged : 0;
   const bool carry_state = wants_state() && state != nullptr && state_out != nullptr;
   if (carry_state) flags |= kPayloadHasState;
-  STELLA_RETURN_IF_ERROR(EncodePayload(step, control, options_.num_control, selected_, options_.compression.precision, &mine_,
-                                       flags, state, layout_.state_floats));
+  STELLA_RETURN_IF_ERROR(EncodePayload(step, control, options_.num_control, selected_, options_.compression.precision,
+                                       &mine_, flags, state, layout_.state_floats));
   local.payload_bytes = mine_.size();
   const auto t1 = clock.Now();
 
   // 2. The WAN round (skipped by single-cluster jobs).
   std::vector<const std::vector<uint8_t>*> payloads;  // present ones, cluster order
-  std::vector<size_t> present;                         // their clusters
+  std::vector<size_t> present;                        // their clusters
   if (mesh_ != nullptr && mesh_->num_clusters() > 1) {
     Status st = mesh_->AllGather(step, mine_, &gathered_, deadline);
     if (!st.ok()) return st.WithContext("step " + std::to_string(step) + " WAN all-gather");
     if (gathered_.payloads.size() != static_cast<size_t>(mesh_->num_clusters()) ||
         gathered_.outcome.size() != gathered_.payloads.size()) {
-      return InternalError("WAN all-gather returned " + std::to_string(gathered_.payloads.size()) +
-                           " payloads for " + std::to_string(mesh_->num_clusters()) + " clusters");
+      return InternalError("WAN all-gather returned " + std::to_string(gathered_.payloads.size()) + " payloads for " +
+                           std::to_string(mesh_->num_clusters()) + " clusters");
     }
     for (size_t c = 0; c < gathered_.payloads.size(); ++c) {
       if (gathered_.outcome[c] != exchange::PeerRound::kReceived) continue;

@@ -160,9 +160,9 @@ struct ExchangeStats {
 
 // One tensor's exchange state, for checkpoints.
 struct TensorExchangeState {
-  std::string compressor;        // Compressor::SaveState
-  std::vector<float> residual;   // error feedback; empty without it
-  std::vector<float> velocity;   // momentum correction only, else empty
+  std::string compressor;       // Compressor::SaveState
+  std::vector<float> residual;  // error feedback; empty without it
+  std::vector<float> velocity;  // momentum correction only, else empty
 };
 
 class SparseExchange {

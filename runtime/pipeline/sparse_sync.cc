@@ -46,8 +46,8 @@ StatusOr<std::unique_ptr<SparseSync>> SparseSync::Create(const SparseSyncOptions
   }
   for (size_t i = 0; i < num_tensors; ++i) {
     if (covered[i] != 1) {
-      return InvalidArgumentError("sparse sync: tensor " + std::to_string(i) + " is in " +
-                                  std::to_string(covered[i]) + " buckets, expected exactly 1");
+      return InvalidArgumentError("sparse sync: tensor " + std::to_string(i) + " is in " + std::to_string(covered[i]) +
+                                  " buckets, expected exactly 1");
     }
   }
   for (const auto& [first, end] : buckets) {
@@ -101,7 +101,8 @@ Status SparseSync::LoadState(const SparseSyncState& state) {
                                 std::to_string(tensors));
   }
   if (!gateway_ && !state.exchange.empty()) {
-    return InvalidArgumentError("sparse sync: the saved state holds a gateway's exchange state, this worker is not a gateway");
+    return InvalidArgumentError(
+        "sparse sync: the saved state holds a gateway's exchange state, this worker is not a gateway");
   }
   STELLA_RETURN_IF_ERROR(optimizer_->LoadState(state.master, state.optimizer));
   if (gateway_) {
@@ -109,8 +110,9 @@ Status SparseSync::LoadState(const SparseSyncState& state) {
       std::vector<TensorExchangeState> part(state.exchange.begin() + static_cast<std::ptrdiff_t>(r.first),
                                             state.exchange.begin() + static_cast<std::ptrdiff_t>(r.end));
       Status st = r.exchange->LoadState(part);
-      if (!st.ok()) return st.WithContext("sparse sync: bucket of tensors [" + std::to_string(r.first) + ", " +
-                                          std::to_string(r.end) + ")");
+      if (!st.ok())
+        return st.WithContext("sparse sync: bucket of tensors [" + std::to_string(r.first) + ", " +
+                              std::to_string(r.end) + ")");
     }
   }
   return Status::Ok();
@@ -127,8 +129,8 @@ Status SparseSync::StepBucket(uint32_t step, size_t bucket, double density, floa
   STELLA_CHECK(bucket < ranges_.size());
   // Unique per (step, bucket), so a frame can never be taken for another
   // bucket's (the mesh matches frames by tag).
-  const uint32_t tag = exchange::kFirstTrainingRoundTag +
-                       static_cast<uint32_t>(static_cast<uint64_t>(step) * ranges_.size() + bucket);
+  const uint32_t tag =
+      exchange::kFirstTrainingRoundTag + static_cast<uint32_t>(static_cast<uint64_t>(step) * ranges_.size() + bucket);
   Status st = RunRange(tag, density, ranges_[bucket], gradient, control, stats);
   if (!st.ok()) return st.WithContext("bucket " + std::to_string(bucket));
   return st;
@@ -163,9 +165,9 @@ Status SparseSync::RunRange(uint32_t tag, double density, Range& r, float* gradi
       optimizer_->SaveRangeState(r.first, r.end, r.state.data());
       state = r.state.data();
     }
-    STELLA_RETURN_IF_ERROR(r.exchange->Exchange(tag, density, r.sum.data(), r.sum.data() + n,
-                                                r.message.data(), r.message.data() + n, &r.touched, &xs,
-                                                clock.Now() + options_.timeout, state, state));
+    STELLA_RETURN_IF_ERROR(r.exchange->Exchange(tag, density, r.sum.data(), r.sum.data() + n, r.message.data(),
+                                                r.message.data() + n, &r.touched, &xs, clock.Now() + options_.timeout,
+                                                state, state));
     PackBlockMask(r.touched, r.sizes, block_size_, r.message.data() + n + c);
     uint32_t flags = 0;
     if (!xs.missing.empty()) flags |= kRoundDegraded;

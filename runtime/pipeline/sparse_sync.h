@@ -99,9 +99,9 @@ struct SyncStepStats {
 // Everything a SparseSync carries from one step to the next, for
 // checkpoints. The exchange state exists only on gateways.
 struct SparseSyncState {
-  std::vector<float> master;                      // the master copy
-  std::vector<optim::OptimizerState> optimizer;   // per tensor, model order
-  std::vector<TensorExchangeState> exchange;      // per tensor (gateway), else empty
+  std::vector<float> master;                     // the master copy
+  std::vector<optim::OptimizerState> optimizer;  // per tensor, model order
+  std::vector<TensorExchangeState> exchange;     // per tensor (gateway), else empty
 };
 
 class SparseSync {
@@ -148,7 +148,7 @@ class SparseSync {
  private:
   // The state of one bucket of tensors.
   struct Range {
-    size_t first = 0;        // tensors [first, end)
+    size_t first = 0;  // tensors [first, end)
     size_t end = 0;
     size_t elements = 0;     // gradient floats of the range
     size_t num_control = 0;  // control floats it carries (0 or num_control)

@@ -285,10 +285,10 @@ Status TensorPipeline::WaitTensors(const std::vector<size_t>& tensors, const Ins
     return true;
   };
   Status st;
-  if (!WaitLocked(lock, [&] { return finished_ || reached(); },
-                  "version " + std::to_string(version) + " of a layer's tensors in step " +
-                      std::to_string(current_step_),
-                  &st)) {
+  if (!WaitLocked(
+          lock, [&] { return finished_ || reached(); },
+          "version " + std::to_string(version) + " of a layer's tensors in step " + std::to_string(current_step_),
+          &st)) {
     return st;
   }
   if (!reached()) return CancelledError("pipeline stopped before step " + std::to_string(current_step_));
@@ -331,8 +331,9 @@ StatusOr<PipelineSnapshot> TensorPipeline::Drain() {
   STELLA_CHECK(!finish_called_ && !in_step_);
   std::unique_lock<std::mutex> lock(mu_);
   Status st;
-  if (!WaitLocked(lock, [&] { return finished_ || applied_steps_ >= submitted_; },
-                  "step " + std::to_string(submitted_ - 1) + " to be applied before a checkpoint", &st)) {
+  if (!WaitLocked(
+          lock, [&] { return finished_ || applied_steps_ >= submitted_; },
+          "step " + std::to_string(submitted_ - 1) + " to be applied before a checkpoint", &st)) {
     return st;
   }
   // After an agreed stop the communication thread has left after publishing
@@ -354,7 +355,8 @@ StatusOr<TensorPipeline::StepStart> TensorPipeline::Finish(const InstallTensorFu
   Status st;
   {
     std::unique_lock<std::mutex> lock(mu_);
-    WaitLocked(lock, [&] { return finished_ || applied_steps_ >= submitted_; }, "the last parameter update", &st);
+    WaitLocked(
+        lock, [&] { return finished_ || applied_steps_ >= submitted_; }, "the last parameter update", &st);
     abort_ = true;
     changed_.notify_all();
   }

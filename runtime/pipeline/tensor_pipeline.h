@@ -75,8 +75,7 @@ std::vector<std::pair<size_t, size_t>> MakeBuckets(const std::vector<int64_t>& t
 // (the one holding tensor 0) and must be replaced by the agreed values. The
 // function updates the bucket's tensors in the master copy. Returns true (last
 // bucket only) when all workers agreed to stop after this step.
-using BucketFunction =
-    std::function<StatusOr<bool>(int64_t step, size_t bucket, float* gradient, float* control)>;
+using BucketFunction = std::function<StatusOr<bool>(int64_t step, size_t bucket, float* gradient, float* control)>;
 // Installs tensor `tensor`'s parameters (its size in floats) into the model.
 using InstallTensorFunction = std::function<void(size_t tensor, const float* parameters)>;
 
@@ -124,8 +123,8 @@ class TensorPipeline {
   // versions it holds are installed as if this pipeline had published them;
   // `master` must then hold its newest version. InvalidArgument when the
   // snapshot does not fit the options.
-  static StatusOr<std::unique_ptr<TensorPipeline>> Create(const TensorPipelineOptions& options,
-                                                          const float* master, BucketFunction function,
+  static StatusOr<std::unique_ptr<TensorPipeline>> Create(const TensorPipelineOptions& options, const float* master,
+                                                          BucketFunction function,
                                                           const PipelineSnapshot* resume = nullptr);
   ~TensorPipeline();
   TensorPipeline(const TensorPipeline&) = delete;
@@ -173,9 +172,9 @@ class TensorPipeline {
 
  private:
   struct Slot {
-    int64_t step = -1;            // step using it, -1 when free
-    std::vector<float> buffer;    // [gradient | control]
-    std::vector<uint8_t> ready;   // per tensor
+    int64_t step = -1;           // step using it, -1 when free
+    std::vector<float> buffer;   // [gradient | control]
+    std::vector<uint8_t> ready;  // per tensor
     bool control_ready = false;
   };
 
@@ -198,20 +197,20 @@ class TensorPipeline {
 
   // Lock order: mu_ only.
   mutable std::mutex mu_;
-  std::condition_variable changed_;     // any of the state below changed
-  std::vector<Slot> slots_;             // guarded by mu_: step t uses slot t % (s + 1)
+  std::condition_variable changed_;            // any of the state below changed
+  std::vector<Slot> slots_;                    // guarded by mu_: step t uses slot t % (s + 1)
   std::vector<std::vector<float>> published_;  // guarded by mu_: version v lives in slot v % (s + 1)
-  std::vector<int64_t> version_;        // guarded by mu_: per tensor
-  int64_t applied_steps_ = 0;           // guarded by mu_: steps whose every bucket is applied
-  std::vector<float> newest_control_;   // guarded by mu_
-  bool finished_ = false;               // guarded by mu_: agreed stop
-  bool abort_ = false;                  // guarded by mu_: the communication thread must leave
-  int64_t progress_ = 0;                // guarded by mu_: bumped on every published bucket
-  int64_t active_step_ = -1;            // guarded by mu_: the step TensorReady refers to
-  Status error_;                        // guarded by mu_
-  int64_t submitted_ = 0;               // guarded by mu_: steps submitted
-  std::vector<int64_t> installed_;      // guarded by mu_: version installed per tensor (-1 none)
-  std::vector<uint8_t> installed_this_step_;  // guarded by mu_
+  std::vector<int64_t> version_;               // guarded by mu_: per tensor
+  int64_t applied_steps_ = 0;                  // guarded by mu_: steps whose every bucket is applied
+  std::vector<float> newest_control_;          // guarded by mu_
+  bool finished_ = false;                      // guarded by mu_: agreed stop
+  bool abort_ = false;                         // guarded by mu_: the communication thread must leave
+  int64_t progress_ = 0;                       // guarded by mu_: bumped on every published bucket
+  int64_t active_step_ = -1;                   // guarded by mu_: the step TensorReady refers to
+  Status error_;                               // guarded by mu_
+  int64_t submitted_ = 0;                      // guarded by mu_: steps submitted
+  std::vector<int64_t> installed_;             // guarded by mu_: version installed per tensor (-1 none)
+  std::vector<uint8_t> installed_this_step_;   // guarded by mu_
 
   // Compute thread only.
   int64_t current_step_ = -1;

@@ -27,16 +27,15 @@ uint64_t TensorBytes(const BytesModel& model, uint64_t num_elements, double dens
   density = std::clamp(density, std::numeric_limits<double>::min(), 1.0);
   if (model.encoded_size) return model.encoded_size(num_elements, density);
   const double n = static_cast<double>(num_elements);
-  const uint64_t k = static_cast<uint64_t>(std::clamp(std::llround(density * n), 1LL,
-                                                      static_cast<long long>(num_elements)));
+  const uint64_t k =
+      static_cast<uint64_t>(std::clamp(std::llround(density * n), 1LL, static_cast<long long>(num_elements)));
   const uint64_t bs = model.block_size;
   const uint64_t blocks = (k + bs - 1) / bs;
   const uint64_t values = std::min(blocks * bs, num_elements);
   return model.per_tensor_overhead + blocks * model.index_bytes + values * model.value_bytes;
 }
 
-uint64_t PayloadBytes(const BytesModel& model, const std::vector<uint64_t>& tensor_sizes,
-                      double density) {
+uint64_t PayloadBytes(const BytesModel& model, const std::vector<uint64_t>& tensor_sizes, double density) {
   uint64_t total = 0;
   for (uint64_t n : tensor_sizes) total += TensorBytes(model, n, density);
   return total;

@@ -53,8 +53,7 @@ Status ValidateBytesModel(const BytesModel& model);
 uint64_t TensorBytes(const BytesModel& model, uint64_t num_elements, double density);
 
 // Sum of TensorBytes over the model's tensors: one gateway's payload per step.
-uint64_t PayloadBytes(const BytesModel& model, const std::vector<uint64_t>& tensor_sizes,
-                      double density);
+uint64_t PayloadBytes(const BytesModel& model, const std::vector<uint64_t>& tensor_sizes, double density);
 
 }  // namespace tuner
 }  // namespace stella

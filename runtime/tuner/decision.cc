@@ -37,8 +37,7 @@ std::optional<int> Decision::BatchSizeFor(int worker_id) const {
 std::string Decision::ToLogLine() const {
   char head[160];
   std::snprintf(head, sizeof(head), "tuner round=%llu apply_at_step=%lld density=%.6g batches=[",
-                static_cast<unsigned long long>(round), static_cast<long long>(apply_at_step),
-                density);
+                static_cast<unsigned long long>(round), static_cast<long long>(apply_at_step), density);
   std::string line = head;
   for (size_t i = 0; i < worker_ids.size() && i < batch_sizes.size(); ++i) {
     if (i > 0) line += ' ';
@@ -55,36 +54,32 @@ std::string Decision::ToLogLine() const {
 
 Status ValidateDecision(const Decision& d) {
   if (!std::isfinite(d.density) || !(d.density > 0.0) || d.density > 1.0) {
-    return InvalidArgumentError("decision.density: must be in (0, 1], got " +
-                                std::to_string(d.density));
+    return InvalidArgumentError("decision.density: must be in (0, 1], got " + std::to_string(d.density));
   }
   if (d.apply_at_step < 0) {
-    return InvalidArgumentError("decision.apply_at_step: must be >= 0, got " +
-                                std::to_string(d.apply_at_step));
+    return InvalidArgumentError("decision.apply_at_step: must be >= 0, got " + std::to_string(d.apply_at_step));
   }
   if (d.worker_ids.size() != d.batch_sizes.size()) {
-    return InvalidArgumentError("decision: " + std::to_string(d.worker_ids.size()) +
-                                " worker ids but " + std::to_string(d.batch_sizes.size()) +
-                                " batch sizes");
+    return InvalidArgumentError("decision: " + std::to_string(d.worker_ids.size()) + " worker ids but " +
+                                std::to_string(d.batch_sizes.size()) + " batch sizes");
   }
   if (d.worker_ids.size() > kMaxDecisionWorkers) {
-    return InvalidArgumentError("decision: " + std::to_string(d.worker_ids.size()) +
-                                " workers, at most " + std::to_string(kMaxDecisionWorkers));
+    return InvalidArgumentError("decision: " + std::to_string(d.worker_ids.size()) + " workers, at most " +
+                                std::to_string(kMaxDecisionWorkers));
   }
   for (size_t i = 0; i < d.worker_ids.size(); ++i) {
     if (d.worker_ids[i] < 0 || (i > 0 && d.worker_ids[i] <= d.worker_ids[i - 1])) {
       return InvalidArgumentError("decision.worker_ids[" + std::to_string(i) +
-                                  "]: must be >= 0 and strictly ascending, got " +
-                                  std::to_string(d.worker_ids[i]));
+                                  "]: must be >= 0 and strictly ascending, got " + std::to_string(d.worker_ids[i]));
     }
     if (d.batch_sizes[i] < 1) {
-      return InvalidArgumentError("decision.batch_sizes[" + std::to_string(i) +
-                                  "]: must be >= 1, got " + std::to_string(d.batch_sizes[i]));
+      return InvalidArgumentError("decision.batch_sizes[" + std::to_string(i) + "]: must be >= 1, got " +
+                                  std::to_string(d.batch_sizes[i]));
     }
   }
   if (d.reason.size() > kMaxDecisionReasonBytes) {
-    return InvalidArgumentError("decision.reason: " + std::to_string(d.reason.size()) +
-                                " bytes, at most " + std::to_string(kMaxDecisionReasonBytes));
+    return InvalidArgumentError("decision.reason: " + std::to_string(d.reason.size()) + " bytes, at most " +
+                                std::to_string(kMaxDecisionReasonBytes));
   }
   return Status::Ok();
 }
@@ -116,16 +111,16 @@ Status EncodeDecision(const Decision& d, std::vector<uint8_t>* out) {
 StatusOr<Decision> DecodeDecision(const uint8_t* data, size_t n) {
   if (data == nullptr && n > 0) return InvalidArgumentError("DecodeDecision input is null");
   if (n < kDecisionHeaderSize) {
-    return DataLossError("decision frame truncated: " + std::to_string(n) +
-                         " bytes, header needs " + std::to_string(kDecisionHeaderSize));
+    return DataLossError("decision frame truncated: " + std::to_string(n) + " bytes, header needs " +
+                         std::to_string(kDecisionHeaderSize));
   }
   const uint32_t magic = GetU32(data);
   if (magic != kDecisionMagic) {
     return DataLossError("decision frame: bad magic " + std::to_string(magic));
   }
   if (data[4] != kDecisionVersion) {
-    return DataLossError("decision frame: unsupported version " + std::to_string(data[4]) +
-                         ", expected " + std::to_string(kDecisionVersion));
+    return DataLossError("decision frame: unsupported version " + std::to_string(data[4]) + ", expected " +
+                         std::to_string(kDecisionVersion));
   }
   if (data[5] != 0 || data[6] != 0 || data[7] != 0) {
     return DataLossError("decision frame: reserved bytes are not zero");
@@ -140,11 +135,9 @@ StatusOr<Decision> DecodeDecision(const uint8_t* data, size_t n) {
   if (num_workers > kMaxDecisionWorkers || reason_length > kMaxDecisionReasonBytes) {
     return DataLossError("decision frame: " + std::to_string(num_workers) + " workers and " +
                          std::to_string(reason_length) + " reason bytes exceed the limits " +
-                         std::to_string(kMaxDecisionWorkers) + " and " +
-                         std::to_string(kMaxDecisionReasonBytes));
+                         std::to_string(kMaxDecisionWorkers) + " and " + std::to_string(kMaxDecisionReasonBytes));
   }
-  const uint64_t expected =
-      kDecisionHeaderSize + 8ull * num_workers + static_cast<uint64_t>(reason_length);
+  const uint64_t expected = kDecisionHeaderSize + 8ull * num_workers + static_cast<uint64_t>(reason_length);
   if (expected != n) {
     return DataLossError("decision frame: " + std::to_string(n) + " bytes, its header says " +
                          std::to_string(expected));

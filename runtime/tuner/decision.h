@@ -45,12 +45,12 @@ inline constexpr size_t kMaxDecisionWorkers = 65536;
 inline constexpr size_t kMaxDecisionReasonBytes = 4096;
 
 struct Decision {
-  uint64_t round = 0;          // 1, 2, ... per Decide call; 0 = the initial state
-  int64_t apply_at_step = 0;   // first step that uses this decision
-  double density = 0.0;        // job-wide gradient density, (0, 1]
+  uint64_t round = 0;            // 1, 2, ... per Decide call; 0 = the initial state
+  int64_t apply_at_step = 0;     // first step that uses this decision
+  double density = 0.0;          // job-wide gradient density, (0, 1]
   std::vector<int> worker_ids;   // strictly ascending; parallel to batch_sizes
   std::vector<int> batch_sizes;  // per worker, >= 1; sums to the global batch
-  std::string reason;          // why, for the log (<= kMaxDecisionReasonBytes)
+  std::string reason;            // why, for the log (<= kMaxDecisionReasonBytes)
 
   // The batch size for `worker_id`, or nullopt if it is not in the decision.
   std::optional<int> BatchSizeFor(int worker_id) const;

@@ -8,9 +8,7 @@
 namespace stella {
 namespace tuner {
 
-WindowedLinearFit::WindowedLinearFit(size_t window) : window_(window) {
-  STELLA_CHECK(window_ >= 1);
-}
+WindowedLinearFit::WindowedLinearFit(size_t window) : window_(window) { STELLA_CHECK(window_ >= 1); }
 
 void WindowedLinearFit::Add(double batch, double seconds) {
   STELLA_CHECK(batch > 0.0 && std::isfinite(batch));

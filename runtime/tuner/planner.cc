@@ -14,36 +14,32 @@ namespace {
 
 // Units of `granularity` samples each: validates the split and returns
 // (total units, per-worker cap in units).
-StatusOr<std::pair<int64_t, int64_t>> SplitUnits(size_t workers, int64_t global_batch,
-                                                 int granularity, int max_worker_batch) {
+StatusOr<std::pair<int64_t, int64_t>> SplitUnits(size_t workers, int64_t global_batch, int granularity,
+                                                 int max_worker_batch) {
   if (workers == 0) return InvalidArgumentError("batch plan needs at least one worker");
   if (granularity < 1) {
-    return InvalidArgumentError("batch granularity must be >= 1, got " +
-                                std::to_string(granularity));
+    return InvalidArgumentError("batch granularity must be >= 1, got " + std::to_string(granularity));
   }
   if (max_worker_batch < 0) {
-    return InvalidArgumentError("max worker batch must be >= 0 (0 = no cap), got " +
-                                std::to_string(max_worker_batch));
+    return InvalidArgumentError("max worker batch must be >= 0 (0 = no cap), got " + std::to_string(max_worker_batch));
   }
   if (global_batch < 1 || global_batch % granularity != 0) {
     return InvalidArgumentError("global batch " + std::to_string(global_batch) +
-                                " must be a positive multiple of the granularity " +
-                                std::to_string(granularity));
+                                " must be a positive multiple of the granularity " + std::to_string(granularity));
   }
   const int64_t units = global_batch / granularity;
   const int64_t n = static_cast<int64_t>(workers);
   if (units < n) {
     return InvalidArgumentError("global batch " + std::to_string(global_batch) + " cannot give " +
-                                std::to_string(workers) + " workers at least " +
-                                std::to_string(granularity) + " samples each");
+                                std::to_string(workers) + " workers at least " + std::to_string(granularity) +
+                                " samples each");
   }
   int64_t cap = units;
   if (max_worker_batch > 0) {
     cap = max_worker_batch / granularity;
     if (cap < 1 || cap * n < units) {
-      return InvalidArgumentError("global batch " + std::to_string(global_batch) +
-                                  " does not fit " + std::to_string(workers) +
-                                  " workers capped at " + std::to_string(max_worker_batch) +
+      return InvalidArgumentError("global batch " + std::to_string(global_batch) + " does not fit " +
+                                  std::to_string(workers) + " workers capped at " + std::to_string(max_worker_batch) +
                                   " samples (granularity " + std::to_string(granularity) + ")");
     }
   }
@@ -52,18 +48,16 @@ StatusOr<std::pair<int64_t, int64_t>> SplitUnits(size_t workers, int64_t global_
 
 }  // namespace
 
-StatusOr<BatchPlan> PlanBatches(const std::vector<LinearModel>& models, int64_t global_batch,
-                                int granularity, int max_worker_batch) {
+StatusOr<BatchPlan> PlanBatches(const std::vector<LinearModel>& models, int64_t global_batch, int granularity,
+                                int max_worker_batch) {
   std::pair<int64_t, int64_t> split;
-  STELLA_ASSIGN_OR_RETURN(split, SplitUnits(models.size(), global_batch, granularity,
-                                            max_worker_batch));
+  STELLA_ASSIGN_OR_RETURN(split, SplitUnits(models.size(), global_batch, granularity, max_worker_batch));
   const int64_t units = split.first;
   const int64_t cap = split.second;
   for (size_t i = 0; i < models.size(); ++i) {
     if (!(models[i].c > 0.0) || !std::isfinite(models[i].c) || !std::isfinite(models[i].a)) {
       return InvalidArgumentError("worker model " + std::to_string(i) +
-                                  " must have a finite slope c > 0, got c=" +
-                                  std::to_string(models[i].c));
+                                  " must have a finite slope c > 0, got c=" + std::to_string(models[i].c));
     }
   }
   const double g = granularity;
@@ -93,7 +87,10 @@ StatusOr<BatchPlan> PlanBatches(const std::vector<LinearModel>& models, int64_t 
     for (int iter = 0; iter < 200 && lo < hi; ++iter) {
       const double mid = lo + (hi - lo) / 2;
       if (mid <= lo || mid >= hi) break;
-      if (total_by(mid) <= units) lo = mid; else hi = mid;
+      if (total_by(mid) <= units)
+        lo = mid;
+      else
+        hi = mid;
     }
     level = lo;
   }
@@ -128,8 +125,7 @@ StatusOr<BatchPlan> PlanBatches(const std::vector<LinearModel>& models, int64_t 
   return plan;
 }
 
-double PredictStepSeconds(const std::vector<LinearModel>& models,
-                          const std::vector<int>& batch_sizes) {
+double PredictStepSeconds(const std::vector<LinearModel>& models, const std::vector<int>& batch_sizes) {
   STELLA_CHECK(models.size() == batch_sizes.size());
   double worst = 0.0;
   for (size_t i = 0; i < models.size(); ++i) {
@@ -138,12 +134,10 @@ double PredictStepSeconds(const std::vector<LinearModel>& models,
   return worst;
 }
 
-StatusOr<std::vector<int>> EvenSplit(int workers, int64_t global_batch, int granularity,
-                                     int max_worker_batch) {
+StatusOr<std::vector<int>> EvenSplit(int workers, int64_t global_batch, int granularity, int max_worker_batch) {
   if (workers < 1) return InvalidArgumentError("batch split needs at least one worker");
   std::pair<int64_t, int64_t> split;
-  STELLA_ASSIGN_OR_RETURN(split, SplitUnits(static_cast<size_t>(workers), global_batch,
-                                            granularity, max_worker_batch));
+  STELLA_ASSIGN_OR_RETURN(split, SplitUnits(static_cast<size_t>(workers), global_batch, granularity, max_worker_batch));
   const int64_t base = split.first / workers;
   const int64_t extra = split.first % workers;
   std::vector<int> sizes(static_cast<size_t>(workers));
@@ -160,13 +154,11 @@ double ScaleLearningRate(double lr, int64_t old_global_batch, int64_t new_global
   return lr * static_cast<double>(new_global_batch) / static_cast<double>(old_global_batch);
 }
 
-double FeasibleDensity(const BytesModel& model, const std::vector<uint64_t>& tensor_sizes,
-                       int peers, double bandwidth_bytes_per_s, double budget_seconds) {
+double FeasibleDensity(const BytesModel& model, const std::vector<uint64_t>& tensor_sizes, int peers,
+                       double bandwidth_bytes_per_s, double budget_seconds) {
   STELLA_CHECK(peers >= 1 && bandwidth_bytes_per_s > 0.0 && budget_seconds > 0.0);
   const double budget_bytes = budget_seconds * bandwidth_bytes_per_s;
-  auto egress = [&](double d) {
-    return static_cast<double>(PayloadBytes(model, tensor_sizes, d)) * peers;
-  };
+  auto egress = [&](double d) { return static_cast<double>(PayloadBytes(model, tensor_sizes, d)) * peers; };
   const double full = egress(1.0);
   if (full <= budget_bytes) {
     return full > 0.0 ? budget_bytes / full : std::numeric_limits<double>::infinity();
@@ -176,7 +168,10 @@ double FeasibleDensity(const BytesModel& model, const std::vector<uint64_t>& ten
   double lo = 0.0, hi = 1.0;  // lo fits, hi does not
   for (int iter = 0; iter < 64; ++iter) {
     const double mid = lo + (hi - lo) / 2;
-    if (egress(mid) <= budget_bytes) lo = mid; else hi = mid;
+    if (egress(mid) <= budget_bytes)
+      lo = mid;
+    else
+      hi = mid;
   }
   return lo;
 }

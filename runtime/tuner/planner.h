@@ -34,18 +34,16 @@ struct BatchPlan {
 // InvalidArgument if models is empty, a model has c <= 0, granularity < 1,
 // global_batch is not a multiple of granularity, or the batch cannot be split
 // (fewer units than workers, or more than the caps allow).
-StatusOr<BatchPlan> PlanBatches(const std::vector<LinearModel>& models, int64_t global_batch,
-                                int granularity, int max_worker_batch);
+StatusOr<BatchPlan> PlanBatches(const std::vector<LinearModel>& models, int64_t global_batch, int granularity,
+                                int max_worker_batch);
 
 // max_i models[i].Predict(batch_sizes[i]); sizes must match (checked).
-double PredictStepSeconds(const std::vector<LinearModel>& models,
-                          const std::vector<int>& batch_sizes);
+double PredictStepSeconds(const std::vector<LinearModel>& models, const std::vector<int>& batch_sizes);
 
 // The most even split of global_batch into `workers` multiples of
 // granularity (the first global_batch/granularity % workers workers get one
 // unit more). Same InvalidArgument cases as PlanBatches.
-StatusOr<std::vector<int>> EvenSplit(int workers, int64_t global_batch, int granularity,
-                                     int max_worker_batch);
+StatusOr<std::vector<int>> EvenSplit(int workers, int64_t global_batch, int granularity, int max_worker_batch);
 
 // The linear scaling rule (Goyal et al. 2017): lr * new / old. The tuner
 // keeps the global batch fixed, so it never needs this; it is for a user who
@@ -62,8 +60,8 @@ double ScaleLearningRate(double lr, int64_t old_global_batch, int64_t new_global
 // (infinity when the model has no bytes at all).
 // Requires peers >= 1, bandwidth > 0, budget > 0 (checked). Bisection: bytes
 // are non-decreasing in density.
-double FeasibleDensity(const BytesModel& model, const std::vector<uint64_t>& tensor_sizes,
-                       int peers, double bandwidth_bytes_per_s, double budget_seconds);
+double FeasibleDensity(const BytesModel& model, const std::vector<uint64_t>& tensor_sizes, int peers,
+                       double bandwidth_bytes_per_s, double budget_seconds);
 
 // The largest point of the grid 10^(j / steps_per_decade), j integer, that is
 // <= density (density > 0, steps_per_decade >= 1, checked). Quantizing

@@ -23,8 +23,7 @@ std::string Num(double v) {
 }
 
 Status FieldError(const std::string& field, const std::string& expected, double got) {
-  return InvalidArgumentError("TunerOptions." + field + ": must be " + expected + ", got " +
-                              Num(got));
+  return InvalidArgumentError("TunerOptions." + field + ": must be " + expected + ", got " + Num(got));
 }
 
 bool InRange(double v, double lo, double hi) { return std::isfinite(v) && v >= lo && v <= hi; }
@@ -37,8 +36,7 @@ Status ValidateTunerOptions(const TunerOptions& o) {
   }
   for (size_t i = 0; i < o.tensor_sizes.size(); ++i) {
     if (o.tensor_sizes[i] < 1) {
-      return InvalidArgumentError("TunerOptions.tensor_sizes[" + std::to_string(i) +
-                                  "]: must be >= 1, got 0");
+      return InvalidArgumentError("TunerOptions.tensor_sizes[" + std::to_string(i) + "]: must be >= 1, got 0");
     }
   }
   Status bytes = ValidateBytesModel(o.bytes_model);
@@ -47,12 +45,10 @@ Status ValidateTunerOptions(const TunerOptions& o) {
     return FieldError("min_density", "in (0, 1]", o.min_density);
   }
   if (!InRange(o.max_density, o.min_density, 1.0)) {
-    return FieldError("max_density", "in [min_density=" + Num(o.min_density) + ", 1]",
-                      o.max_density);
+    return FieldError("max_density", "in [min_density=" + Num(o.min_density) + ", 1]", o.max_density);
   }
   if (!InRange(o.initial_density, o.min_density, o.max_density)) {
-    return FieldError("initial_density",
-                      "in [" + Num(o.min_density) + ", " + Num(o.max_density) + "]",
+    return FieldError("initial_density", "in [" + Num(o.min_density) + ", " + Num(o.max_density) + "]",
                       o.initial_density);
   }
   if (!InRange(o.target_fraction, 0.0, 1.0) || o.target_fraction <= 0.0) {
@@ -75,16 +71,16 @@ Status ValidateTunerOptions(const TunerOptions& o) {
   }
   if (o.lead_steps < 1) return FieldError("lead_steps", ">= 1", o.lead_steps);
   if (o.global_batch < 0) {
-    return FieldError("global_batch", ">= 0 (0 = from the first telemetry)",
-                      static_cast<double>(o.global_batch));
+    return FieldError("global_batch", ">= 0 (0 = from the first telemetry)", static_cast<double>(o.global_batch));
   }
   if (o.batch_granularity < 1) {
     return FieldError("batch_granularity", ">= 1", o.batch_granularity);
   }
   if (o.global_batch > 0 && o.global_batch % o.batch_granularity != 0) {
-    return InvalidArgumentError("TunerOptions.global_batch: must be a multiple of "
-                                "batch_granularity=" + std::to_string(o.batch_granularity) +
-                                ", got " + std::to_string(o.global_batch));
+    return InvalidArgumentError(
+        "TunerOptions.global_batch: must be a multiple of "
+        "batch_granularity=" +
+        std::to_string(o.batch_granularity) + ", got " + std::to_string(o.global_batch));
   }
   if (o.max_worker_batch < 0) {
     return FieldError("max_worker_batch", ">= 0 (0 = no cap)", o.max_worker_batch);
@@ -224,34 +220,28 @@ Status Tuner::ValidateTelemetry(const Telemetry& t) const {
                                 std::to_string(last_step_) + ", got " + std::to_string(t.step));
   }
   if (t.num_clusters < 1) {
-    return InvalidArgumentError("telemetry.num_clusters: must be >= 1, got " +
-                                std::to_string(t.num_clusters));
+    return InvalidArgumentError("telemetry.num_clusters: must be >= 1, got " + std::to_string(t.num_clusters));
   }
   if (t.workers.empty() || t.workers.size() > kMaxDecisionWorkers) {
-    return InvalidArgumentError("telemetry.workers: must list 1.." +
-                                std::to_string(kMaxDecisionWorkers) + " workers, got " +
-                                std::to_string(t.workers.size()));
+    return InvalidArgumentError("telemetry.workers: must list 1.." + std::to_string(kMaxDecisionWorkers) +
+                                " workers, got " + std::to_string(t.workers.size()));
   }
   std::set<int> ids;
   for (size_t i = 0; i < t.workers.size(); ++i) {
     const WorkerTelemetry& w = t.workers[i];
     const std::string field = "telemetry.workers[" + std::to_string(i) + "]";
     if (w.id < 0 || !ids.insert(w.id).second) {
-      return InvalidArgumentError(field + ".id: must be >= 0 and unique, got " +
-                                  std::to_string(w.id));
+      return InvalidArgumentError(field + ".id: must be >= 0 and unique, got " + std::to_string(w.id));
     }
     if (w.cluster < 0 || w.cluster >= t.num_clusters) {
-      return InvalidArgumentError(field + ".cluster: must be in [0, " +
-                                  std::to_string(t.num_clusters) + "), got " +
+      return InvalidArgumentError(field + ".cluster: must be in [0, " + std::to_string(t.num_clusters) + "), got " +
                                   std::to_string(w.cluster));
     }
     if (w.batch_size < 1) {
-      return InvalidArgumentError(field + ".batch_size: must be >= 1, got " +
-                                  std::to_string(w.batch_size));
+      return InvalidArgumentError(field + ".batch_size: must be >= 1, got " + std::to_string(w.batch_size));
     }
     if (!std::isfinite(w.compute_seconds) || w.compute_seconds < 0.0) {
-      return InvalidArgumentError(field + ".compute_seconds: must be finite and >= 0, got " +
-                                  Num(w.compute_seconds));
+      return InvalidArgumentError(field + ".compute_seconds: must be finite and >= 0, got " + Num(w.compute_seconds));
     }
   }
   std::set<int> clusters;
@@ -259,21 +249,18 @@ Status Tuner::ValidateTelemetry(const Telemetry& t) const {
     const LinkTelemetry& l = t.links[i];
     const std::string field = "telemetry.links[" + std::to_string(i) + "]";
     if (l.cluster < 0 || l.cluster >= t.num_clusters || !clusters.insert(l.cluster).second) {
-      return InvalidArgumentError(field + ".cluster: must be unique and in [0, " +
-                                  std::to_string(t.num_clusters) + "), got " +
-                                  std::to_string(l.cluster));
+      return InvalidArgumentError(field + ".cluster: must be unique and in [0, " + std::to_string(t.num_clusters) +
+                                  "), got " + std::to_string(l.cluster));
     }
     if (!std::isfinite(l.goodput_bytes_per_s) || l.goodput_bytes_per_s < 0.0) {
       return InvalidArgumentError(field + ".goodput_bytes_per_s: must be finite and >= 0, got " +
                                   Num(l.goodput_bytes_per_s));
     }
     if (!InRange(l.density_last_step, 0.0, 1.0)) {
-      return InvalidArgumentError(field + ".density_last_step: must be in [0, 1], got " +
-                                  Num(l.density_last_step));
+      return InvalidArgumentError(field + ".density_last_step: must be in [0, 1], got " + Num(l.density_last_step));
     }
     if (!std::isfinite(l.cap_bytes_per_s) || l.cap_bytes_per_s < 0.0) {
-      return InvalidArgumentError(field + ".cap_bytes_per_s: must be finite and >= 0, got " +
-                                  Num(l.cap_bytes_per_s));
+      return InvalidArgumentError(field + ".cap_bytes_per_s: must be finite and >= 0, got " + Num(l.cap_bytes_per_s));
     }
   }
   return Status::Ok();
@@ -289,16 +276,14 @@ StatusOr<Decision> Tuner::Decide(const Telemetry& t) {
   }
   std::sort(workers.begin(), workers.end(),
             [](const WorkerTelemetry* x, const WorkerTelemetry* y) { return x->id < y->id; });
-  const int64_t global_batch = global_batch_ > 0            ? global_batch_
+  const int64_t global_batch = global_batch_ > 0           ? global_batch_
                                : options_.global_batch > 0 ? options_.global_batch
                                                            : reported_batch;
   const int n = static_cast<int>(workers.size());
-  StatusOr<std::vector<int>> even =
-      EvenSplit(n, global_batch, options_.batch_granularity, options_.max_worker_batch);
+  StatusOr<std::vector<int>> even = EvenSplit(n, global_batch, options_.batch_granularity, options_.max_worker_batch);
   if (!even.ok()) {
     return FailedPreconditionError("tuner round " + std::to_string(round_ + 1) +
-                                   ": cannot keep the global batch over the live workers: " +
-                                   even.status().message());
+                                   ": cannot keep the global batch over the live workers: " + even.status().message());
   }
 
   // Validated: from here on the round mutates state and cannot fail.
@@ -317,15 +302,17 @@ StatusOr<Decision> Tuner::Decide(const Telemetry& t) {
   bool all_fitted = true;
   double measured = 0.0;
   for (const WorkerTelemetry* w : workers) {
-    WorkerFit& f =
-        fits_.try_emplace(w->id, static_cast<size_t>(options_.fit_window)).first->second;
+    WorkerFit& f = fits_.try_emplace(w->id, static_cast<size_t>(options_.fit_window)).first->second;
     f.cluster = w->cluster;
     if (w->compute_seconds > 0.0) {
       f.fit.Add(w->batch_size, w->compute_seconds);
       measured = std::max(measured, w->compute_seconds);
     }
     std::optional<LinearModel> m = f.fit.Fit();
-    if (m) models.push_back(*m); else all_fitted = false;
+    if (m)
+      models.push_back(*m);
+    else
+      all_fitted = false;
   }
 
   // Batches: the plan in force is the last decision when it covers exactly
@@ -348,8 +335,7 @@ StatusOr<Decision> Tuner::Decide(const Telemetry& t) {
   std::vector<int> batches;
   double compute = 0.0;
   if (all_fitted) {
-    StatusOr<BatchPlan> plan = PlanBatches(models, global_batch, options_.batch_granularity,
-                                           options_.max_worker_batch);
+    StatusOr<BatchPlan> plan = PlanBatches(models, global_batch, options_.batch_granularity, options_.max_worker_batch);
     STELLA_CHECK(plan.ok());  // EvenSplit accepted the split and fits have c > 0
     if (!in_force_valid) {
       batches = plan->batch_sizes;
@@ -361,8 +347,8 @@ StatusOr<Decision> Tuner::Decide(const Telemetry& t) {
       if (plan->step_seconds < before * (1.0 - options_.replan_threshold)) {
         batches = plan->batch_sizes;
         ++batch_replans_;
-        reasons.push_back("batches replanned, predicted step " + Num(before) + " s -> " +
-                          Num(plan->step_seconds) + " s");
+        reasons.push_back("batches replanned, predicted step " + Num(before) + " s -> " + Num(plan->step_seconds) +
+                          " s");
       } else {
         batches = in_force;
       }
@@ -374,8 +360,7 @@ StatusOr<Decision> Tuner::Decide(const Telemetry& t) {
     } else {
       batches = *even;
       ++batch_replans_;
-      reasons.push_back("batches split evenly over " + std::to_string(n) +
-                        " workers (not all have compute samples)");
+      reasons.push_back("batches split evenly over " + std::to_string(n) + " workers (not all have compute samples)");
     }
     compute = measured > 0.0 ? measured : compute_seconds_;
   }
@@ -400,8 +385,7 @@ StatusOr<Decision> Tuner::Decide(const Telemetry& t) {
   return current_;
 }
 
-double Tuner::DecideDensity(const Telemetry& t, double compute,
-                            std::vector<std::string>* reasons) {
+double Tuner::DecideDensity(const Telemetry& t, double compute, std::vector<std::string>* reasons) {
   const double cur = current_.density;
   const int peers = t.num_clusters - 1;
   const double budget = options_.target_fraction * compute;
@@ -416,8 +400,7 @@ double Tuner::DecideDensity(const Telemetry& t, double compute,
     const double sample = l.goodput_bytes_per_s;
     auto [it, fresh] = links_.try_emplace(l.cluster);
     LinkFilter& f = it->second;
-    f.smoothed = fresh ? sample
-                       : options_.ewma_alpha * sample + (1.0 - options_.ewma_alpha) * f.smoothed;
+    f.smoothed = fresh ? sample : options_.ewma_alpha * sample + (1.0 - options_.ewma_alpha) * f.smoothed;
     f.cap = l.cap_bytes_per_s;
     f.comm_seconds = static_cast<double>(l.bytes_sent_last_step) / sample;
     f.used_density = l.density_last_step > 0.0 ? l.density_last_step : cur;
@@ -443,8 +426,7 @@ double Tuner::DecideDensity(const Telemetry& t, double compute,
     }
     for (auto& [cluster, f] : links_) {
       const double bandwidth = f.cap > 0.0 ? std::min(f.smoothed, f.cap) : f.smoothed;
-      double feasible = FeasibleDensity(options_.bytes_model, options_.tensor_sizes, peers,
-                                        bandwidth, budget);
+      double feasible = FeasibleDensity(options_.bytes_model, options_.tensor_sizes, peers, bandwidth, budget);
       if (f.overloaded) {
         feasible = std::min(feasible, f.used_density * budget / f.comm_seconds);
       }
@@ -464,18 +446,16 @@ double Tuner::DecideDensity(const Telemetry& t, double compute,
   } else if (margin < options_.min_density) {
     candidate = options_.min_density;
   } else {
-    candidate = std::max(QuantizeDown(margin, options_.grid_steps_per_decade),
-                         options_.min_density);
+    candidate = std::max(QuantizeDown(margin, options_.grid_steps_per_decade), options_.min_density);
   }
 
   std::string why;
   if (limiting >= 0) {
     const LinkFilter& f = links_.at(limiting);
-    why = "cluster " + std::to_string(limiting) + " link " + Num(f.smoothed * 8e-6) +
-          " Mbit/s fits density " + Num(r) + " in " + Num(budget) + " s";
+    why = "cluster " + std::to_string(limiting) + " link " + Num(f.smoothed * 8e-6) + " Mbit/s fits density " + Num(r) +
+          " in " + Num(budget) + " s";
     if (f.overloaded) {
-      why += ", overloaded: transfer " + Num(f.comm_seconds) + " s > compute " + Num(compute) +
-             " s";
+      why += ", overloaded: transfer " + Num(f.comm_seconds) + " s > compute " + Num(compute) + " s";
     }
   } else {
     why = "single cluster, no WAN traffic";
@@ -492,17 +472,15 @@ double Tuner::DecideDensity(const Telemetry& t, double compute,
     return cur;
   }
   if (candidate > cur) {
-    const uint64_t since = last_density_change_round_
-                               ? round_ - *last_density_change_round_
-                               : std::numeric_limits<uint64_t>::max();
+    const uint64_t since =
+        last_density_change_round_ ? round_ - *last_density_change_round_ : std::numeric_limits<uint64_t>::max();
     if (since >= static_cast<uint64_t>(options_.upward_cooldown_rounds)) {
       reasons->push_back("density up " + Num(cur) + " -> " + Num(candidate) + ": " + why);
       last_density_change_round_ = round_;
       ++density_changes_;
       return candidate;
     }
-    reasons->push_back("density up to " + Num(candidate) + " deferred, cool-down " +
-                       std::to_string(since) + " of " +
+    reasons->push_back("density up to " + Num(candidate) + " deferred, cool-down " + std::to_string(since) + " of " +
                        std::to_string(options_.upward_cooldown_rounds) + " rounds");
   }
   return cur;

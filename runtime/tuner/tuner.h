@@ -143,8 +143,8 @@ struct LinkTelemetry {
 };
 
 struct Telemetry {
-  int64_t step = 0;      // last completed step; never decreases between rounds
-  int num_clusters = 1;  // clusters taking part now, >= 1
+  int64_t step = 0;                      // last completed step; never decreases between rounds
+  int num_clusters = 1;                  // clusters taking part now, >= 1
   std::vector<WorkerTelemetry> workers;  // every live worker, non-empty
   std::vector<LinkTelemetry> links;      // gateways that reported
 };
@@ -154,16 +154,16 @@ struct TunerState {
   struct Worker {
     int id = 0;
     int cluster = 0;
-    int batch_size = 0;   // decided
-    size_t samples = 0;   // in the fit window
-    double a = 0.0;       // fitted seconds per step (0 without samples)
-    double c = 0.0;       // fitted seconds per sample (0 without samples)
+    int batch_size = 0;  // decided
+    size_t samples = 0;  // in the fit window
+    double a = 0.0;      // fitted seconds per step (0 without samples)
+    double c = 0.0;      // fitted seconds per sample (0 without samples)
   };
   struct Link {
     int cluster = 0;
     double smoothed_goodput_bytes_per_s = 0.0;
     double cap_bytes_per_s = 0.0;
-    double comm_seconds = 0.0;      // measured transfer time last step
+    double comm_seconds = 0.0;  // measured transfer time last step
     bool overloaded = false;
     double feasible_density = 0.0;  // before the band and grid; may exceed 1
   };
@@ -218,15 +218,14 @@ class Tuner {
 
   explicit Tuner(const TunerOptions& options);
   Status ValidateTelemetry(const Telemetry& telemetry) const;
-  double DecideDensity(const Telemetry& telemetry, double compute_seconds,
-                       std::vector<std::string>* reasons);
+  double DecideDensity(const Telemetry& telemetry, double compute_seconds, std::vector<std::string>* reasons);
 
   const TunerOptions options_;
   Decision current_;
   uint64_t round_ = 0;
   int64_t last_step_ = -1;
-  int64_t global_batch_ = 0;         // 0 until the first round fixes it
-  double compute_seconds_ = 0.0;     // last known step compute time
+  int64_t global_batch_ = 0;      // 0 until the first round fixes it
+  double compute_seconds_ = 0.0;  // last known step compute time
   std::optional<uint64_t> last_density_change_round_;
   uint64_t density_changes_ = 0;
   uint64_t batch_replans_ = 0;

@@ -83,7 +83,7 @@ StatusOr<TunerDriver::Change> TunerDriver::Decide(int64_t step, const float* con
   if (change.batches) {
     last_batches_ = decision->batch_sizes;
     history_.push_back(*decision);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     pending_.push_back(*decision);
   }
   if (change.density) density_.store(decision->density);
@@ -91,7 +91,7 @@ StatusOr<TunerDriver::Change> TunerDriver::Decide(int64_t step, const float* con
 }
 
 int TunerDriver::BatchForStep(int64_t step, int current) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!pending_.empty() && pending_.front().apply_at_step <= step) {
     current = pending_.front().BatchSizeFor(options_.global_rank).value_or(current);
     pending_.pop_front();
@@ -136,7 +136,7 @@ Status TunerDriver::LoadState(const TunerDriverState& state) {
   density_.store(state.density);
   last_batches_ = state.last_batches;
   history_ = state.history;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   pending_.assign(state.pending.begin(), state.pending.end());
   return Status::Ok();
 }

@@ -29,12 +29,12 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "runtime/tuner/decision.h"
 #include "runtime/tuner/tuner.h"
+#include "src/base/mutex.h"
 #include "src/base/status.h"
 
 namespace stella::tuner {
@@ -75,10 +75,10 @@ struct TunerDriverOptions {
 struct TunerDriverState {
   double density = 0;
   bool has_tuner = false;
-  std::string tuner;                    // Tuner::SaveState
-  std::vector<int> last_batches;        // the last batch plan made
-  std::vector<Decision> history;        // every batch decision made, in order
-  std::vector<Decision> pending;        // decisions applying at or after the saved step
+  std::string tuner;              // Tuner::SaveState
+  std::vector<int> last_batches;  // the last batch plan made
+  std::vector<Decision> history;  // every batch decision made, in order
+  std::vector<Decision> pending;  // decisions applying at or after the saved step
 };
 
 class TunerDriver {
@@ -131,8 +131,8 @@ class TunerDriver {
   std::vector<int> last_batches_;
   std::vector<Decision> history_;
   // Handed from the communication thread to the compute thread.
-  mutable std::mutex mu_;
-  std::deque<Decision> pending_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::deque<Decision> pending_ GUARDED_BY(mu_);
 };
 
 }  // namespace stella::tuner

@@ -32,8 +32,8 @@ Status CheckJobInputs(const spec::StellaJob& job) {
   STELLA_ASSIGN_OR_RETURN(data::Dataset validation, data::LoadDataset(source, data::Split::kTest));
   STELLA_RETURN_IF_ERROR(CheckValidationShape(s.dataset, train, validation));
   if (s.model.torchscript.empty()) return Status::Ok();
-  return compute::CheckTorchScriptModel(compute::ModelCheckFor(
-      s.model.torchscript, s.model.task == spec::ModelTask::kLanguageModel, train, validation));
+  return compute::CheckTorchScriptModel(
+      compute::ModelCheckFor(s.model.torchscript, s.model.task == spec::ModelTask::kLanguageModel, train, validation));
 }
 
 }  // namespace stella::worker

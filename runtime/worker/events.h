@@ -28,7 +28,7 @@ class EventSink {
     std::fflush(out_);
   }
 
- // One line of JSON. Invalid UTF-8 (a WAN peer's job name inside an error
+  // One line of JSON. Invalid UTF-8 (a WAN peer's job name inside an error
   // message, say) becomes U+FFFD: dump() would otherwise throw and end the
   // worker.
   static std::string Dump(const nlohmann::json& j) {

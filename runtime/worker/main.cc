@@ -75,8 +75,8 @@ int main(int argc, char** argv) {
   auto args = stella::SplitFlags(
       {argv + 1, argv + argc},
       {"--job", "--cluster-index", "--local-rank", "--store-host", "--store-port", "--bind-host", "--wan-ports",
-       "--wan-addresses", "--metrics-port", "--metrics-bind", "--threads", "--device", "--dump-parameters",
-       "--tls-dir", "--wan-link-timeout-ms", "--wan-round-timeout-ms", "--progress-every", "--check-model"},
+       "--wan-addresses", "--metrics-port", "--metrics-bind", "--threads", "--device", "--dump-parameters", "--tls-dir",
+       "--wan-link-timeout-ms", "--wan-round-timeout-ms", "--progress-every", "--check-model"},
       {"--help", "-h", "--resume"});
   if (!args.ok()) {
     std::fprintf(stderr, "%s: %s\n%s", kProgram, args.status().message().c_str(), kUsage);
@@ -91,28 +91,43 @@ int main(int argc, char** argv) {
     }
     bool ok = true;
     if (flag == "--check-model") return CheckModel(value);
-    if (flag == "--job") job_path = value;
-    else if (flag == "--cluster-index") ok = have_cluster = ParseInt(flag, value, 0, 1 << 20, &o.cluster_index);
-    else if (flag == "--local-rank") ok = have_rank = ParseInt(flag, value, 0, 1 << 20, &o.local_rank);
-    else if (flag == "--store-host") o.store_host = value;
-    else if (flag == "--store-port") ok = ParseInt(flag, value, 0, 65535, &o.store_port);
-    else if (flag == "--bind-host") o.bind_host = value;
-    else if (flag == "--wan-ports") wan_ports = value;
-    else if (flag == "--wan-addresses") wan_addresses = value;
-    else if (flag == "--metrics-port") ok = ParseInt(flag, value, 0, 65535, &o.metrics_port);
-    else if (flag == "--metrics-bind") o.metrics_bind = value;
-    else if (flag == "--threads") ok = ParseInt(flag, value, 1, 256, &o.threads);
-    else if (flag == "--device") o.device = value;
-    else if (flag == "--dump-parameters") o.dump_parameters_path = value;
-    else if (flag == "--tls-dir") o.tls_dir = value;
-    else if (flag == "--progress-every") ok = ParseInt(flag, value, 1, 1 << 30, &o.progress_every);
-    else if (flag == "--resume") o.resume = true;
+    if (flag == "--job")
+      job_path = value;
+    else if (flag == "--cluster-index")
+      ok = have_cluster = ParseInt(flag, value, 0, 1 << 20, &o.cluster_index);
+    else if (flag == "--local-rank")
+      ok = have_rank = ParseInt(flag, value, 0, 1 << 20, &o.local_rank);
+    else if (flag == "--store-host")
+      o.store_host = value;
+    else if (flag == "--store-port")
+      ok = ParseInt(flag, value, 0, 65535, &o.store_port);
+    else if (flag == "--bind-host")
+      o.bind_host = value;
+    else if (flag == "--wan-ports")
+      wan_ports = value;
+    else if (flag == "--wan-addresses")
+      wan_addresses = value;
+    else if (flag == "--metrics-port")
+      ok = ParseInt(flag, value, 0, 65535, &o.metrics_port);
+    else if (flag == "--metrics-bind")
+      o.metrics_bind = value;
+    else if (flag == "--threads")
+      ok = ParseInt(flag, value, 1, 256, &o.threads);
+    else if (flag == "--device")
+      o.device = value;
+    else if (flag == "--dump-parameters")
+      o.dump_parameters_path = value;
+    else if (flag == "--tls-dir")
+      o.tls_dir = value;
+    else if (flag == "--progress-every")
+      ok = ParseInt(flag, value, 1, 1 << 30, &o.progress_every);
+    else if (flag == "--resume")
+      o.resume = true;
     else if (flag == "--wan-link-timeout-ms" || flag == "--wan-round-timeout-ms") {
       int ms = 0;
       ok = ParseInt(flag, value, 10, 3600 * 1000, &ms);
       (flag == "--wan-link-timeout-ms" ? o.wan_link_timeout : o.wan_round_timeout) = std::chrono::milliseconds(ms);
-    }
-    else {
+    } else {
       std::fprintf(stderr, "%s: unexpected argument %s\n%s", kProgram, value.c_str(), kUsage);
       return 2;
     }
@@ -130,7 +145,9 @@ int main(int argc, char** argv) {
   auto job = [&]() -> stella::StatusOr<stella::spec::StellaJob> {
     if (job_path.rfind("env:", 0) != 0) return stella::spec::LoadStellaJobFile(job_path);
     const char* text = std::getenv(job_path.substr(4).c_str());
-    if (!text) return stella::NotFoundError("--job " + job_path + ": environment variable " + job_path.substr(4) + " is not set");
+    if (!text)
+      return stella::NotFoundError("--job " + job_path + ": environment variable " + job_path.substr(4) +
+                                   " is not set");
     auto parsed = stella::spec::ParseStellaJob(text);
     if (!parsed.ok()) return parsed.status().WithContext("--job " + job_path);
     return parsed;

@@ -122,8 +122,8 @@ Status Worker::AgreeAndRestore(Loop& loop) {
   }
   std::vector<std::vector<int64_t>> per_worker;
   for (int g = 0; g < s.world_size(); ++g) {
-    per_worker.push_back(checkpoint::FloatsToSteps(all.data() + block * static_cast<size_t>(g), kAgreementSlots,
-                                                   s.world_size()));
+    per_worker.push_back(
+        checkpoint::FloatsToSteps(all.data() + block * static_cast<size_t>(g), kAgreementSlots, s.world_size()));
   }
   const int64_t step = checkpoint::NewestCommonStep(per_worker);
   if (!s.options.resume) return Status::Ok();

@@ -65,7 +65,8 @@ StatusOr<bool> Worker::StellaBucket(int64_t step, size_t bucket, float* gradient
   WorkerMetrics& m = *s.metrics;
   if (total->degraded) m.degraded_steps.Increment();
   m.ObservePhase(WorkerMetrics::kCompression, total->compress_seconds);
-  m.ObservePhase(WorkerMetrics::kCommunication, total->allreduce_seconds + total->wan_seconds + total->broadcast_seconds);
+  m.ObservePhase(WorkerMetrics::kCommunication,
+                 total->allreduce_seconds + total->wan_seconds + total->broadcast_seconds);
   m.ObservePhase(WorkerMetrics::kOptimizer, total->optimizer_seconds);
   m.wan_bytes_per_step.Set(static_cast<double>(total->wan_bytes_sent));
   // A partial round's telemetry lacks the missing clusters: no decision.
@@ -99,12 +100,11 @@ Status Worker::RunStella(Loop& loop) {
   // timeout), so a slow step fails inside its collective with a precise error.
   po.progress_timeout = 2 * s.options.collective_timeout + std::chrono::seconds(10);
   auto total = std::make_shared<pipeline::SyncStepStats>();
-  auto bucket_function = [this, total](int64_t step, size_t bucket, float* gradient,
-                                       float* control) -> StatusOr<bool> {
+  auto bucket_function = [this, total](int64_t step, size_t bucket, float* gradient, float* control) -> StatusOr<bool> {
     return StellaBucket(step, bucket, gradient, control, total.get());
   };
-  STELLA_ASSIGN_OR_RETURN(auto pipe, pipeline::TensorPipeline::Create(po, s.sparse_sync->parameters(),
-                                                                      bucket_function, loop.resume_snapshot.get()));
+  STELLA_ASSIGN_OR_RETURN(auto pipe, pipeline::TensorPipeline::Create(po, s.sparse_sync->parameters(), bucket_function,
+                                                                      loop.resume_snapshot.get()));
   loop.resume_snapshot.reset();
   auto install = [&s](size_t tensor, const float* params) { s.trainer->SetTensorParameters(tensor, params); };
   pipeline::TensorPipeline* p = pipe.get();

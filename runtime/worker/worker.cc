@@ -39,9 +39,10 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& o) {
   const auto& spec = o.job.spec;
   STELLA_ASSIGN_OR_RETURN(s->placement, PlacementFrom(o));
   const auto& cluster = spec.clusters[static_cast<size_t>(o.cluster_index)];
-  s->events = std::make_unique<EventSink>(
-      stdout, nlohmann::json{{"cluster", o.cluster_index}, {"cluster_name", cluster.name},
-                             {"local_rank", o.local_rank}, {"global_rank", s->global_rank()}});
+  s->events = std::make_unique<EventSink>(stdout, nlohmann::json{{"cluster", o.cluster_index},
+                                                                 {"cluster_name", cluster.name},
+                                                                 {"local_rank", o.local_rank},
+                                                                 {"global_rank", s->global_rank()}});
 
   // Data: every worker reads (maps) the training set and takes its shard;
   // rank 0 evaluates on the validation set.
@@ -258,7 +259,8 @@ Status Worker::RunTraining() {
                            {"total_steps", s.total_steps},
                            {"metrics_port", s.exposer ? s.exposer->port() : 0}});
   Loop loop;
-  loop.sampler = std::make_unique<data::BatchSampler>(s.train.size, s.global_rank(), s.world_size(), spec.training.seed);
+  loop.sampler =
+      std::make_unique<data::BatchSampler>(s.train.size, s.global_rank(), s.world_size(), spec.training.seed);
   loop.batch = spec.batch_size;
   STELLA_RETURN_IF_ERROR(AgreeAndRestore(loop));
   loop.start = loop.clock.Now();
@@ -266,8 +268,8 @@ Status Worker::RunTraining() {
   STELLA_RETURN_IF_ERROR(spec.sync.mode == spec::SyncMode::kStella ? RunStella(loop) : RunDense(loop));
   // Stella mode evaluated in-loop on parameters up to `staleness` updates
   // old; the final evaluation must see the final parameters.
-  if (reporter && (!loop.evaluated || loop.step % spec.training.eval_every != 0 ||
-                   spec.sync.mode == spec::SyncMode::kStella)) {
+  if (reporter &&
+      (!loop.evaluated || loop.step % spec.training.eval_every != 0 || spec.sync.mode == spec::SyncMode::kStella)) {
     Evaluate(loop);
   }
 

@@ -27,18 +27,18 @@ WorkerMetrics::WorkerMetrics(metrics::Registry& r, const metrics::Labels& l)
       inflight_steps(r.AddGauge("stella_pipeline_inflight_steps",
                                 "Steps computed but not yet applied to the parameters (<= staleness + 1).")
                          .Add(l)),
-      tuner_decisions(r.AddCounter("stella_tuner_decisions_total",
-                                   "Tuner decisions that changed the density or the batch sizes.")
-                          .Add(l)),
+      tuner_decisions(
+          r.AddCounter("stella_tuner_decisions_total", "Tuner decisions that changed the density or the batch sizes.")
+              .Add(l)),
       degraded_steps(r.AddCounter("stella_wan_degraded_steps_total",
                                   "Steps applied without some cluster's gradients (a WAN link was down).")
                          .Add(l)),
       resyncs(r.AddCounter("stella_wan_resyncs_total",
                            "Buckets whose state was averaged across clusters after a lost link (stella mode).")
                   .Add(l)) {
-  auto& phase = r.AddCounter(
-      "stella_step_phase_seconds_total",
-      "Time spent per step phase: compute, communication, optimizer, wait (for parameters), compression.");
+  auto& phase =
+      r.AddCounter("stella_step_phase_seconds_total",
+                   "Time spent per step phase: compute, communication, optimizer, wait (for parameters), compression.");
   auto& last = r.AddGauge("stella_step_phase_seconds", "Duration of each phase in the last step.");
   for (const char* p : {"compute", "communication", "optimizer", "wait", "compression"}) {
     metrics::Labels pl = l;
@@ -48,15 +48,16 @@ WorkerMetrics::WorkerMetrics(metrics::Registry& r, const metrics::Labels& l)
   }
 }
 
-WanMetrics::WanMetrics(metrics::Registry& r, const metrics::Labels& l, const std::vector<exchange::PeerLinkStats>& peers) {
+WanMetrics::WanMetrics(metrics::Registry& r, const metrics::Labels& l,
+                       const std::vector<exchange::PeerLinkStats>& peers) {
   auto& sent_f = r.AddGauge("stella_wan_sent_bytes", "Bytes sent to a peer cluster's gateway (cumulative).");
   auto& recv_f = r.AddGauge("stella_wan_received_bytes", "Bytes received from a peer cluster's gateway (cumulative).");
   auto& good_f = r.AddGauge("stella_wan_goodput_bytes_per_second", "Achieved send goodput to a peer (EWMA).");
   auto& up_f = r.AddGauge("stella_wan_link_up", "1 while the link to a peer cluster's gateway is up, else 0.");
-  auto& reconnects_f = r.AddCounter("stella_wan_reconnects_total",
-                                    "Links to a peer cluster's gateway re-established after a loss.");
-  auto& losses_f = r.AddCounter("stella_wan_link_losses_total",
-                                "Links to a peer cluster's gateway lost (error, reset or silence).");
+  auto& reconnects_f =
+      r.AddCounter("stella_wan_reconnects_total", "Links to a peer cluster's gateway re-established after a loss.");
+  auto& losses_f =
+      r.AddCounter("stella_wan_link_losses_total", "Links to a peer cluster's gateway lost (error, reset or silence).");
   for (const auto& p : peers) {
     metrics::Labels pl = l;
     pl["peer"] = p.name;
@@ -87,8 +88,8 @@ void WanMetrics::Update(const std::vector<exchange::PeerLinkStats>& peers, Event
     }
     // A loss and a reconnect both between two refreshes show as both events.
     if (p.link_losses > before.link_losses || (before.up && !p.up && !p.left)) {
-      events.Emit("wan_link", {{"peer", p.name}, {"state", "down"}, {"reason", p.last_error},
-                               {"losses", p.link_losses}});
+      events.Emit("wan_link",
+                  {{"peer", p.name}, {"state", "down"}, {"reason", p.last_error}, {"losses", p.link_losses}});
     }
     if (p.left && !before.left) events.Emit("wan_link", {{"peer", p.name}, {"state", "left"}});
     if (p.connects > before.connects && p.up) {

@@ -26,9 +26,9 @@ struct WorkerOptions {
   // --tls-dir: ca.crt, tls.crt, tls.key for mutual TLS on every WAN link
   // (gateways only; other workers ignore it). "" = plain TCP, with a warning.
   std::string tls_dir;
-  int metrics_port = 0;                 // 0 = no /metrics endpoint
+  int metrics_port = 0;  // 0 = no /metrics endpoint
   std::string metrics_bind = "127.0.0.1";
-  int threads = 1;                      // libtorch intra-op threads
+  int threads = 1;  // libtorch intra-op threads
   std::string device = "auto";
   // Bound on every collective: a dead peer fails the run instead of hanging.
   std::chrono::milliseconds collective_timeout{120000};

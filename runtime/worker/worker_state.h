@@ -59,21 +59,21 @@ struct LoopState {
 };
 
 struct TunerRecord {
-  std::string tuner;                       // Tuner::SaveState
-  std::vector<int> last_batches;           // the last batch plan made
-  std::vector<tuner::Decision> history;    // every batch decision made, in order
-  std::vector<tuner::Decision> pending;    // not yet applied by the compute thread
+  std::string tuner;                     // Tuner::SaveState
+  std::vector<int> last_batches;         // the last batch plan made
+  std::vector<tuner::Decision> history;  // every batch decision made, in order
+  std::vector<tuner::Decision> pending;  // not yet applied by the compute thread
 };
 
 struct WorkerState {
   CheckpointMeta meta;
   LoopState loop;
   std::vector<float> parameters;
-  std::string torch_optimizer;                      // ddp
-  std::optional<pipeline::SparseSyncState> sync;    // stella; sync->master is `parameters`
-  double density = 0;                               // stella: the tuner driver's density
+  std::string torch_optimizer;                         // ddp
+  std::optional<pipeline::SparseSyncState> sync;       // stella; sync->master is `parameters`
+  double density = 0;                                  // stella: the tuner driver's density
   std::optional<pipeline::PipelineSnapshot> pipeline;  // stella
-  std::optional<TunerRecord> tuner;                 // stella with the tuner
+  std::optional<TunerRecord> tuner;                    // stella with the tuner
 };
 
 // The sections of `state`. sync->master and the pipeline's newest version are

@@ -70,8 +70,7 @@ StatusOr<std::string> ReadWholeFile(const std::string& path) {
   return out;
 }
 
-Status WriteFileAtomically(const std::string& path, std::string_view content,
-                           const AtomicWriteOptions& options) {
+Status WriteFileAtomically(const std::string& path, std::string_view content, const AtomicWriteOptions& options) {
   std::string tmp = path + ".tmp.XXXXXX";
   const int fd = ::mkstemp(tmp.data());  // O_EXCL, mode 0600 until FillTemp's chmod
   if (fd < 0) return ErrnoError("cannot create " + tmp, errno);

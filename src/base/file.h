@@ -30,8 +30,7 @@ struct AtomicWriteOptions {
 // next to it ("<path>.tmp.XXXXXX"), which is fsynced and renamed over `path`,
 // then the folder is fsynced so that the rename is durable too. The
 // temporary file is removed on failure.
-Status WriteFileAtomically(const std::string& path, std::string_view content,
-                           const AtomicWriteOptions& options = {});
+Status WriteFileAtomically(const std::string& path, std::string_view content, const AtomicWriteOptions& options = {});
 
 }  // namespace stella
 

@@ -42,8 +42,7 @@ std::vector<std::string> SplitCommas(const std::string& s) {
   return out;
 }
 
-bool ParseIntFlag(const char* program, const std::string& flag, const std::string& text, int lo, int hi,
-                  int* out) {
+bool ParseIntFlag(const char* program, const std::string& flag, const std::string& text, int lo, int hi, int* out) {
   char* end = nullptr;
   const long v = std::strtol(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || v < lo || v > hi) {

@@ -33,8 +33,7 @@ std::vector<std::string> SplitCommas(const std::string& s);
 // Parses `text` as a decimal integer in [lo, hi] into *out. Otherwise prints
 // "<program>: <flag> must be an integer in lo..hi, got "<text>"" to stderr
 // and returns false.
-bool ParseIntFlag(const char* program, const std::string& flag, const std::string& text, int lo, int hi,
-                  int* out);
+bool ParseIntFlag(const char* program, const std::string& flag, const std::string& text, int lo, int hi, int* out);
 
 }  // namespace stella
 

@@ -32,8 +32,6 @@ Status Status::WithContext(const std::string& context) const {
   return Status(code_, context + ": " + message_);
 }
 
-Status ErrnoError(const std::string& what, int err) {
-  return IoError(what + ": " + std::strerror(err));
-}
+Status ErrnoError(const std::string& what, int err) { return IoError(what + ": " + std::strerror(err)); }
 
 }  // namespace stella

@@ -18,8 +18,8 @@ namespace stella {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,   // the caller's input is wrong; retrying will not help
-  kNotFound,          // a named file, key or resource does not exist
+  kInvalidArgument,  // the caller's input is wrong; retrying will not help
+  kNotFound,         // a named file, key or resource does not exist
   kFailedPrecondition,
   kOutOfRange,
   kDataLoss,          // corrupt or truncated data
@@ -36,8 +36,7 @@ const char* StatusCodeName(StatusCode code);
 class [[nodiscard]] Status {
  public:
   Status() = default;  // ok
-  Status(StatusCode code, std::string message)
-      : code_(code), message_(std::move(message)) {}
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() { return Status(); }
 
@@ -86,9 +85,18 @@ class [[nodiscard]] StatusOr {
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
 
-  T& value() & { CheckOk(); return *value_; }
-  const T& value() const& { CheckOk(); return *value_; }
-  T&& value() && { CheckOk(); return std::move(*value_); }
+  T& value() & {
+    CheckOk();
+    return *value_;
+  }
+  const T& value() const& {
+    CheckOk();
+    return *value_;
+  }
+  T&& value() && {
+    CheckOk();
+    return std::move(*value_);
+  }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
@@ -110,10 +118,10 @@ class [[nodiscard]] StatusOr {
 #define STELLA_CONCAT_INNER_(a, b) a##b
 #define STELLA_CONCAT_(a, b) STELLA_CONCAT_INNER_(a, b)
 
-#define STELLA_RETURN_IF_ERROR(expr)                  \
-  do {                                                \
-    ::stella::Status stella_status_ = (expr);         \
-    if (!stella_status_.ok()) return stella_status_;  \
+#define STELLA_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::stella::Status stella_status_ = (expr);        \
+    if (!stella_status_.ok()) return stella_status_; \
   } while (0)
 
 #define STELLA_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
@@ -125,12 +133,12 @@ class [[nodiscard]] StatusOr {
   STELLA_ASSIGN_OR_RETURN_IMPL_(STELLA_CONCAT_(stella_statusor_, __LINE__), lhs, expr)
 
 // Aborts with file:line when an invariant is broken (never for bad input).
-#define STELLA_CHECK(cond)                                                        \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
+#define STELLA_CHECK(cond)                                                          \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
       std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                               \
-    }                                                                             \
+      std::abort();                                                                 \
+    }                                                                               \
   } while (0)
 
 #endif  // STELLA_SRC_BASE_STATUS_H_

@@ -9,24 +9,21 @@ namespace {
 
 Status ValidateRate(double rate) {
   if (!std::isfinite(rate) || rate < 0) {
-    return InvalidArgumentError("token bucket: rate must be finite and >= 0 bytes/s, got " +
-                                std::to_string(rate));
+    return InvalidArgumentError("token bucket: rate must be finite and >= 0 bytes/s, got " + std::to_string(rate));
   }
   return Status::Ok();
 }
 
 Status ValidateBurst(double burst) {
   if (!std::isfinite(burst) || burst <= 0) {
-    return InvalidArgumentError("token bucket: burst must be finite and > 0 bytes, got " +
-                                std::to_string(burst));
+    return InvalidArgumentError("token bucket: burst must be finite and > 0 bytes, got " + std::to_string(burst));
   }
   return Status::Ok();
 }
 
 }  // namespace
 
-StatusOr<std::unique_ptr<TokenBucket>> TokenBucket::Create(const Options& options,
-                                                           const Clock& clock) {
+StatusOr<std::unique_ptr<TokenBucket>> TokenBucket::Create(const Options& options, const Clock& clock) {
   STELLA_RETURN_IF_ERROR(ValidateRate(options.rate_bytes_per_s));
   STELLA_RETURN_IF_ERROR(ValidateBurst(options.burst_bytes));
   return std::unique_ptr<TokenBucket>(new TokenBucket(options, clock));
@@ -82,8 +79,7 @@ void TokenBucket::SetRateLocked(double bytes_per_s) {
     return;
   }
   // Keep the token balance (negative: debt), re-expressed at the new rate.
-  const double tokens =
-      std::min(burst_, std::chrono::duration<double>(now - empty_at_).count() * rate_);
+  const double tokens = std::min(burst_, std::chrono::duration<double>(now - empty_at_).count() * rate_);
   rate_ = bytes_per_s;
   empty_at_ = now - BytesToDurationLocked(tokens);
 }
@@ -99,4 +95,3 @@ double TokenBucket::burst_bytes() const {
 }
 
 }  // namespace stella
-

@@ -123,12 +123,18 @@ StatusOr<LaunchPlan> BuildLaunchPlan(const spec::StellaJob& job, const LaunchPla
       ProcessSpec p;
       p.name = w.name;
       p.argv = {options.runtime_path,
-                "--job",           job_path.string(),
-                "--cluster-index", std::to_string(c),
-                "--local-rank",    std::to_string(r),
-                "--store-port",    std::to_string(plan.store_ports[c]),
-                "--wan-ports",     wan_ports,
-                "--metrics-port",  std::to_string(w.metrics_port)};
+                "--job",
+                job_path.string(),
+                "--cluster-index",
+                std::to_string(c),
+                "--local-rank",
+                std::to_string(r),
+                "--store-port",
+                std::to_string(plan.store_ports[c]),
+                "--wan-ports",
+                wan_ports,
+                "--metrics-port",
+                std::to_string(w.metrics_port)};
       if (r == 0 && num_clusters > 1 && !options.gateway_tls_dirs.empty()) {
         p.argv.push_back("--tls-dir");
         p.argv.push_back(options.gateway_tls_dirs[static_cast<size_t>(c)]);

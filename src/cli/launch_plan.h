@@ -44,12 +44,12 @@ struct LaunchPlanOptions {
 };
 
 struct WorkerLaunch {
-  std::string name;          // "<cluster name>/<local rank>"
+  std::string name;  // "<cluster name>/<local rank>"
   int cluster_index = 0;
   std::string cluster_name;
   int local_rank = 0;
   int global_rank = 0;
-  int metrics_port = 0;      // 0 = metrics off
+  int metrics_port = 0;  // 0 = metrics off
 };
 
 struct LaunchPlan {

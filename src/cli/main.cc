@@ -9,8 +9,8 @@
 // prerequisite; 2 usage error; 130 stopped by Ctrl-C (SIGINT/SIGTERM).
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,8 +34,8 @@
 #include "src/cli/format.h"
 #include "src/cli/launch_plan.h"
 #include "src/cli/progress.h"
-#include "src/cli/run_tls.h"
 #include "src/cli/restart.h"
+#include "src/cli/run_tls.h"
 #include "src/cli/summary.h"
 #include "src/cli/supervisor.h"
 #include "src/spec/stella_job.h"
@@ -175,8 +175,8 @@ Status CheckRuntime(const std::string& path) {
 Status CheckDataset(const spec::DatasetSpec& dataset) {
   if (dataset.name != "fashion-mnist") return Status::Ok();
   std::string missing;
-  for (const char* file : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                           "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}) {
+  for (const char* file : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                           "t10k-labels-idx1-ubyte.gz"}) {
     std::string path = dataset.path + "/" + file;
     if (access(path.c_str(), R_OK) != 0) missing += "\n  " + path;
   }
@@ -228,8 +228,8 @@ std::string WanText(const spec::WanSpec& wan) {
 void PrintBanner(const spec::StellaJob& job, const LaunchPlan& plan, const std::string& log_dir,
                  const EphemeralTls* tls) {
   const auto& clusters = job.spec.clusters;
-  std::cout << "stella run: job " << job.metadata.name << ", mode " << spec::ToString(job.spec.sync.mode)
-            << ", " << job.TotalWorkers() << " worker(s) in " << clusters.size() << " cluster(s)\n";
+  std::cout << "stella run: job " << job.metadata.name << ", mode " << spec::ToString(job.spec.sync.mode) << ", "
+            << job.TotalWorkers() << " worker(s) in " << clusters.size() << " cluster(s)\n";
   for (size_t c = 0; c < clusters.size(); ++c) {
     std::cout << "  cluster " << clusters[c].name << ": " << clusters[c].workers << " worker(s), "
               << WanText(clusters[c].wan) << "; store port " << plan.store_ports[c] << ", gateway port "
@@ -240,8 +240,8 @@ void PrintBanner(const spec::StellaJob& job, const LaunchPlan& plan, const std::
     size_t width = 0;
     for (const WorkerLaunch& w : plan.workers) width = std::max(width, w.name.size());
     for (const WorkerLaunch& w : plan.workers) {
-      std::cout << "    " << w.name << std::string(width - w.name.size() + 2, ' ') << "http://127.0.0.1:"
-                << w.metrics_port << "/metrics\n";
+      std::cout << "    " << w.name << std::string(width - w.name.size() + 2, ' ')
+                << "http://127.0.0.1:" << w.metrics_port << "/metrics\n";
     }
   } else {
     std::cout << "  metrics: off (spec.metrics.port is 0)\n";
@@ -412,7 +412,6 @@ int Run(const std::vector<std::string>& raw_args) {
     tls = std::move(created).value();
   }
 
-
   if (args.resume && job.spec.checkpoint.path.empty()) {
     std::cerr << "stella: run --resume: " << args.job_path
               << " has no spec.checkpoint.path to resume from; set spec.checkpoint.path (and intervalSteps)\n";
@@ -434,8 +433,8 @@ int Run(const std::vector<std::string>& raw_args) {
   const Clock::TimePoint run_start = clock.Now();
   Clock::TimePoint deadline = Clock::TimePoint::max();
   if (args.timeout_seconds) {
-    deadline = run_start + std::chrono::duration_cast<Clock::Duration>(
-                               std::chrono::duration<double>(*args.timeout_seconds));
+    deadline =
+        run_start + std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(*args.timeout_seconds));
   }
 
   // One attempt per loop: a fresh launch plan (fresh ports) and supervisor;
@@ -443,8 +442,7 @@ int Run(const std::vector<std::string>& raw_args) {
   bool resume = args.resume;
   SummaryCollector collector;
   for (int attempt = 0;; ++attempt) {
-    const std::string log_dir =
-        attempt == 0 ? args.log_dir : args.log_dir + "/restart-" + std::to_string(attempt);
+    const std::string log_dir = attempt == 0 ? args.log_dir : args.log_dir + "/restart-" + std::to_string(attempt);
     LaunchPlanOptions plan_options;
     plan_options.job_path = args.job_path;
     plan_options.runtime_path = args.runtime_path;

@@ -14,8 +14,7 @@ bool FromRankZero(const nlohmann::json& event) { return EventInt(event, "global_
 
 }  // namespace
 
-ProgressView::ProgressView(std::ostream& out, bool tty, int columns)
-    : out_(out), tty_(tty), columns_(columns) {}
+ProgressView::ProgressView(std::ostream& out, bool tty, int columns) : out_(out), tty_(tty), columns_(columns) {}
 
 void ProgressView::OnEvent(const std::string& process_name, const nlohmann::json& event) {
   std::string kind = EventString(event, "event", "");
@@ -73,11 +72,10 @@ void ProgressView::OnStart(const nlohmann::json& event) {
   resumed_step_ = 0;
   last_wan_bytes_ = 0;
   last_wan_elapsed_ = 0;
-  std::string line = "start: world size " + std::to_string(EventInt(event, "world_size", 0)) +
-                     ", device " + EventString(event, "device", "?") + ", mode " +
-                     EventString(event, "mode", "?") + ", " +
-                     std::to_string(EventInt(event, "parameters", 0)) + " parameters, " +
-                     std::to_string(total_steps_) + " steps";
+  std::string line = "start: world size " + std::to_string(EventInt(event, "world_size", 0)) + ", device " +
+                     EventString(event, "device", "?") + ", mode " + EventString(event, "mode", "?") + ", " +
+                     std::to_string(EventInt(event, "parameters", 0)) + " parameters, " + std::to_string(total_steps_) +
+                     " steps";
   PrintLine(line);
 }
 
@@ -105,8 +103,8 @@ void ProgressView::OnProgress(const nlohmann::json& event) {
   int decile = static_cast<int>(std::min<int64_t>(step_ * 10 / total_steps_, 10));
   if (decile < next_decile_) return;
   next_decile_ = decile + 1;
-  std::string line = "progress " + std::to_string(decile * 10) + "% step " + std::to_string(step_) +
-                     "/" + std::to_string(total_steps_);
+  std::string line = "progress " + std::to_string(decile * 10) + "% step " + std::to_string(step_) + "/" +
+                     std::to_string(total_steps_);
   if (samples_per_second_ >= 0) line += ", " + Fixed(samples_per_second_, 1) + " samples/s";
   if (loss_ >= 0) line += ", loss " + Fixed(loss_, 4);
   if (wan_mb_per_second_ >= 0) line += ", WAN " + Fixed(wan_mb_per_second_, 2) + " MB/s";

@@ -73,7 +73,7 @@ class ProgressView {
   double wan_mb_per_second_ = -1;   // < 0: not measurable yet
   double last_wan_bytes_ = 0;
   double last_wan_elapsed_ = 0;
-  int next_decile_ = 1;  // non-TTY: the next 10% mark to report
+  int next_decile_ = 1;               // non-TTY: the next 10% mark to report
   std::set<std::string> links_down_;  // "cluster -> peer" of links reported down
 };
 

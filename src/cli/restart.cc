@@ -75,7 +75,8 @@ RestartTracker::Verdict RestartTracker::OnFailure(const Status& failure) {
   v.message = "restart " + std::to_string(restarts()) + "/" + std::to_string(backoff_limit_) + ": " + r.reason +
               " (at step " + std::to_string(r.failed_at_step) +
               "); stopping the other workers and resuming the whole job from its newest complete checkpoint "
-              "(every " + std::to_string(interval_steps_) + " steps)";
+              "(every " +
+              std::to_string(interval_steps_) + " steps)";
   return v;
 }
 

@@ -34,10 +34,10 @@
 namespace stella::cli {
 
 struct RestartRecord {
-  std::string reason;           // the failure that caused it (its first line)
-  int64_t failed_at_step = 0;   // highest applied step reported before it
-  int64_t resumed_from = -1;    // where the next attempt resumed; -1 until known
-  int64_t steps_lost = 0;       // failed_at_step - resumed_from (>= 0) once known
+  std::string reason;          // the failure that caused it (its first line)
+  int64_t failed_at_step = 0;  // highest applied step reported before it
+  int64_t resumed_from = -1;   // where the next attempt resumed; -1 until known
+  int64_t steps_lost = 0;      // failed_at_step - resumed_from (>= 0) once known
 };
 
 class RestartTracker {

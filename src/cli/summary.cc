@@ -20,10 +20,8 @@ void SummaryCollector::OnEvent(const nlohmann::json& event) {
 StatusOr<RunSummary> SummaryCollector::Summarize(const JobInfo& info) const {
   auto rank0 = done_by_rank_.find(0);
   if (rank0 == done_by_rank_.end()) {
-    return FailedPreconditionError("no \"done\" event from global rank 0 (got " +
-                                   std::to_string(done_by_rank_.size()) + " of " +
-                                   std::to_string(info.workers) +
-                                   "); the run did not report its results");
+    return FailedPreconditionError("no \"done\" event from global rank 0 (got " + std::to_string(done_by_rank_.size()) +
+                                   " of " + std::to_string(info.workers) + "); the run did not report its results");
   }
   RunSummary s;
   s.info = info;
@@ -57,8 +55,8 @@ std::string DenseComparison(const RunSummary& s) {
   if (s.dense_wan_bytes == 0) return "-";
   std::string text = HumanBytes(s.dense_wan_bytes);
   if (s.wan_bytes > 0 && s.info.mode != "ddp") {
-    text += " (" + Fixed(static_cast<double>(s.dense_wan_bytes) / static_cast<double>(s.wan_bytes), 1) +
-            "x what was sent)";
+    text +=
+        " (" + Fixed(static_cast<double>(s.dense_wan_bytes) / static_cast<double>(s.wan_bytes), 1) + "x what was sent)";
   }
   return text;
 }
@@ -85,7 +83,8 @@ std::string RenderSummaryTable(const RunSummary& s) {
       {"clusters", std::to_string(s.info.clusters)},
       {"log dir", s.info.log_dir},
   };
-  if (s.final_validation_loss >= 0) rows.insert(rows.begin() + 2, {"final val loss", Fixed(s.final_validation_loss, 4)});
+  if (s.final_validation_loss >= 0)
+    rows.insert(rows.begin() + 2, {"final val loss", Fixed(s.final_validation_loss, 4)});
   if (s.wan_degraded_steps > 0) {
     rows.insert(rows.end() - 4, {"WAN degraded steps", std::to_string(s.wan_degraded_steps) + " (a link was down)"});
   }

@@ -31,10 +31,10 @@ namespace stella::cli {
 
 // What the CLI knows about the job before it runs.
 struct JobInfo {
-  std::string job;      // metadata.name
-  std::string mode;     // spec.sync.mode
+  std::string job;   // metadata.name
+  std::string mode;  // spec.sync.mode
   int clusters = 0;
-  int workers = 0;      // over all clusters
+  int workers = 0;  // over all clusters
   std::string log_dir;
   std::string shaper = "in-process";  // how the WAN is emulated
 };
@@ -43,18 +43,18 @@ struct RunSummary {
   JobInfo info;
   int64_t steps = 0;
   int64_t samples = 0;
-  double final_accuracy = 0;         // -1: no accuracy (a language model)
+  double final_accuracy = 0;          // -1: no accuracy (a language model)
   double final_validation_loss = -1;  // mean validation loss; -1 = not reported
   double wall_seconds = 0;
   double samples_per_second = 0;
   uint64_t wan_bytes = 0;
   // What dense fp32 exchange (ddp mode) would have sent in the same steps.
   uint64_t dense_wan_bytes = 0;
-  int done_workers = 0;  // workers that sent a "done" event
-  int64_t resumed_from = 0;          // step the last attempt started at (rank 0's "done")
-  double total_wall_seconds = 0;     // the whole run, restarts included (set by the caller)
+  int done_workers = 0;                 // workers that sent a "done" event
+  int64_t resumed_from = 0;             // step the last attempt started at (rank 0's "done")
+  double total_wall_seconds = 0;        // the whole run, restarts included (set by the caller)
   std::vector<RestartRecord> restarts;  // set by the caller
-  int64_t wan_degraded_steps = 0;  // most steps any worker applied without some cluster (a WAN link was down)
+  int64_t wan_degraded_steps = 0;       // most steps any worker applied without some cluster (a WAN link was down)
 };
 
 class SummaryCollector {

@@ -77,8 +77,8 @@ std::vector<std::string> BuildEnvironment(const std::vector<std::string>& overri
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) env.emplace_back(*e);
   for (const std::string& o : overrides) {
     std::string key = o.substr(0, o.find('=') + 1);  // includes '='
-    auto it = std::find_if(env.begin(), env.end(),
-                           [&](const std::string& e) { return e.compare(0, key.size(), key) == 0; });
+    auto it =
+        std::find_if(env.begin(), env.end(), [&](const std::string& e) { return e.compare(0, key.size(), key) == 0; });
     if (it != env.end()) {
       *it = o;
     } else {
@@ -111,9 +111,7 @@ void WriteAll(int fd, const char* data, size_t size) {
   }
 }
 
-std::string Truncate(const std::string& s, size_t max) {
-  return s.size() <= max ? s : s.substr(0, max) + "...";
-}
+std::string Truncate(const std::string& s, size_t max) { return s.size() <= max ? s : s.substr(0, max) + "..."; }
 
 }  // namespace
 
@@ -149,8 +147,7 @@ StatusOr<std::unique_ptr<Supervisor>> Supervisor::Create(const SupervisorOptions
                                                          const std::vector<ProcessSpec>& processes) {
   if (options.log_dir.empty()) return InvalidArgumentError("SupervisorOptions.log_dir is empty");
   if (options.tail_lines < 1) {
-    return InvalidArgumentError("SupervisorOptions.tail_lines must be >= 1, got " +
-                                std::to_string(options.tail_lines));
+    return InvalidArgumentError("SupervisorOptions.tail_lines must be >= 1, got " + std::to_string(options.tail_lines));
   }
   if (options.clock == nullptr) return InvalidArgumentError("SupervisorOptions.clock is null");
   if (processes.empty()) return InvalidArgumentError("no processes to supervise");
@@ -165,16 +162,15 @@ StatusOr<std::unique_ptr<Supervisor>> Supervisor::Create(const SupervisorOptions
       return InvalidArgumentError(where + ": duplicate name '" + p.name + "'");
     }
     if (!log_names.insert(LogFileName(p.name)).second) {
-      return InvalidArgumentError(where + ": name '" + p.name + "' maps to log file " +
-                                  LogFileName(p.name) + ", which another process already uses");
+      return InvalidArgumentError(where + ": name '" + p.name + "' maps to log file " + LogFileName(p.name) +
+                                  ", which another process already uses");
     }
     if (p.argv.empty() || p.argv[0].empty()) {
       return InvalidArgumentError(where + " (" + p.name + "): argv is empty");
     }
     for (const std::string& e : p.env_overrides) {
       if (e.find('=') == std::string::npos || e[0] == '=') {
-        return InvalidArgumentError(where + " (" + p.name + "): env override '" + e +
-                                    "' is not KEY=VALUE");
+        return InvalidArgumentError(where + " (" + p.name + "): env override '" + e + "' is not KEY=VALUE");
       }
     }
     Child c;
@@ -274,8 +270,7 @@ Status Supervisor::Spawn(Child& child) {
     }
     close(out_pipe[0]);
     close(err_pipe[0]);
-    return ErrnoError("cannot execute " + program + " for " + options_.noun + " " + child.spec.name,
-                      exec_errno);
+    return ErrnoError("cannot execute " + program + " for " + options_.noun + " " + child.spec.name, exec_errno);
   }
   child.pid = pid;
   child.running = true;
@@ -306,12 +301,10 @@ void Supervisor::HandleLine(Child& child, bool is_stdout, std::string line) {
   if (is_stdout && line.compare(0, sizeof(kEventPrefix) - 1, kEventPrefix) == 0) {
     nlohmann::json event =
         nlohmann::json::parse(line.substr(sizeof(kEventPrefix) - 1), nullptr, /*allow_exceptions=*/false);
-    if (event.is_discarded() || !event.is_object() || !event.contains("event") ||
-        !event["event"].is_string()) {
+    if (event.is_discarded() || !event.is_object() || !event.contains("event") || !event["event"].is_string()) {
       if (options_.on_warning) {
         options_.on_warning("malformed event line from " + options_.noun + " " + child.spec.name +
-                            " (expected a JSON object with a string \"event\"): " +
-                            Truncate(line, 200));
+                            " (expected a JSON object with a string \"event\"): " + Truncate(line, 200));
       }
     } else {
       // Progress events are rendered elsewhere; only errors help explain a
@@ -322,8 +315,8 @@ void Supervisor::HandleLine(Child& child, bool is_stdout, std::string line) {
           options_.on_event(child.spec.name, event);
         } catch (const std::exception& e) {
           if (options_.on_warning) {
-            options_.on_warning("event from " + options_.noun + " " + child.spec.name +
-                                " could not be handled (" + e.what() + "): " + Truncate(line, 200));
+            options_.on_warning("event from " + options_.noun + " " + child.spec.name + " could not be handled (" +
+                                e.what() + "): " + Truncate(line, 200));
           }
         }
       }
@@ -390,8 +383,7 @@ int Supervisor::ReapExited(std::vector<size_t>* newly_exited) {
     std::memset(&info, 0, sizeof(info));
     // WNOWAIT leaves the zombie in place, so its pid (and process group id)
     // cannot be reused while we kill what it left behind in its group.
-    if (waitid(P_PID, static_cast<id_t>(c.pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
-        info.si_pid == 0) {
+    if (waitid(P_PID, static_cast<id_t>(c.pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) {
       ++running;
       continue;
     }
@@ -456,7 +448,7 @@ Status Supervisor::Run(Clock::TimePoint deadline) {
   bool stop_fd_open = options_.stop_fd >= 0;
   Clock::TimePoint escalate_at = Clock::TimePoint::max();  // SIGTERM -> SIGKILL
   Clock::TimePoint give_up_at = Clock::TimePoint::max();   // after SIGKILL
-  std::vector<std::string> killed;  // children still running at SIGKILL time
+  std::vector<std::string> killed;                         // children still running at SIGKILL time
 
   auto kill_now = [&](Clock::TimePoint now) {
     for (const Child& c : children_) {
@@ -481,15 +473,12 @@ Status Supervisor::Run(Clock::TimePoint deadline) {
       }
     }
     Clock::TimePoint now = clock.Now();
-    Clock::TimePoint next = phase == Phase::kRunning ? deadline
-                            : phase == Phase::kKilled ? give_up_at
-                                                      : escalate_at;
+    Clock::TimePoint next = phase == Phase::kRunning ? deadline : phase == Phase::kKilled ? give_up_at : escalate_at;
     auto wait = kMaxPollInterval;
     if (next <= now) {
       wait = std::chrono::milliseconds(0);
     } else if (next - now < wait) {
-      wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - now) +
-             std::chrono::milliseconds(1);
+      wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - now) + std::chrono::milliseconds(1);
     }
     int ready = poll(fds.data(), fds.size(), static_cast<int>(wait.count()));
     if (ready < 0 && errno != EINTR) {
@@ -592,13 +581,12 @@ Status Supervisor::Run(Clock::TimePoint deadline) {
 
   if (failed != nullptr) return InternalError(FailureMessage(*failed) + killed_note);
   if (stop_requested) {
-    return CancelledError("stopped on request; all " + std::to_string(children_.size()) +
-                          " child processes ended" + killed_note);
+    return CancelledError("stopped on request; all " + std::to_string(children_.size()) + " child processes ended" +
+                          killed_note);
   }
   if (deadline_hit) {
-    return DeadlineExceededError("run did not finish before its deadline; all " +
-                                 std::to_string(children_.size()) + " child processes stopped" +
-                                 killed_note);
+    return DeadlineExceededError("run did not finish before its deadline; all " + std::to_string(children_.size()) +
+                                 " child processes stopped" + killed_note);
   }
   if (!unreaped.empty()) return InternalError("could not reap: " + join(unreaped));
   return Status::Ok();

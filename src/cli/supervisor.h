@@ -95,7 +95,7 @@ class Supervisor {
   // Validates the specs (non-empty, unique names, non-empty argv) and creates
   // the log directory. Starts nothing.
   static StatusOr<std::unique_ptr<Supervisor>> Create(const SupervisorOptions& options,
-                                                       const std::vector<ProcessSpec>& processes);
+                                                      const std::vector<ProcessSpec>& processes);
 
   // Kills (SIGKILL) and reaps every child still running.
   ~Supervisor();
@@ -127,7 +127,7 @@ class Supervisor {
 
  private:
   struct Stream {
-    int fd = -1;          // non-blocking read end; -1 once at EOF
+    int fd = -1;  // non-blocking read end; -1 once at EOF
     bool is_stdout = false;
     std::string partial;  // bytes after the last newline
   };

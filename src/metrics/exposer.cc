@@ -30,9 +30,7 @@ constexpr char kTextContentType[] = "text/plain; charset=utf-8";
 constexpr std::chrono::milliseconds kMaxLingerTime{1000};
 constexpr size_t kMaxLingerBytes = 64 * 1024;
 
-bool IsBuiltinPath(const std::string& path) {
-  return path == "/metrics" || path == "/healthz" || path == "/readyz";
-}
+bool IsBuiltinPath(const std::string& path) { return path == "/metrics" || path == "/healthz" || path == "/readyz"; }
 
 const char* ReasonPhrase(int code) {
   switch (code) {
@@ -84,12 +82,10 @@ struct Exposer::Response {
   }
 };
 
-StatusOr<std::unique_ptr<Exposer>> Exposer::Create(const ExposerOptions& options,
-                                                   const Registry* registry) {
+StatusOr<std::unique_ptr<Exposer>> Exposer::Create(const ExposerOptions& options, const Registry* registry) {
   if (registry == nullptr) return InvalidArgumentError("Exposer: registry must not be null");
   if (options.port < 0 || options.port > 65535) {
-    return InvalidArgumentError("Exposer: port must be in [0, 65535], got " +
-                                std::to_string(options.port));
+    return InvalidArgumentError("Exposer: port must be in [0, 65535], got " + std::to_string(options.port));
   }
   if (options.read_timeout.count() <= 0 || options.write_timeout.count() <= 0) {
     return InvalidArgumentError("Exposer: read_timeout and write_timeout must be > 0, got " +
@@ -116,8 +112,7 @@ StatusOr<std::unique_ptr<Exposer>> Exposer::Create(const ExposerOptions& options
 
   // Non-blocking so that accept() after a poll() never blocks when the
   // client has already given up.
-  ScopedFd listen_fd(
-      ::socket(resolved->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ScopedFd listen_fd(::socket(resolved->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (listen_fd.get() < 0) return ErrnoError("Exposer: socket() for " + where, errno);
   const int one = 1;
   if (::setsockopt(listen_fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
@@ -134,20 +129,18 @@ StatusOr<std::unique_ptr<Exposer>> Exposer::Create(const ExposerOptions& options
   if (::getsockname(listen_fd.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len) != 0) {
     return ErrnoError("Exposer: getsockname for " + where, errno);
   }
-  const int port = bound.ss_family == AF_INET6
-                       ? ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port)
-                       : ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+  const int port = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port)
+                                               : ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
 
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
     return ErrnoError("Exposer: pipe2 for the wake-up pipe", errno);
   }
-  return std::unique_ptr<Exposer>(
-      new Exposer(options, registry, listen_fd.release(), pipe_fds[0], pipe_fds[1], port));
+  return std::unique_ptr<Exposer>(new Exposer(options, registry, listen_fd.release(), pipe_fds[0], pipe_fds[1], port));
 }
 
-Exposer::Exposer(const ExposerOptions& options, const Registry* registry, int listen_fd,
-                 int wake_read_fd, int wake_write_fd, int port)
+Exposer::Exposer(const ExposerOptions& options, const Registry* registry, int listen_fd, int wake_read_fd,
+                 int wake_write_fd, int port)
     : options_(options),
       registry_(registry),
       listen_fd_(listen_fd),
@@ -246,8 +239,8 @@ void Exposer::ServeConnection(int fd) {
     ::shutdown(fd, SHUT_WR);
     // Lingering close: read (and drop) whatever the client still sends until
     // it closes, so unread input does not turn our close into a reset.
-    const auto linger_deadline = SteadyClock::now() + std::min<std::chrono::milliseconds>(
-                                                          options_.read_timeout, kMaxLingerTime);
+    const auto linger_deadline =
+        SteadyClock::now() + std::min<std::chrono::milliseconds>(options_.read_timeout, kMaxLingerTime);
     size_t drained = 0;
     char sink[4096];
     while (drained < kMaxLingerBytes && WaitFor(fd, POLLIN, linger_deadline)) {
@@ -268,13 +261,13 @@ void Exposer::ServeConnection(int fd) {
   size_t head_end = std::string::npos;
   while ((head_end = FindRequestHeadEnd(buffer)) == std::string::npos) {
     if (buffer.size() > options_.max_request_head_bytes) {
-      return respond(error(431, "request head exceeds " +
-                                    std::to_string(options_.max_request_head_bytes) + " bytes\n"));
+      return respond(
+          error(431, "request head exceeds " + std::to_string(options_.max_request_head_bytes) + " bytes\n"));
     }
     if (!WaitFor(fd, POLLIN, read_deadline)) {
       if (stopping_.load()) return;
-      return respond(error(408, "request head not received within " +
-                                    std::to_string(options_.read_timeout.count()) + "ms\n"));
+      return respond(
+          error(408, "request head not received within " + std::to_string(options_.read_timeout.count()) + "ms\n"));
     }
     const ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
     if (n == 0) {
@@ -290,8 +283,7 @@ void Exposer::ServeConnection(int fd) {
     buffer.append(chunk, static_cast<size_t>(n));
   }
   if (head_end > options_.max_request_head_bytes) {
-    return respond(error(431, "request head exceeds " +
-                                  std::to_string(options_.max_request_head_bytes) + " bytes\n"));
+    return respond(error(431, "request head exceeds " + std::to_string(options_.max_request_head_bytes) + " bytes\n"));
   }
   respond(Route(buffer.substr(0, head_end)));
 }

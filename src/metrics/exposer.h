@@ -59,8 +59,7 @@ class Exposer {
   // Binds, listens and starts serving `registry`, which must outlive the
   // Exposer (it is only read, through Serialize()). InvalidArgument for bad
   // options or a null registry; IoError when the address cannot be bound.
-  static StatusOr<std::unique_ptr<Exposer>> Create(const ExposerOptions& options,
-                                                   const Registry* registry);
+  static StatusOr<std::unique_ptr<Exposer>> Create(const ExposerOptions& options, const Registry* registry);
   ~Exposer();
   Exposer(const Exposer&) = delete;
   Exposer& operator=(const Exposer&) = delete;
@@ -81,8 +80,8 @@ class Exposer {
  private:
   struct Response;
 
-  Exposer(const ExposerOptions& options, const Registry* registry, int listen_fd, int wake_read_fd,
-          int wake_write_fd, int port);
+  Exposer(const ExposerOptions& options, const Registry* registry, int listen_fd, int wake_read_fd, int wake_write_fd,
+          int port);
   void AcceptLoop();
   void ServeConnection(int fd);
   Response Route(const std::string& head);

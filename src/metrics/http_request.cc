@@ -58,8 +58,7 @@ std::vector<std::string_view> SplitLines(std::string_view head) {
 bool ParseVersion(std::string_view v, int* major, int* minor) {
   // HTTP-version = "HTTP/" DIGIT "." DIGIT
   if (v.size() != 8 || v.substr(0, 5) != "HTTP/" || v[6] != '.') return false;
-  if (!std::isdigit(static_cast<unsigned char>(v[5])) ||
-      !std::isdigit(static_cast<unsigned char>(v[7]))) {
+  if (!std::isdigit(static_cast<unsigned char>(v[5])) || !std::isdigit(static_cast<unsigned char>(v[7]))) {
     return false;
   }
   *major = v[5] - '0';
@@ -72,8 +71,7 @@ Status ParseRequestLine(std::string_view line, HttpRequest* request) {
   const size_t first = line.find(' ');
   const size_t second = first == std::string_view::npos ? first : line.find(' ', first + 1);
   if (second == std::string_view::npos || line.find(' ', second + 1) != std::string_view::npos) {
-    return InvalidArgumentError("request line " + Shown(line) +
-                                ": want \"METHOD SP target SP HTTP/x.y\"");
+    return InvalidArgumentError("request line " + Shown(line) + ": want \"METHOD SP target SP HTTP/x.y\"");
   }
   const std::string_view method = line.substr(0, first);
   const std::string_view target = line.substr(first + 1, second - first - 1);

@@ -23,8 +23,8 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 
 // Appends `name{k="v",...,extra_name="extra_value"} value\n`; the extra label
 // is how histogram buckets add "le" after the series' own labels.
-void AppendSample(std::string* out, const std::string& name, const Labels& labels,
-                  const char* extra_name, const std::string& extra_value, double value) {
+void AppendSample(std::string* out, const std::string& name, const Labels& labels, const char* extra_name,
+                  const std::string& extra_value, double value) {
   *out += name;
   if (!labels.empty() || extra_name != nullptr) {
     *out += '{';
@@ -51,18 +51,15 @@ void AppendSample(std::string* out, const std::string& name, const Labels& label
   *out += '\n';
 }
 
-void AppendSeries(std::string* out, const std::string& name, const Labels& labels,
-                  const Counter& counter) {
+void AppendSeries(std::string* out, const std::string& name, const Labels& labels, const Counter& counter) {
   AppendSample(out, name, labels, nullptr, "", counter.Value());
 }
 
-void AppendSeries(std::string* out, const std::string& name, const Labels& labels,
-                  const Gauge& gauge) {
+void AppendSeries(std::string* out, const std::string& name, const Labels& labels, const Gauge& gauge) {
   AppendSample(out, name, labels, nullptr, "", gauge.Value());
 }
 
-void AppendSeries(std::string* out, const std::string& name, const Labels& labels,
-                  const Histogram& histogram) {
+void AppendSeries(std::string* out, const std::string& name, const Labels& labels, const Histogram& histogram) {
   const HistogramSnapshot snapshot = histogram.Snapshot();
   const std::string bucket_name = name + "_bucket";
   for (size_t i = 0; i < snapshot.bounds.size(); ++i) {
@@ -103,8 +100,7 @@ template <typename T>
 T& Family<T>::Add(const Labels& labels) {
   for (const auto& [label, value] : labels) {
     if (!IsValidLabelName(label) || (type() == MetricType::kHistogram && label == "le")) {
-      std::fprintf(stderr, "stella metrics: invalid label name \"%s\" for metric %s\n",
-                   label.c_str(), name().c_str());
+      std::fprintf(stderr, "stella metrics: invalid label name \"%s\" for metric %s\n", label.c_str(), name().c_str());
       STELLA_CHECK(false && "invalid label name");
     }
   }
@@ -143,10 +139,8 @@ template class Family<Histogram>;
 FamilyBase* Registry::AddFamily(const std::string& name, const std::string& help, MetricType type,
                                 std::vector<double> bounds) {
   if (!IsValidMetricName(name) || (type == MetricType::kCounter && !EndsWith(name, "_total"))) {
-    std::fprintf(stderr,
-                 "stella metrics: invalid %s name \"%s\" (want [a-zA-Z_:][a-zA-Z0-9_:]*%s)\n",
-                 MetricTypeName(type), name.c_str(),
-                 type == MetricType::kCounter ? " ending in _total" : "");
+    std::fprintf(stderr, "stella metrics: invalid %s name \"%s\" (want [a-zA-Z_:][a-zA-Z0-9_:]*%s)\n",
+                 MetricTypeName(type), name.c_str(), type == MetricType::kCounter ? " ending in _total" : "");
     STELLA_CHECK(false && "invalid metric name");
   }
   MutexLock lock(&mutex_);
@@ -154,11 +148,10 @@ FamilyBase* Registry::AddFamily(const std::string& name, const std::string& help
   if (it != families_.end()) {
     FamilyBase* existing = it->second.get();
     const bool same_bounds =
-        type != MetricType::kHistogram ||
-        static_cast<Family<Histogram>*>(existing)->bounds_ == bounds;
+        type != MetricType::kHistogram || static_cast<Family<Histogram>*>(existing)->bounds_ == bounds;
     if (existing->type() != type || !same_bounds) {
-      std::fprintf(stderr, "stella metrics: %s re-registered as %s with a different layout\n",
-                   name.c_str(), MetricTypeName(type));
+      std::fprintf(stderr, "stella metrics: %s re-registered as %s with a different layout\n", name.c_str(),
+                   MetricTypeName(type));
       STELLA_CHECK(false && "conflicting metric family registration");
     }
     return existing;
@@ -167,8 +160,8 @@ FamilyBase* Registry::AddFamily(const std::string& name, const std::string& help
     for (const auto& [other_name, other] : families_) {
       for (const std::string& other_exposed : ExposedNames(other_name, other->type())) {
         if (exposed == other_exposed) {
-          std::fprintf(stderr, "stella metrics: family %s exposes %s, which family %s already does\n",
-                       name.c_str(), exposed.c_str(), other_name.c_str());
+          std::fprintf(stderr, "stella metrics: family %s exposes %s, which family %s already does\n", name.c_str(),
+                       exposed.c_str(), other_name.c_str());
           STELLA_CHECK(false && "metric sample name clash");
         }
       }
@@ -176,12 +169,8 @@ FamilyBase* Registry::AddFamily(const std::string& name, const std::string& help
   }
   std::unique_ptr<FamilyBase> family;
   switch (type) {
-    case MetricType::kCounter:
-      family.reset(new Family<Counter>(name, help, type, {}));
-      break;
-    case MetricType::kGauge:
-      family.reset(new Family<Gauge>(name, help, type, {}));
-      break;
+    case MetricType::kCounter: family.reset(new Family<Counter>(name, help, type, {})); break;
+    case MetricType::kGauge: family.reset(new Family<Gauge>(name, help, type, {})); break;
     case MetricType::kHistogram: {
       // Validates the bounds once here (the Histogram constructor checks),
       // so that a bad layout aborts at registration, not at first Add().
@@ -205,8 +194,7 @@ Family<Gauge>& Registry::AddGauge(const std::string& name, const std::string& he
 
 Family<Histogram>& Registry::AddHistogram(const std::string& name, const std::string& help,
                                           std::vector<double> bounds) {
-  return *static_cast<Family<Histogram>*>(
-      AddFamily(name, help, MetricType::kHistogram, std::move(bounds)));
+  return *static_cast<Family<Histogram>*>(AddFamily(name, help, MetricType::kHistogram, std::move(bounds)));
 }
 
 std::string Registry::Serialize() const {

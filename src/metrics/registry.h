@@ -114,8 +114,7 @@ class Registry {
   Family<Counter>& AddCounter(const std::string& name, const std::string& help);
   Family<Gauge>& AddGauge(const std::string& name, const std::string& help);
   // `bounds`: finite, strictly increasing upper bounds; +Inf is implicit.
-  Family<Histogram>& AddHistogram(const std::string& name, const std::string& help,
-                                  std::vector<double> bounds);
+  Family<Histogram>& AddHistogram(const std::string& name, const std::string& help, std::vector<double> bounds);
 
   // The whole registry in text exposition format 0.0.4: families sorted by
   // name, series sorted by label set, histogram buckets in bound order.
@@ -124,8 +123,7 @@ class Registry {
 
  private:
   // Shared by the Add* methods; takes mutex_.
-  FamilyBase* AddFamily(const std::string& name, const std::string& help, MetricType type,
-                        std::vector<double> bounds);
+  FamilyBase* AddFamily(const std::string& name, const std::string& help, MetricType type, std::vector<double> bounds);
 
   mutable Mutex mutex_;
   // Families are never removed, so references handed out stay valid for

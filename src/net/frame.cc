@@ -24,13 +24,12 @@ void PutU32(uint8_t* p, uint32_t v) {
 }
 uint16_t GetU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
 uint32_t GetU32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
-         static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
+  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[2]) << 16 |
+         static_cast<uint32_t>(p[3]) << 24;
 }
 
 bool IsKnownType(uint8_t t) {
-  return t >= static_cast<uint8_t>(FrameType::kHello) &&
-         t <= static_cast<uint8_t>(FrameType::kHeartbeat);
+  return t >= static_cast<uint8_t>(FrameType::kHello) && t <= static_cast<uint8_t>(FrameType::kHeartbeat);
 }
 
 std::string Hex(uint32_t v, int width) {
@@ -40,8 +39,8 @@ std::string Hex(uint32_t v, int width) {
 }
 
 std::string Describe(const FrameHeader& h) {
-  return FrameTypeName(h.type) + " frame (tag " + std::to_string(h.tag) + ", " +
-         std::to_string(h.payload_length) + " payload bytes)";
+  return FrameTypeName(h.type) + " frame (tag " + std::to_string(h.tag) + ", " + std::to_string(h.payload_length) +
+         " payload bytes)";
 }
 
 }  // namespace
@@ -69,8 +68,8 @@ void EncodeFrameHeader(const FrameHeader& header, uint8_t out[kFrameHeaderSize])
 
 StatusOr<FrameHeader> DecodeFrameHeader(const uint8_t* data, size_t n, const FrameLimits& limits) {
   if (n < kFrameHeaderSize) {
-    return InvalidArgumentError("frame header: need " + std::to_string(kFrameHeaderSize) +
-                                " bytes, got " + std::to_string(n));
+    return InvalidArgumentError("frame header: need " + std::to_string(kFrameHeaderSize) + " bytes, got " +
+                                std::to_string(n));
   }
   if (std::memcmp(data, kFrameMagic, 4) != 0) {
     return DataLossError("frame header: bad magic " + Hex(GetU32(data), 8) +
@@ -79,9 +78,8 @@ StatusOr<FrameHeader> DecodeFrameHeader(const uint8_t* data, size_t n, const Fra
   FrameHeader h;
   h.version = data[4];
   if (h.version != kFrameVersion) {
-    return FailedPreconditionError("frame header: unsupported version " +
-                                   std::to_string(h.version) + " (this build speaks version " +
-                                   std::to_string(kFrameVersion) + ")");
+    return FailedPreconditionError("frame header: unsupported version " + std::to_string(h.version) +
+                                   " (this build speaks version " + std::to_string(kFrameVersion) + ")");
   }
   if (!IsKnownType(data[5])) {
     return DataLossError("frame header: unknown type " + std::to_string(data[5]) +
@@ -90,15 +88,13 @@ StatusOr<FrameHeader> DecodeFrameHeader(const uint8_t* data, size_t n, const Fra
   h.type = static_cast<FrameType>(data[5]);
   h.flags = GetU16(data + 6);
   if (h.flags != 0) {
-    return DataLossError("frame header: flags " + Hex(h.flags, 4) +
-                         " set, but version 1 defines no flags (must be 0)");
+    return DataLossError("frame header: flags " + Hex(h.flags, 4) + " set, but version 1 defines no flags (must be 0)");
   }
   h.tag = GetU32(data + 8);
   h.payload_length = GetU32(data + 12);
   if (h.payload_length > limits.max_payload_bytes) {
-    return OutOfRangeError("frame header: payload length " + std::to_string(h.payload_length) +
-                           " exceeds limit of " + std::to_string(limits.max_payload_bytes) +
-                           " bytes (FrameLimits.max_payload_bytes)");
+    return OutOfRangeError("frame header: payload length " + std::to_string(h.payload_length) + " exceeds limit of " +
+                           std::to_string(limits.max_payload_bytes) + " bytes (FrameLimits.max_payload_bytes)");
   }
   return h;
 }
@@ -106,10 +102,8 @@ StatusOr<FrameHeader> DecodeFrameHeader(const uint8_t* data, size_t n, const Fra
 Status WriteFrame(Stream& stream, FrameType type, uint32_t tag, const void* payload, size_t n,
                   Clock::TimePoint deadline, const FrameLimits& limits) {
   if (n > limits.max_payload_bytes || n > std::numeric_limits<uint32_t>::max()) {
-    return InvalidArgumentError("WriteFrame: payload of " + std::to_string(n) +
-                                " bytes exceeds limit of " +
-                                std::to_string(limits.max_payload_bytes) +
-                                " bytes (FrameLimits.max_payload_bytes)");
+    return InvalidArgumentError("WriteFrame: payload of " + std::to_string(n) + " bytes exceeds limit of " +
+                                std::to_string(limits.max_payload_bytes) + " bytes (FrameLimits.max_payload_bytes)");
   }
   if (!IsKnownType(static_cast<uint8_t>(type))) {
     return InvalidArgumentError("WriteFrame: unknown frame type " + FrameTypeName(type));
@@ -131,24 +125,19 @@ Status WriteFrame(Stream& stream, FrameType type, uint32_t tag, const void* payl
     std::memcpy(buf.data() + kFrameHeaderSize + n, trailer, kFrameTrailerSize);
     return stream.WriteAll(buf.data(), buf.size(), deadline).WithContext("writing " + Describe(h));
   }
-  STELLA_RETURN_IF_ERROR(stream.WriteAll(header, sizeof(header), deadline)
-                             .WithContext("writing header of " + Describe(h)));
   STELLA_RETURN_IF_ERROR(
-      stream.WriteAll(payload, n, deadline).WithContext("writing payload of " + Describe(h)));
-  return stream.WriteAll(trailer, sizeof(trailer), deadline)
-      .WithContext("writing checksum of " + Describe(h));
+      stream.WriteAll(header, sizeof(header), deadline).WithContext("writing header of " + Describe(h)));
+  STELLA_RETURN_IF_ERROR(stream.WriteAll(payload, n, deadline).WithContext("writing payload of " + Describe(h)));
+  return stream.WriteAll(trailer, sizeof(trailer), deadline).WithContext("writing checksum of " + Describe(h));
 }
 
-StatusOr<Frame> ReadFrame(Stream& stream, const FrameLimits& limits, Clock::TimePoint deadline,
-                          bool* frame_started) {
+StatusOr<Frame> ReadFrame(Stream& stream, const FrameLimits& limits, Clock::TimePoint deadline, bool* frame_started) {
   if (frame_started != nullptr) *frame_started = false;
   uint8_t header[kFrameHeaderSize];
   // The first byte alone, so that an idle link's deadline consumes nothing.
-  STELLA_RETURN_IF_ERROR(
-      stream.ReadAll(header, 1, deadline).WithContext("waiting for a frame header"));
+  STELLA_RETURN_IF_ERROR(stream.ReadAll(header, 1, deadline).WithContext("waiting for a frame header"));
   if (frame_started != nullptr) *frame_started = true;
-  STELLA_RETURN_IF_ERROR(stream.ReadAll(header + 1, sizeof(header) - 1, deadline)
-                             .WithContext("reading frame header"));
+  STELLA_RETURN_IF_ERROR(stream.ReadAll(header + 1, sizeof(header) - 1, deadline).WithContext("reading frame header"));
   Frame frame;
   STELLA_ASSIGN_OR_RETURN(frame.header, DecodeFrameHeader(header, sizeof(header), limits));
   // Allocation happens only now, after the length passed the limit check.
@@ -158,23 +147,21 @@ StatusOr<Frame> ReadFrame(Stream& stream, const FrameLimits& limits, Clock::Time
                                .WithContext("reading payload of " + Describe(frame.header)));
   }
   uint8_t trailer[kFrameTrailerSize];
-  STELLA_RETURN_IF_ERROR(stream.ReadAll(trailer, sizeof(trailer), deadline)
-                             .WithContext("reading checksum of " + Describe(frame.header)));
+  STELLA_RETURN_IF_ERROR(
+      stream.ReadAll(trailer, sizeof(trailer), deadline).WithContext("reading checksum of " + Describe(frame.header)));
   const uint32_t expected = GetU32(trailer);
-  const uint32_t actual =
-      Crc32c(frame.payload.data(), frame.payload.size(), Crc32c(header, sizeof(header)));
+  const uint32_t actual = Crc32c(frame.payload.data(), frame.payload.size(), Crc32c(header, sizeof(header)));
   if (actual != expected) {
-    return DataLossError("checksum mismatch in " + Describe(frame.header) + ": trailer says " +
-                         Hex(expected, 8) + ", computed " + Hex(actual, 8));
+    return DataLossError("checksum mismatch in " + Describe(frame.header) + ": trailer says " + Hex(expected, 8) +
+                         ", computed " + Hex(actual, 8));
   }
   return frame;
 }
 
 StatusOr<std::vector<uint8_t>> EncodeHello(const Hello& hello) {
   if (hello.job_id.empty() || hello.job_id.size() > kMaxHelloJobIdBytes) {
-    return InvalidArgumentError("Hello.job_id: length must be in [1, " +
-                                std::to_string(kMaxHelloJobIdBytes) + "], got " +
-                                std::to_string(hello.job_id.size()));
+    return InvalidArgumentError("Hello.job_id: length must be in [1, " + std::to_string(kMaxHelloJobIdBytes) +
+                                "], got " + std::to_string(hello.job_id.size()));
   }
   std::vector<uint8_t> out(6 + hello.job_id.size());
   PutU32(out.data(), hello.cluster_index);
@@ -191,12 +178,12 @@ StatusOr<Hello> DecodeHello(const uint8_t* data, size_t n) {
   hello.cluster_index = GetU32(data);
   const size_t len = GetU16(data + 4);
   if (len == 0 || len > kMaxHelloJobIdBytes) {
-    return DataLossError("Hello payload: job id length " + std::to_string(len) +
-                         " outside [1, " + std::to_string(kMaxHelloJobIdBytes) + "]");
+    return DataLossError("Hello payload: job id length " + std::to_string(len) + " outside [1, " +
+                         std::to_string(kMaxHelloJobIdBytes) + "]");
   }
   if (n != 6 + len) {
-    return DataLossError("Hello payload: job id length " + std::to_string(len) + " implies " +
-                         std::to_string(6 + len) + " bytes, got " + std::to_string(n));
+    return DataLossError("Hello payload: job id length " + std::to_string(len) + " implies " + std::to_string(6 + len) +
+                         " bytes, got " + std::to_string(n));
   }
   hello.job_id.assign(reinterpret_cast<const char*>(data + 6), len);
   return hello;

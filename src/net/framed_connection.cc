@@ -12,12 +12,10 @@ FramedConnection::FramedConnection(std::unique_ptr<Stream> stream, const Options
 
 FramedConnection::~FramedConnection() = default;
 
-Status FramedConnection::Send(FrameType type, uint32_t tag, const void* payload, size_t n,
-                              Clock::TimePoint deadline) {
+Status FramedConnection::Send(FrameType type, uint32_t tag, const void* payload, size_t n, Clock::TimePoint deadline) {
   MutexLock lock(&send_mu_);
   if (!send_error_.ok()) {
-    return FailedPreconditionError("connection unusable after an earlier send error: " +
-                                   send_error_.ToString());
+    return FailedPreconditionError("connection unusable after an earlier send error: " + send_error_.ToString());
   }
   const auto start = std::chrono::steady_clock::now();
   Status s = WriteFrame(*stream_, type, tag, payload, n, deadline, options_.limits);
@@ -36,8 +34,7 @@ Status FramedConnection::Send(FrameType type, uint32_t tag, const void* payload,
 Status FramedConnection::Flush(Clock::TimePoint deadline) {
   MutexLock lock(&send_mu_);
   if (!send_error_.ok()) {
-    return FailedPreconditionError("connection unusable after an earlier send error: " +
-                                   send_error_.ToString());
+    return FailedPreconditionError("connection unusable after an earlier send error: " + send_error_.ToString());
   }
   Status s = stream_->Flush(deadline);
   if (!s.ok()) {
@@ -47,8 +44,7 @@ Status FramedConnection::Flush(Clock::TimePoint deadline) {
   if (unflushed_payload_bytes_ > 0) {
     stats_.RecordGoodputSample(
         unflushed_payload_bytes_,
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - unflushed_since_)
-            .count());
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - unflushed_since_).count());
     unflushed_payload_bytes_ = 0;
   }
   return Status::Ok();
@@ -57,8 +53,7 @@ Status FramedConnection::Flush(Clock::TimePoint deadline) {
 StatusOr<Frame> FramedConnection::Receive(Clock::TimePoint deadline) {
   MutexLock lock(&recv_mu_);
   if (!recv_error_.ok()) {
-    return FailedPreconditionError("connection unusable after an earlier receive error: " +
-                                   recv_error_.ToString());
+    return FailedPreconditionError("connection unusable after an earlier receive error: " + recv_error_.ToString());
   }
   bool started = false;
   StatusOr<Frame> frame = ReadFrame(*stream_, options_.limits, deadline, &started);

@@ -44,8 +44,7 @@ class FramedConnection {
   FramedConnection(const FramedConnection&) = delete;
   FramedConnection& operator=(const FramedConnection&) = delete;
 
-  Status Send(FrameType type, uint32_t tag, const void* payload, size_t n,
-              Clock::TimePoint deadline);
+  Status Send(FrameType type, uint32_t tag, const void* payload, size_t n, Clock::TimePoint deadline);
   StatusOr<Frame> Receive(Clock::TimePoint deadline);
   // Waits until sent frames left this process's buffers (see Stream::Flush)
   // and records a goodput sample.
@@ -63,12 +62,12 @@ class FramedConnection {
   const std::unique_ptr<Stream> stream_;
   LinkStats stats_;
 
-  Mutex send_mu_;  // serializes Send/Flush; taken before stream calls
+  Mutex send_mu_;                           // serializes Send/Flush; taken before stream calls
   Status send_error_ GUARDED_BY(send_mu_);  // sticky
   uint64_t unflushed_payload_bytes_ GUARDED_BY(send_mu_) = 0;
   Clock::TimePoint unflushed_since_ GUARDED_BY(send_mu_);  // valid if bytes > 0
 
-  Mutex recv_mu_;  // serializes Receive
+  Mutex recv_mu_;                           // serializes Receive
   Status recv_error_ GUARDED_BY(recv_mu_);  // sticky
 };
 

@@ -16,8 +16,8 @@ namespace net {
 
 // A plain copy of the counters.
 struct LinkStatsSnapshot {
-  uint64_t bytes_sent = 0;         // wire bytes, framing overhead included
-  uint64_t bytes_received = 0;     // wire bytes, framing overhead included
+  uint64_t bytes_sent = 0;      // wire bytes, framing overhead included
+  uint64_t bytes_received = 0;  // wire bytes, framing overhead included
   uint64_t frames_sent = 0;
   uint64_t frames_received = 0;
   double goodput_bytes_per_s = 0;  // EWMA of payload bytes/s per flush; 0 until the first sample

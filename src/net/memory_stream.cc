@@ -25,8 +25,7 @@ struct Pipe {
 
 class MemoryStream final : public Stream {
  public:
-  MemoryStream(std::shared_ptr<Pipe> in, std::shared_ptr<Pipe> out)
-      : in_(std::move(in)), out_(std::move(out)) {}
+  MemoryStream(std::shared_ptr<Pipe> in, std::shared_ptr<Pipe> out) : in_(std::move(in)), out_(std::move(out)) {}
   ~MemoryStream() override { Shutdown(); }
 
   Status WriteAll(const void* data, size_t n, Clock::TimePoint deadline) override {
@@ -35,22 +34,19 @@ class MemoryStream final : public Stream {
     MutexLock lock(&out_->mu);
     while (done < n) {
       if (out_->writer_closed) {  // only our own Shutdown sets this
-        return CancelledError("memory stream: write cancelled by Shutdown after " +
-                              std::to_string(done) + " of " + std::to_string(n) + " bytes");
+        return CancelledError("memory stream: write cancelled by Shutdown after " + std::to_string(done) + " of " +
+                              std::to_string(n) + " bytes");
       }
       if (out_->reader_closed) {
-        return UnavailableError("memory stream: peer closed connection after " +
-                                std::to_string(done) + " of " + std::to_string(n) +
-                                " bytes written");
+        return UnavailableError("memory stream: peer closed connection after " + std::to_string(done) + " of " +
+                                std::to_string(n) + " bytes written");
       }
       const size_t room = out_->capacity - std::min(out_->capacity, out_->bytes.size());
       if (room == 0) {
-        if (!out_->cv.WaitUntil(&out_->mu, deadline) &&
-            out_->bytes.size() >= out_->capacity && !out_->writer_closed &&
+        if (!out_->cv.WaitUntil(&out_->mu, deadline) && out_->bytes.size() >= out_->capacity && !out_->writer_closed &&
             !out_->reader_closed) {
-          return DeadlineExceededError("memory stream: write deadline exceeded after " +
-                                       std::to_string(done) + " of " + std::to_string(n) +
-                                       " bytes (buffer full)");
+          return DeadlineExceededError("memory stream: write deadline exceeded after " + std::to_string(done) + " of " +
+                                       std::to_string(n) + " bytes (buffer full)");
         }
         continue;
       }
@@ -90,19 +86,18 @@ class MemoryStream final : public Stream {
     MutexLock lock(&in_->mu);
     while (done < n) {
       if (in_->reader_closed) {  // only our own Shutdown sets this
-        return CancelledError("memory stream: read cancelled by Shutdown after " +
-                              std::to_string(done) + " of " + std::to_string(n) + " bytes");
+        return CancelledError("memory stream: read cancelled by Shutdown after " + std::to_string(done) + " of " +
+                              std::to_string(n) + " bytes");
       }
       if (in_->bytes.empty()) {
         if (in_->writer_closed) {
-          return UnavailableError("memory stream: peer closed connection after " +
-                                  std::to_string(done) + " of " + std::to_string(n) + " bytes");
+          return UnavailableError("memory stream: peer closed connection after " + std::to_string(done) + " of " +
+                                  std::to_string(n) + " bytes");
         }
-        if (!in_->cv.WaitUntil(&in_->mu, deadline) &&
-            in_->bytes.empty() && !in_->writer_closed && !in_->reader_closed) {
-          return DeadlineExceededError("memory stream: read deadline exceeded after " +
-                                       std::to_string(done) + " of " + std::to_string(n) +
-                                       " bytes");
+        if (!in_->cv.WaitUntil(&in_->mu, deadline) && in_->bytes.empty() && !in_->writer_closed &&
+            !in_->reader_closed) {
+          return DeadlineExceededError("memory stream: read deadline exceeded after " + std::to_string(done) + " of " +
+                                       std::to_string(n) + " bytes");
         }
         continue;
       }
@@ -122,13 +117,11 @@ class MemoryStream final : public Stream {
 
 }  // namespace
 
-std::pair<std::unique_ptr<Stream>, std::unique_ptr<Stream>> CreateMemoryStreamPair(
-    const MemoryStreamOptions& options) {
+std::pair<std::unique_ptr<Stream>, std::unique_ptr<Stream>> CreateMemoryStreamPair(const MemoryStreamOptions& options) {
   STELLA_CHECK(options.capacity_bytes > 0);
   auto a_to_b = std::make_shared<Pipe>(options.capacity_bytes);
   auto b_to_a = std::make_shared<Pipe>(options.capacity_bytes);
-  return {std::make_unique<MemoryStream>(b_to_a, a_to_b),
-          std::make_unique<MemoryStream>(a_to_b, b_to_a)};
+  return {std::make_unique<MemoryStream>(b_to_a, a_to_b), std::make_unique<MemoryStream>(a_to_b, b_to_a)};
 }
 
 }  // namespace net

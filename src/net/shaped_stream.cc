@@ -36,13 +36,12 @@ Status ValidateBits(double bits_per_s) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<ShapedStream>> ShapedStream::Create(std::unique_ptr<Stream> inner,
-                                                             const Options& options) {
+StatusOr<std::unique_ptr<ShapedStream>> ShapedStream::Create(std::unique_ptr<Stream> inner, const Options& options) {
   if (inner == nullptr) return InvalidArgumentError("ShapedStream: inner stream is null");
   STELLA_RETURN_IF_ERROR(ValidateBits(options.rate_bits_per_s));
   if (options.latency < Clock::Duration::zero()) {
-    return InvalidArgumentError("ShapedStream: latency must be >= 0, got " +
-                                std::to_string(options.latency.count()) + " ns");
+    return InvalidArgumentError("ShapedStream: latency must be >= 0, got " + std::to_string(options.latency.count()) +
+                                " ns");
   }
   if (options.chunk_bytes == 0) {
     return InvalidArgumentError("ShapedStream: chunk_bytes must be > 0");
@@ -54,16 +53,12 @@ StatusOr<std::unique_ptr<ShapedStream>> ShapedStream::Create(std::unique_ptr<Str
   const double rate = options.rate_bits_per_s / 8;
   TokenBucket::Options bucket_options;
   bucket_options.rate_bytes_per_s = rate;
-  bucket_options.burst_bytes =
-      options.burst_bytes > 0 ? static_cast<double>(options.burst_bytes) : AutoBurst(rate);
-  STELLA_ASSIGN_OR_RETURN(std::unique_ptr<TokenBucket> bucket,
-                          TokenBucket::Create(bucket_options, SystemClock::Get()));
-  return std::unique_ptr<ShapedStream>(
-      new ShapedStream(std::move(inner), options, std::move(bucket)));
+  bucket_options.burst_bytes = options.burst_bytes > 0 ? static_cast<double>(options.burst_bytes) : AutoBurst(rate);
+  STELLA_ASSIGN_OR_RETURN(std::unique_ptr<TokenBucket> bucket, TokenBucket::Create(bucket_options, SystemClock::Get()));
+  return std::unique_ptr<ShapedStream>(new ShapedStream(std::move(inner), options, std::move(bucket)));
 }
 
-ShapedStream::ShapedStream(std::unique_ptr<Stream> inner, const Options& options,
-                           std::unique_ptr<TokenBucket> bucket)
+ShapedStream::ShapedStream(std::unique_ptr<Stream> inner, const Options& options, std::unique_ptr<TokenBucket> bucket)
     : options_(options),
       inner_(std::move(inner)),
       bucket_(std::move(bucket)),
@@ -87,8 +82,7 @@ void ShapedStream::Shutdown() {
 }
 
 size_t ShapedStream::QueueLimitLocked() const {
-  const double bdp =
-      rate_bytes_per_s_ * std::chrono::duration<double>(options_.latency).count();
+  const double bdp = rate_bytes_per_s_ * std::chrono::duration<double>(options_.latency).count();
   return options_.queue_headroom_bytes + static_cast<size_t>(bdp);
 }
 
@@ -125,18 +119,16 @@ Status ShapedStream::WriteAll(const void* data, size_t n, Clock::TimePoint deadl
   while (true) {
     if (!error_.ok()) return error_;
     if (shut_down_) {
-      return CancelledError("ShapedStream: write cancelled by Shutdown after " +
-                            std::to_string(done) + " of " + std::to_string(n) + " bytes");
+      return CancelledError("ShapedStream: write cancelled by Shutdown after " + std::to_string(done) + " of " +
+                            std::to_string(n) + " bytes");
     }
     if (done == n) return Status::Ok();
     if (queued_bytes_ > QueueLimitLocked()) {
-      if (!writers_cv_.WaitUntil(&mu_, deadline) && !shut_down_ && error_.ok() &&
-          queued_bytes_ > QueueLimitLocked()) {
-        return DeadlineExceededError(
-            "ShapedStream: write deadline exceeded with the emulated link full (" +
-            std::to_string(queued_bytes_) + " bytes queued, limit " +
-            std::to_string(QueueLimitLocked()) + ") after queueing " + std::to_string(done) +
-            " of " + std::to_string(n) + " bytes");
+      if (!writers_cv_.WaitUntil(&mu_, deadline) && !shut_down_ && error_.ok() && queued_bytes_ > QueueLimitLocked()) {
+        return DeadlineExceededError("ShapedStream: write deadline exceeded with the emulated link full (" +
+                                     std::to_string(queued_bytes_) + " bytes queued, limit " +
+                                     std::to_string(QueueLimitLocked()) + ") after queueing " + std::to_string(done) +
+                                     " of " + std::to_string(n) + " bytes");
       }
       continue;
     }
@@ -186,8 +178,8 @@ Status ShapedStream::Flush(Clock::TimePoint deadline) {
     if (!error_.ok()) return error_;
     if (shut_down_) return CancelledError("ShapedStream: flush cancelled by Shutdown");
     if (queued_bytes_ != 0) {
-      return DeadlineExceededError("ShapedStream: flush deadline exceeded with " +
-                                   std::to_string(queued_bytes_) + " bytes still queued");
+      return DeadlineExceededError("ShapedStream: flush deadline exceeded with " + std::to_string(queued_bytes_) +
+                                   " bytes still queued");
     }
   }
   return inner_->Flush(deadline);
@@ -226,9 +218,8 @@ bool ShapedStream::DeliverNextLocked() {
     if (shut_down_) return false;
     mu_.Unlock();
   }
-  const Status s = inner_->WriteAll(
-      chunk.data.data(), chunk.data.size(),
-      std::chrono::steady_clock::now() + options_.inner_write_timeout);
+  const Status s = inner_->WriteAll(chunk.data.data(), chunk.data.size(),
+                                    std::chrono::steady_clock::now() + options_.inner_write_timeout);
 
   mu_.Lock();
   queued_bytes_ -= chunk.data.size();

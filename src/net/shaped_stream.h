@@ -57,8 +57,7 @@ class ShapedStream final : public Stream {
   };
 
   // Takes ownership of `inner` and starts the sender thread.
-  static StatusOr<std::unique_ptr<ShapedStream>> Create(std::unique_ptr<Stream> inner,
-                                                        const Options& options);
+  static StatusOr<std::unique_ptr<ShapedStream>> Create(std::unique_ptr<Stream> inner, const Options& options);
 
   // Shuts down (queued, undelivered bytes are dropped: Flush first to keep
   // them) and joins the sender thread.
@@ -95,8 +94,7 @@ class ShapedStream final : public Stream {
     Clock::TimePoint first_release;  // release of the chunk's first byte
   };
 
-  ShapedStream(std::unique_ptr<Stream> inner, const Options& options,
-               std::unique_ptr<TokenBucket> bucket);
+  ShapedStream(std::unique_ptr<Stream> inner, const Options& options, std::unique_ptr<TokenBucket> bucket);
   void SenderLoop();
   // Waits for the front chunk's release and delivers it (mu_ is released
   // while pacing and writing). False when the sender should stop.

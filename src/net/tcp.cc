@@ -83,8 +83,7 @@ void Wake(int write_end) {
 std::string FormatAddress(const sockaddr* addr, socklen_t len) {
   char host[NI_MAXHOST];
   char serv[NI_MAXSERV];
-  if (::getnameinfo(addr, len, host, sizeof(host), serv, sizeof(serv),
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+  if (::getnameinfo(addr, len, host, sizeof(host), serv, sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
     return "?";
   }
   if (addr->sa_family == AF_INET6) return "[" + std::string(host) + "]:" + serv;
@@ -98,8 +97,8 @@ std::string HostPort(const std::string& host, int port) {
 
 // Outcome of one connect attempt to one address.
 struct ConnectAttempt {
-  int fd = -1;       // >= 0 on success
-  int err = 0;       // errno on failure
+  int fd = -1;  // >= 0 on success
+  int err = 0;  // errno on failure
   bool timed_out = false;
 };
 
@@ -164,8 +163,8 @@ StatusOr<std::unique_ptr<TcpStream>> TcpStream::Adopt(int fd, std::string peer) 
   Status s = SetNonBlockingCloexec(fd);
   if (s.ok()) {
     const int one = 1;
-    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 &&
-        errno != EOPNOTSUPP && errno != ENOPROTOOPT) {  // not TCP (e.g. a socketpair): no Nagle
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 && errno != EOPNOTSUPP &&
+        errno != ENOPROTOOPT) {  // not TCP (e.g. a socketpair): no Nagle
       s = ErrnoError("setsockopt(TCP_NODELAY)", errno);
     }
   }
@@ -194,17 +193,15 @@ void TcpStream::Shutdown() {
   Wake(wake_write_);
 }
 
-Status TcpStream::WaitFor(short events, Clock::TimePoint deadline, const char* op, size_t done,
-                          size_t total) {
+Status TcpStream::WaitFor(short events, Clock::TimePoint deadline, const char* op, size_t done, size_t total) {
   while (true) {
     if (shut_down_.load()) {
-      return CancelledError("tcp " + peer_ + ": " + op + " cancelled by Shutdown after " +
-                            std::to_string(done) + " of " + std::to_string(total) + " bytes");
+      return CancelledError("tcp " + peer_ + ": " + op + " cancelled by Shutdown after " + std::to_string(done) +
+                            " of " + std::to_string(total) + " bytes");
     }
     if (Expired(deadline)) {
-      return DeadlineExceededError("tcp " + peer_ + ": " + op + " deadline exceeded after " +
-                                   std::to_string(done) + " of " + std::to_string(total) +
-                                   " bytes");
+      return DeadlineExceededError("tcp " + peer_ + ": " + op + " deadline exceeded after " + std::to_string(done) +
+                                   " of " + std::to_string(total) + " bytes");
     }
     pollfd fds[2] = {{fd_, events, 0}, {wake_read_, POLLIN, 0}};
     const int pr = ::poll(fds, 2, PollTimeoutMs(deadline));
@@ -212,7 +209,7 @@ Status TcpStream::WaitFor(short events, Clock::TimePoint deadline, const char* o
       if (errno == EINTR) continue;
       return ErrnoError("tcp " + peer_ + ": poll", errno);
     }
-    if (pr == 0) continue;  // loop re-checks the deadline
+    if (pr == 0) continue;              // loop re-checks the deadline
     if (fds[1].revents != 0) continue;  // loop reports Cancelled
     // Ready, or POLLERR/POLLHUP: the next send/recv reports the specific error.
     return Status::Ok();
@@ -224,8 +221,8 @@ Status TcpStream::WriteAll(const void* data, size_t n, Clock::TimePoint deadline
   size_t done = 0;
   while (done < n) {
     if (shut_down_.load()) {
-      return CancelledError("tcp " + peer_ + ": write cancelled by Shutdown after " +
-                            std::to_string(done) + " of " + std::to_string(n) + " bytes");
+      return CancelledError("tcp " + peer_ + ": write cancelled by Shutdown after " + std::to_string(done) + " of " +
+                            std::to_string(n) + " bytes");
     }
     const ssize_t w = ::send(fd_, p + done, n - done, kSendFlags);
     if (w > 0) {
@@ -240,9 +237,8 @@ Status TcpStream::WriteAll(const void* data, size_t n, Clock::TimePoint deadline
     const int err = (w < 0) ? errno : EPIPE;
     if (shut_down_.load()) continue;  // our own shutdown(2): report Cancelled above
     if (err == EPIPE || err == ECONNRESET) {
-      return UnavailableError("tcp " + peer_ + ": peer closed connection after " +
-                              std::to_string(done) + " of " + std::to_string(n) +
-                              " bytes written (" + std::strerror(err) + ")");
+      return UnavailableError("tcp " + peer_ + ": peer closed connection after " + std::to_string(done) + " of " +
+                              std::to_string(n) + " bytes written (" + std::strerror(err) + ")");
     }
     return ErrnoError("tcp " + peer_ + ": send", err);
   }
@@ -265,8 +261,8 @@ Status TcpStream::Read(uint8_t* p, size_t n, bool all, Clock::TimePoint deadline
   size_t& done = *done_out;
   while (done < n) {
     if (shut_down_.load()) {
-      return CancelledError("tcp " + peer_ + ": read cancelled by Shutdown after " +
-                            std::to_string(done) + " of " + std::to_string(n) + " bytes");
+      return CancelledError("tcp " + peer_ + ": read cancelled by Shutdown after " + std::to_string(done) + " of " +
+                            std::to_string(n) + " bytes");
     }
     const ssize_t r = ::recv(fd_, p + done, n - done, 0);
     if (r > 0) {
@@ -282,9 +278,8 @@ Status TcpStream::Read(uint8_t* p, size_t n, bool all, Clock::TimePoint deadline
     const int err = (r < 0) ? errno : 0;
     if (shut_down_.load()) continue;  // EOF caused by our own shutdown(2)
     if (r == 0 || err == ECONNRESET) {
-      return UnavailableError("tcp " + peer_ + ": peer closed connection after " +
-                              std::to_string(done) + " of " + std::to_string(n) + " bytes" +
-                              (r == 0 ? "" : " (connection reset)"));
+      return UnavailableError("tcp " + peer_ + ": peer closed connection after " + std::to_string(done) + " of " +
+                              std::to_string(n) + " bytes" + (r == 0 ? "" : " (connection reset)"));
     }
     return ErrnoError("tcp " + peer_ + ": recv", err);
   }
@@ -293,12 +288,10 @@ Status TcpStream::Read(uint8_t* p, size_t n, bool all, Clock::TimePoint deadline
 
 // --------------------------------------------------------------- TcpConnect
 
-StatusOr<std::unique_ptr<Stream>> TcpConnect(const std::string& host, int port,
-                                             Clock::TimePoint deadline) {
+StatusOr<std::unique_ptr<Stream>> TcpConnect(const std::string& host, int port, Clock::TimePoint deadline) {
   const std::string target = HostPort(host, port);
   if (port <= 0 || port > 65535) {
-    return InvalidArgumentError("connect to " + target + ": port must be in [1, 65535], got " +
-                                std::to_string(port));
+    return InvalidArgumentError("connect to " + target + ": port must be in [1, 65535], got " + std::to_string(port));
   }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -345,9 +338,8 @@ StatusOr<std::unique_ptr<Stream>> TcpConnect(const std::string& host, int port,
     }
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
-      return DeadlineExceededError("connect to " + target + ": deadline exceeded after " +
-                                   std::to_string(attempts) + " attempts; last error: " +
-                                   last_error);
+      return DeadlineExceededError("connect to " + target + ": deadline exceeded after " + std::to_string(attempts) +
+                                   " attempts; last error: " + last_error);
     }
     std::this_thread::sleep_until(std::min<Clock::TimePoint>(now + backoff, deadline));
     backoff = std::min<Clock::Duration>(backoff * 2, kMaxBackoff);
@@ -379,8 +371,7 @@ StatusOr<std::unique_ptr<TcpListener>> TcpListener::Create(const Options& option
   hints.ai_flags = AI_PASSIVE;
   const std::string port_str = std::to_string(options.port);
   addrinfo* res = nullptr;
-  const int gai = ::getaddrinfo(options.host.empty() ? nullptr : options.host.c_str(),
-                                port_str.c_str(), &hints, &res);
+  const int gai = ::getaddrinfo(options.host.empty() ? nullptr : options.host.c_str(), port_str.c_str(), &hints, &res);
   if (gai != 0) {
     return UnavailableError("listen on " + target + ": resolve: " + ::gai_strerror(gai));
   }
@@ -433,14 +424,12 @@ StatusOr<std::unique_ptr<TcpListener>> TcpListener::Create(const Options& option
     ::close(fd);
     return s.WithContext("listen on " + target);
   }
-  return std::unique_ptr<TcpListener>(
-      new TcpListener(fd, wake_read, wake_write, bound_port,
-                      FormatAddress(reinterpret_cast<const sockaddr*>(&addr), len)));
+  return std::unique_ptr<TcpListener>(new TcpListener(fd, wake_read, wake_write, bound_port,
+                                                      FormatAddress(reinterpret_cast<const sockaddr*>(&addr), len)));
 }
 
 TcpListener::TcpListener(int fd, int wake_read, int wake_write, int port, std::string address)
-    : fd_(fd), wake_read_(wake_read), wake_write_(wake_write), port_(port),
-      address_(std::move(address)) {}
+    : fd_(fd), wake_read_(wake_read), wake_write_(wake_write), port_(port), address_(std::move(address)) {}
 
 TcpListener::~TcpListener() {
   ::close(fd_);
@@ -460,9 +449,8 @@ StatusOr<std::unique_ptr<Stream>> TcpListener::Accept(Clock::TimePoint deadline)
     socklen_t len = sizeof(addr);
     const int fd = ::accept(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
     if (fd >= 0) {
-      STELLA_ASSIGN_OR_RETURN(
-          std::unique_ptr<TcpStream> s,
-          TcpStream::Adopt(fd, FormatAddress(reinterpret_cast<const sockaddr*>(&addr), len)));
+      STELLA_ASSIGN_OR_RETURN(std::unique_ptr<TcpStream> s,
+                              TcpStream::Adopt(fd, FormatAddress(reinterpret_cast<const sockaddr*>(&addr), len)));
       return std::unique_ptr<Stream>(std::move(s));
     }
     const int err = errno;
@@ -470,8 +458,7 @@ StatusOr<std::unique_ptr<Stream>> TcpListener::Accept(Clock::TimePoint deadline)
     if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
     if (err != EAGAIN && err != EWOULDBLOCK) return ErrnoError("accept on " + address_, err);
     if (Expired(deadline)) {
-      return DeadlineExceededError("accept on " + address_ +
-                                   ": deadline exceeded with no incoming connection");
+      return DeadlineExceededError("accept on " + address_ + ": deadline exceeded with no incoming connection");
     }
     pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_read_, POLLIN, 0}};
     const int pr = ::poll(fds, 2, PollTimeoutMs(deadline));

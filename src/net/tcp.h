@@ -50,13 +50,12 @@ class TcpStream final : public Stream {
  private:
   TcpStream(int fd, int wake_read, int wake_write, std::string peer);
   // Polls fd for `events` (POLLIN/POLLOUT) or the wake pipe until deadline.
-  Status WaitFor(short events, Clock::TimePoint deadline, const char* op, size_t done,
-                 size_t total);
+  Status WaitFor(short events, Clock::TimePoint deadline, const char* op, size_t done, size_t total);
   // Reads into p[0, n): until n bytes (all) or until at least one (!all).
   Status Read(uint8_t* p, size_t n, bool all, Clock::TimePoint deadline, size_t* done);
 
   const int fd_;
-  const int wake_read_;   // self-pipe: readable once Shutdown was called
+  const int wake_read_;  // self-pipe: readable once Shutdown was called
   const int wake_write_;
   const std::string peer_;
   std::atomic<bool> shut_down_{false};
@@ -70,8 +69,7 @@ class TcpStream final : public Stream {
 // getaddrinfo itself cannot be interrupted, so a hung DNS server can delay
 // the return past `deadline` by the resolver's own timeout; pass numeric
 // addresses where that matters.
-StatusOr<std::unique_ptr<Stream>> TcpConnect(const std::string& host, int port,
-                                             Clock::TimePoint deadline);
+StatusOr<std::unique_ptr<Stream>> TcpConnect(const std::string& host, int port, Clock::TimePoint deadline);
 
 class TcpListener {
  public:

@@ -9,8 +9,8 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 
 #include "src/security/openssl_util.h"
@@ -120,8 +120,9 @@ int VerifyCallback(int ok, X509_STORE_CTX* store) {
   const int depth = X509_STORE_CTX_get_error_depth(store);
   if (!ok) {
     if (st->refusal.empty()) {
-      st->refusal = "certificate " + SubjectOf(cert) + (depth > 0 ? " (chain depth " + std::to_string(depth) + ")" : "") +
-                    ": " + VerifyErrorText(X509_STORE_CTX_get_error(store), cert);
+      st->refusal = "certificate " + SubjectOf(cert) +
+                    (depth > 0 ? " (chain depth " + std::to_string(depth) + ")" : "") + ": " +
+                    VerifyErrorText(X509_STORE_CTX_get_error(store), cert);
     }
     return 0;
   }
@@ -163,8 +164,8 @@ Status HandshakeError(const HandshakeState& st, const std::string& peer, const s
     return FailedPreconditionError(prefix + "the peer refused us (TLS alert \"" + st.alert_received +
                                    "\"; does it trust this job's CA and expect our cluster?)");
   }
-  return FailedPreconditionError(prefix + "failed: " +
-                                 (openssl_reasons.empty() ? std::string("unknown OpenSSL error") : openssl_reasons));
+  return FailedPreconditionError(
+      prefix + "failed: " + (openssl_reasons.empty() ? std::string("unknown OpenSSL error") : openssl_reasons));
 }
 
 }  // namespace
@@ -208,8 +209,8 @@ StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(const Options& options)
   X509Ptr ca = read_cert(m.ca_crt);
   X509Ptr own = read_cert(m.tls_crt);
   std::unique_ptr<BIO, BioFree> key_bio(BIO_new_mem_buf(m.tls_key.data(), static_cast<int>(m.tls_key.size())));
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(
-      key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr)
+                                                  : nullptr);
   if (!ca || !own) return InternalError("re-reading certificates failed: " + OpenSslReasons());
   if (!key) {
     ERR_clear_error();
@@ -219,8 +220,7 @@ StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(const Options& options)
   std::unique_ptr<SSL_CTX, SslCtxFree> ctx(SSL_CTX_new(TLS_method()));
   if (!ctx) return InternalError("SSL_CTX_new failed: " + OpenSslReasons());
   SSL_CTX* c = ctx.get();
-  if (SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) != 1 ||
-      SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) != 1) {
+  if (SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) != 1 || SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) != 1) {
     return InternalError("restricting TLS to version 1.3 failed: " + OpenSslReasons());
   }
   // No resumption: every connection presents and checks certificates.
@@ -249,8 +249,8 @@ StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(const Options& options)
   if (X509_verify_cert(vctx.get()) != 1) {
     const int err = X509_STORE_CTX_get_error(vctx.get());
     ERR_clear_error();
-    return InvalidArgumentError("tls.crt (" + id.Uri() + ") fails verification against ca.crt: " +
-                                VerifyErrorText(err, own.get()));
+    return InvalidArgumentError("tls.crt (" + id.Uri() +
+                                ") fails verification against ca.crt: " + VerifyErrorText(err, own.get()));
   }
   SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, VerifyCallback);
   return std::unique_ptr<TlsContext>(new TlsContext(ctx.release(), id));
@@ -295,12 +295,9 @@ long TlsStream::BioCtrl(BIO* bio, int cmd, long num, void* ptr) {
   switch (cmd) {
     case BIO_CTRL_FLUSH:  // the outbox leaves with SendPending
       return 1;
-    case BIO_CTRL_PENDING:
-      return static_cast<long>(s->in_end_ - s->in_begin_);
-    case BIO_CTRL_WPENDING:
-      return static_cast<long>(s->outbox_.size());
-    default:
-      return 0;
+    case BIO_CTRL_PENDING: return static_cast<long>(s->in_end_ - s->in_begin_);
+    case BIO_CTRL_WPENDING: return static_cast<long>(s->outbox_.size());
+    default: return 0;
   }
 }
 
@@ -367,9 +364,9 @@ StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& cont
         const Status got = s->Receive(deadline);
         if (got.ok()) continue;
         if (got.code() == StatusCode::kUnavailable) {
-          return UnavailableError("TLS handshake with " + s->peer_label_ +
-                                  ": the peer closed the connection (is it a gateway of this job, with TLS on?): " +
-                                  got.message());
+          return UnavailableError(
+              "TLS handshake with " + s->peer_label_ +
+              ": the peer closed the connection (is it a gateway of this job, with TLS on?): " + got.message());
         }
         return got.WithContext("TLS handshake with " + s->peer_label_);
       }
@@ -388,8 +385,8 @@ StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& cont
       std::lock_guard<std::mutex> lock(s->ssl_mu_);
       ERR_clear_error();
       if (SSL_write(ssl, &kConfirmByte, 1) != 1) {
-        status = InternalError("TLS handshake with " + s->peer_label_ + ": sending the confirmation failed: " +
-                               OpenSslReasons());
+        status = InternalError("TLS handshake with " + s->peer_label_ +
+                               ": sending the confirmation failed: " + OpenSslReasons());
       }
     }
     if (status.ok()) status = s->SendPending(deadline).WithContext("TLS handshake with " + s->peer_label_);
@@ -397,9 +394,8 @@ StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& cont
     uint8_t confirm = 0;
     status = drive([&] { return SSL_read(ssl, &confirm, 1); });
     if (status.ok() && confirm != kConfirmByte) {
-      status = FailedPreconditionError("TLS handshake with " + s->peer_label_ +
-                                       ": unexpected confirmation byte " + std::to_string(confirm) +
-                                       " (is the peer a Stella gateway?)");
+      status = FailedPreconditionError("TLS handshake with " + s->peer_label_ + ": unexpected confirmation byte " +
+                                       std::to_string(confirm) + " (is the peer a Stella gateway?)");
     }
   }
   {

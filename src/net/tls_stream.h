@@ -124,8 +124,7 @@ class TlsStream final : public Stream {
   // Shutdown of the inner stream, kInvalidArgument when the peer does not
   // speak TLS.
   static StatusOr<std::unique_ptr<TlsStream>> Handshake(const TlsContext& context, std::unique_ptr<Stream> inner,
-                                                        const TlsHandshakeOptions& options,
-                                                        Clock::TimePoint deadline);
+                                                        const TlsHandshakeOptions& options, Clock::TimePoint deadline);
 
   ~TlsStream() override;
   TlsStream(const TlsStream&) = delete;
@@ -180,8 +179,8 @@ class TlsStream final : public Stream {
   // Receive buffer: OpenSSL consumes [in_begin_, in_end_); the reader fills
   // the tail beyond in_end_ without the lock (nobody else touches it).
   std::vector<uint8_t> in_;
-  size_t in_begin_ = 0;  // guarded by ssl_mu_
-  size_t in_end_ = 0;    // guarded by ssl_mu_
+  size_t in_begin_ = 0;           // guarded by ssl_mu_
+  size_t in_end_ = 0;             // guarded by ssl_mu_
   std::vector<uint8_t> outbox_;   // guarded by ssl_mu_: ciphertext not yet sent
   std::vector<uint8_t> sending_;  // writer thread only: the outbox being sent
   // The peer's first 5 bytes, checked for a TLS record header (a peer that

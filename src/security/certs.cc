@@ -121,8 +121,8 @@ Status AddExtension(X509* cert, X509* issuer, int nid, const std::string& value)
 }
 
 Status AddNameEntry(X509_NAME* name, const char* field, const std::string& value) {
-  if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
-                                 reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1, 0) != 1) {
+  if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(value.c_str()), -1,
+                                 -1, 0) != 1) {
     return OpenSslError(std::string("setting subject ") + field);
   }
   return Status::Ok();

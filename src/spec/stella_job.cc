@@ -36,17 +36,11 @@ bool EnumFromString(std::string_view text, E* out) {
   return false;
 }
 
-std::string Join(const std::string& prefix, const std::string& field) {
-  return prefix + "." + field;
-}
+std::string Join(const std::string& prefix, const std::string& field) { return prefix + "." + field; }
 
-std::string Index(const std::string& prefix, size_t i) {
-  return prefix + "[" + std::to_string(i) + "]";
-}
+std::string Index(const std::string& prefix, size_t i) { return prefix + "[" + std::to_string(i) + "]"; }
 
-std::string MapKey(const std::string& prefix, const std::string& key) {
-  return prefix + "[" + Quote(key) + "]";
-}
+std::string MapKey(const std::string& prefix, const std::string& key) { return prefix + "[" + Quote(key) + "]"; }
 
 // A bound of a numeric range; `inclusive` picks >= / <= over > / <.
 struct Bound {
@@ -57,12 +51,9 @@ struct Bound {
 // Collects FieldErrors; each check returns whether the value passed.
 class Checker {
  public:
-  void Add(std::string path, std::string message) {
-    errors_.push_back({std::move(path), std::move(message)});
-  }
+  void Add(std::string path, std::string message) { errors_.push_back({std::move(path), std::move(message)}); }
 
-  bool Int(const std::string& path, int64_t v, std::optional<int64_t> min,
-           std::optional<int64_t> max) {
+  bool Int(const std::string& path, int64_t v, std::optional<int64_t> min, std::optional<int64_t> max) {
     if (min && v < *min) {
       Add(path, "must be >= " + std::to_string(*min) + ", got " + std::to_string(v));
       return false;
@@ -80,13 +71,13 @@ class Checker {
       return false;
     }
     if (lo && !(lo->inclusive ? v >= lo->value : v > lo->value)) {
-      Add(path, std::string("must be ") + (lo->inclusive ? ">= " : "> ") + FormatDouble(lo->value) +
-                    ", got " + FormatDouble(v));
+      Add(path, std::string("must be ") + (lo->inclusive ? ">= " : "> ") + FormatDouble(lo->value) + ", got " +
+                    FormatDouble(v));
       return false;
     }
     if (hi && !(hi->inclusive ? v <= hi->value : v < hi->value)) {
-      Add(path, std::string("must be ") + (hi->inclusive ? "<= " : "< ") + FormatDouble(hi->value) +
-                    ", got " + FormatDouble(v));
+      Add(path, std::string("must be ") + (hi->inclusive ? "<= " : "< ") + FormatDouble(hi->value) + ", got " +
+                    FormatDouble(v));
       return false;
     }
     return true;
@@ -147,8 +138,8 @@ bool IsQuantity(std::string_view q) {
   }
   if (digits == 0 || dots > 1) return false;
   std::string_view suffix = q.substr(i);
-  static constexpr std::string_view kSuffixes[] = {"",  "n",  "u",  "m",  "k",  "M",  "G",  "T",
-                                                   "P", "E",  "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"};
+  static constexpr std::string_view kSuffixes[] = {"",  "n", "u",  "m",  "k",  "M",  "G",  "T",
+                                                   "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"};
   for (std::string_view s : kSuffixes) {
     if (suffix == s) return true;
   }
@@ -167,8 +158,7 @@ void CheckQuantities(Checker& c, const std::string& path, const StringMap& m) {
     if (name.empty()) c.Add(path, "resource names must not be empty");
     if (!IsQuantity(quantity)) {
       c.Add(MapKey(path, name),
-            "must be a Kubernetes quantity such as \"2\", \"500m\" or \"1Gi\", got " +
-                Quote(quantity));
+            "must be a Kubernetes quantity such as \"2\", \"500m\" or \"1Gi\", got " + Quote(quantity));
     }
   }
 }
@@ -184,8 +174,8 @@ void CheckModel(Checker& c, const ModelSpec& m, DatasetFormat format) {
   }
   if (!m.torchscript.empty()) {
     if (m.hidden != 0) {
-      c.Add("spec.model.hidden", "sets a built-in model's width; not used with spec.model.torchscript, got " +
-                                     std::to_string(m.hidden));
+      c.Add("spec.model.hidden",
+            "sets a built-in model's width; not used with spec.model.torchscript, got " + std::to_string(m.hidden));
     }
     return;
   }
@@ -195,8 +185,8 @@ void CheckModel(Checker& c, const ModelSpec& m, DatasetFormat format) {
   }
   c.OneOf("spec.model.name", m.name, kModelNames);
   if (IsValidEnum(m.task) && m.task != ModelTask::kClassification) {
-    c.Add("spec.model.task", "built-in models are classifiers; task " + std::string(ToString(m.task)) +
-                                 " needs spec.model.torchscript");
+    c.Add("spec.model.task",
+          "built-in models are classifiers; task " + std::string(ToString(m.task)) + " needs spec.model.torchscript");
   }
   if (format != DatasetFormat::kIdx) {
     c.Add("spec.model.name", "built-in models train on spec.dataset.format idx (Fashion-MNIST), got format " +
@@ -266,15 +256,14 @@ void CheckSync(Checker& c, const SyncSpec& s) {
   bool max_ok = c.Double(Join(p, "maxDensity"), s.max_density, above_zero, at_most_one);
   // The ordering errors land on density, the field the tuner starts from.
   if (density_ok && min_ok && s.density < s.min_density) {
-    c.Add(Join(p, "density"), "must be >= spec.sync.minDensity (" + FormatDouble(s.min_density) +
-                                  "), got " + FormatDouble(s.density));
+    c.Add(Join(p, "density"),
+          "must be >= spec.sync.minDensity (" + FormatDouble(s.min_density) + "), got " + FormatDouble(s.density));
   } else if (density_ok && max_ok && s.density > s.max_density) {
-    c.Add(Join(p, "density"), "must be <= spec.sync.maxDensity (" + FormatDouble(s.max_density) +
-                                  "), got " + FormatDouble(s.density));
+    c.Add(Join(p, "density"),
+          "must be <= spec.sync.maxDensity (" + FormatDouble(s.max_density) + "), got " + FormatDouble(s.density));
   } else if (!density_ok && min_ok && max_ok && s.min_density > s.max_density) {
-    c.Add(Join(p, "minDensity"), "must be <= spec.sync.maxDensity (" +
-                                     FormatDouble(s.max_density) + "), got " +
-                                     FormatDouble(s.min_density));
+    c.Add(Join(p, "minDensity"),
+          "must be <= spec.sync.maxDensity (" + FormatDouble(s.max_density) + "), got " + FormatDouble(s.min_density));
   }
   c.Int(Join(p, "staleness"), s.staleness, 0, 8);
 }
@@ -348,10 +337,8 @@ int StellaJob::TotalWorkers() const {
 }
 
 bool operator==(const ObjectMeta& a, const ObjectMeta& b) {
-  return std::tie(a.name, a.namespace_name, a.labels, a.annotations, a.generation, a.uid,
-                  a.resource_version) == std::tie(b.name, b.namespace_name, b.labels,
-                                                  b.annotations, b.generation, b.uid,
-                                                  b.resource_version);
+  return std::tie(a.name, a.namespace_name, a.labels, a.annotations, a.generation, a.uid, a.resource_version) ==
+         std::tie(b.name, b.namespace_name, b.labels, b.annotations, b.generation, b.uid, b.resource_version);
 }
 bool operator==(const ModelSpec& a, const ModelSpec& b) {
   return std::tie(a.name, a.hidden, a.torchscript, a.task) == std::tie(b.name, b.hidden, b.torchscript, b.task);
@@ -362,21 +349,18 @@ bool operator==(const DatasetSpec& a, const DatasetSpec& b) {
                                                  b.validation_labels_path, b.sequence_length);
 }
 bool operator==(const OptimizerSpec& a, const OptimizerSpec& b) {
-  return std::tie(a.name, a.learning_rate, a.momentum, a.nesterov, a.weight_decay, a.beta1,
-                  a.beta2, a.epsilon) == std::tie(b.name, b.learning_rate, b.momentum,
-                                                  b.nesterov, b.weight_decay, b.beta1, b.beta2,
-                                                  b.epsilon);
+  return std::tie(a.name, a.learning_rate, a.momentum, a.nesterov, a.weight_decay, a.beta1, a.beta2, a.epsilon) ==
+         std::tie(b.name, b.learning_rate, b.momentum, b.nesterov, b.weight_decay, b.beta1, b.beta2, b.epsilon);
 }
 bool operator==(const TrainingSpec& a, const TrainingSpec& b) {
   return std::tie(a.steps, a.epochs, a.target_accuracy, a.eval_every, a.seed) ==
          std::tie(b.steps, b.epochs, b.target_accuracy, b.eval_every, b.seed);
 }
 bool operator==(const SyncSpec& a, const SyncSpec& b) {
-  return std::tie(a.mode, a.density, a.min_density, a.max_density, a.compressor,
-                  a.value_precision, a.staleness, a.error_feedback, a.momentum_correction,
-                  a.tuner) == std::tie(b.mode, b.density, b.min_density, b.max_density,
-                                       b.compressor, b.value_precision, b.staleness,
-                                       b.error_feedback, b.momentum_correction, b.tuner);
+  return std::tie(a.mode, a.density, a.min_density, a.max_density, a.compressor, a.value_precision, a.staleness,
+                  a.error_feedback, a.momentum_correction,
+                  a.tuner) == std::tie(b.mode, b.density, b.min_density, b.max_density, b.compressor, b.value_precision,
+                                       b.staleness, b.error_feedback, b.momentum_correction, b.tuner);
 }
 bool operator==(const WanSpec& a, const WanSpec& b) {
   return std::tie(a.bandwidth_mbps, a.latency_ms) == std::tie(b.bandwidth_mbps, b.latency_ms);
@@ -395,26 +379,24 @@ bool operator==(const GatewaySpec& a, const GatewaySpec& b) {
   return std::tie(a.type, a.port) == std::tie(b.type, b.port);
 }
 bool operator==(const ClusterSpec& a, const ClusterSpec& b) {
-  return std::tie(a.name, a.workers, a.devices_per_worker, a.wan, a.kubeconfig_secret, a.image,
-                  a.resources, a.node_selector, a.tolerations, a.gateway) ==
-         std::tie(b.name, b.workers, b.devices_per_worker, b.wan, b.kubeconfig_secret, b.image,
-                  b.resources, b.node_selector, b.tolerations, b.gateway);
+  return std::tie(a.name, a.workers, a.devices_per_worker, a.wan, a.kubeconfig_secret, a.image, a.resources,
+                  a.node_selector, a.tolerations, a.gateway) == std::tie(b.name, b.workers, b.devices_per_worker, b.wan,
+                                                                         b.kubeconfig_secret, b.image, b.resources,
+                                                                         b.node_selector, b.tolerations, b.gateway);
 }
 bool operator==(const MetricsSpec& a, const MetricsSpec& b) { return a.port == b.port; }
 bool operator==(const CheckpointSpec& a, const CheckpointSpec& b) {
   return std::tie(a.path, a.interval_steps, a.claim_name) == std::tie(b.path, b.interval_steps, b.claim_name);
 }
 bool operator==(const RunPolicy& a, const RunPolicy& b) {
-  return std::tie(a.suspend, a.backoff_limit, a.active_deadline_seconds,
-                  a.ttl_seconds_after_finished, a.restart_policy) ==
-         std::tie(b.suspend, b.backoff_limit, b.active_deadline_seconds,
-                  b.ttl_seconds_after_finished, b.restart_policy);
+  return std::tie(a.suspend, a.backoff_limit, a.active_deadline_seconds, a.ttl_seconds_after_finished,
+                  a.restart_policy) == std::tie(b.suspend, b.backoff_limit, b.active_deadline_seconds,
+                                                b.ttl_seconds_after_finished, b.restart_policy);
 }
 bool operator==(const JobSpec& a, const JobSpec& b) {
-  return std::tie(a.model, a.dataset, a.optimizer, a.batch_size, a.training, a.sync, a.clusters,
-                  a.metrics, a.checkpoint, a.run_policy) ==
-         std::tie(b.model, b.dataset, b.optimizer, b.batch_size, b.training, b.sync, b.clusters,
-                  b.metrics, b.checkpoint, b.run_policy);
+  return std::tie(a.model, a.dataset, a.optimizer, a.batch_size, a.training, a.sync, a.clusters, a.metrics,
+                  a.checkpoint, a.run_policy) == std::tie(b.model, b.dataset, b.optimizer, b.batch_size, b.training,
+                                                          b.sync, b.clusters, b.metrics, b.checkpoint, b.run_policy);
 }
 bool operator==(const JobCondition& a, const JobCondition& b) {
   return std::tie(a.type, a.status, a.reason, a.message, a.observed_generation, a.last_transition_time) ==
@@ -429,12 +411,12 @@ bool operator==(const ClusterStatus& a, const ClusterStatus& b) {
          std::tie(b.name, b.workers, b.reachable, b.message, b.gateway_address, b.gateway_node, b.counts);
 }
 bool operator==(const JobStatus& a, const JobStatus& b) {
-  return std::tie(a.phase, a.observed_generation, a.step, a.samples_per_second, a.density,
-                  a.message, a.batch_size, a.conditions, a.clusters, a.clusters_ready, a.start_time,
-                  a.first_start_time, a.completion_time, a.restarts, a.certificates_rotation) ==
-         std::tie(b.phase, b.observed_generation, b.step, b.samples_per_second, b.density,
-                  b.message, b.batch_size, b.conditions, b.clusters, b.clusters_ready, b.start_time,
-                  b.first_start_time, b.completion_time, b.restarts, b.certificates_rotation);
+  return std::tie(a.phase, a.observed_generation, a.step, a.samples_per_second, a.density, a.message, a.batch_size,
+                  a.conditions, a.clusters, a.clusters_ready, a.start_time, a.first_start_time, a.completion_time,
+                  a.restarts, a.certificates_rotation) ==
+         std::tie(b.phase, b.observed_generation, b.step, b.samples_per_second, b.density, b.message, b.batch_size,
+                  b.conditions, b.clusters, b.clusters_ready, b.start_time, b.first_start_time, b.completion_time,
+                  b.restarts, b.certificates_rotation);
 }
 bool operator==(const StellaJob& a, const StellaJob& b) {
   return std::tie(a.api_version, a.kind, a.metadata, a.spec, a.status) ==
@@ -483,8 +465,8 @@ std::vector<FieldError> ValidateStellaJob(const StellaJob& job) {
 
   constexpr size_t kMaxClusters = 64;
   if (s.clusters.empty() || s.clusters.size() > kMaxClusters) {
-    c.Add("spec.clusters", "must have 1 to " + std::to_string(kMaxClusters) + " entries, got " +
-                               std::to_string(s.clusters.size()));
+    c.Add("spec.clusters",
+          "must have 1 to " + std::to_string(kMaxClusters) + " entries, got " + std::to_string(s.clusters.size()));
   }
   std::unordered_map<std::string, size_t> first_index;
   for (size_t i = 0; i < s.clusters.size(); ++i) {
@@ -513,7 +495,8 @@ std::vector<FieldError> ValidateStellaJob(const StellaJob& job) {
     if (!IsDns1123Subdomain(s.checkpoint.claim_name)) {
       c.Add("spec.checkpoint.claimName",
             "must be a DNS-1123 subdomain (a PersistentVolumeClaim name: lowercase letters, digits, '-' and '.', "
-            "at most 253 characters), got " + Quote(s.checkpoint.claim_name));
+            "at most 253 characters), got " +
+                Quote(s.checkpoint.claim_name));
     }
   }
 
@@ -523,8 +506,7 @@ std::vector<FieldError> ValidateStellaJob(const StellaJob& job) {
     c.Int("spec.runPolicy.activeDeadlineSeconds", *r.active_deadline_seconds, 1, std::nullopt);
   }
   if (r.ttl_seconds_after_finished) {
-    c.Int("spec.runPolicy.ttlSecondsAfterFinished", *r.ttl_seconds_after_finished, 0,
-          std::nullopt);
+    c.Int("spec.runPolicy.ttlSecondsAfterFinished", *r.ttl_seconds_after_finished, 0, std::nullopt);
   }
   c.Enum("spec.runPolicy.restartPolicy", r.restart_policy);
   return c.Take();

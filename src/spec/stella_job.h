@@ -99,7 +99,7 @@ struct ModelSpec {
 
 struct DatasetSpec {
   DatasetFormat format = DatasetFormat::kIdx;  // default idx
-  std::string name;  // idx: required, one of kDatasetNames; other formats: ""
+  std::string name;                            // idx: required, one of kDatasetNames; other formats: ""
   // idx: the directory of the IDX files; tokens: the training token file
   // (flat little-endian uint16); npy: the training features (.npy float32).
   std::string path = "/usr/share/datasets/fashion-mnist";
@@ -265,15 +265,15 @@ struct JobStatus {
   double density = 0.0;             // current gradient density
   std::string message;              // default ""
   // Written by the operator (see docs/operator.md).
-  std::optional<int64_t> batch_size;         // default absent; the tuner's per-worker batch
-  std::vector<JobCondition> conditions;      // default empty
-  std::vector<ClusterStatus> clusters;       // default empty
-  std::string clusters_ready;                // "ready/total" clusters
-  std::string start_time;                    // RFC 3339; first worker created (this run)
-  std::string first_start_time;              // RFC 3339; kept across suspends
-  std::string completion_time;               // RFC 3339; Succeeded or Failed
-  int restarts = 0;                          // >= 0; whole-job restarts so far
-  std::string certificates_rotation;         // last rotate-certificates value acted on
+  std::optional<int64_t> batch_size;     // default absent; the tuner's per-worker batch
+  std::vector<JobCondition> conditions;  // default empty
+  std::vector<ClusterStatus> clusters;   // default empty
+  std::string clusters_ready;            // "ready/total" clusters
+  std::string start_time;                // RFC 3339; first worker created (this run)
+  std::string first_start_time;          // RFC 3339; kept across suspends
+  std::string completion_time;           // RFC 3339; Succeeded or Failed
+  int restarts = 0;                      // >= 0; whole-job restarts so far
+  std::string certificates_rotation;     // last rotate-certificates value acted on
 };
 
 struct StellaJob {
@@ -288,8 +288,8 @@ struct StellaJob {
 };
 
 // Field-by-field equality (doubles compared exactly), e.g. for round trips.
-#define STELLA_SPEC_DECLARE_EQUALITY_(T)         \
-  bool operator==(const T& a, const T& b);       \
+#define STELLA_SPEC_DECLARE_EQUALITY_(T)   \
+  bool operator==(const T& a, const T& b); \
   inline bool operator!=(const T& a, const T& b) { return !(a == b); }
 STELLA_SPEC_DECLARE_EQUALITY_(ObjectMeta)
 STELLA_SPEC_DECLARE_EQUALITY_(ModelSpec)

@@ -58,9 +58,7 @@ class Writer {
     if (internal::NeedsQuotes(v)) out_ << YAML::DoubleQuoted;
     out_ << v;
   }
-  void Raw(const char* key, const std::string& text) {
-    out_ << YAML::Key << key << YAML::Value << text;
-  }
+  void Raw(const char* key, const std::string& text) { out_ << YAML::Key << key << YAML::Value << text; }
 
   YAML::Emitter out_;
 };
@@ -258,12 +256,11 @@ std::string ToYaml(const StellaJob& job) {
       for (const ClusterStatus& c : s.clusters) WriteClusterStatus(w, c);
       w.EndList();
     }
-    for (const auto& [key, value] :
-         {std::pair<const char*, const std::string*>{"clustersReady", &s.clusters_ready},
-          {"startTime", &s.start_time},
-          {"firstStartTime", &s.first_start_time},
-          {"completionTime", &s.completion_time},
-          {"certificatesRotation", &s.certificates_rotation}}) {
+    for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"clustersReady", &s.clusters_ready},
+                                     {"startTime", &s.start_time},
+                                     {"firstStartTime", &s.first_start_time},
+                                     {"completionTime", &s.completion_time},
+                                     {"certificatesRotation", &s.certificates_rotation}}) {
       if (!value->empty()) w.Str(key, *value);
     }
     if (s.restarts != 0) w.Int("restarts", s.restarts);

@@ -32,9 +32,7 @@ std::string Join(const std::string& prefix, const std::string& key) {
   return prefix.empty() ? key : prefix + "." + key;
 }
 
-std::string Index(const std::string& prefix, size_t i) {
-  return prefix + "[" + std::to_string(i) + "]";
-}
+std::string Index(const std::string& prefix, size_t i) { return prefix + "[" + std::to_string(i) + "]"; }
 
 // How a scalar reads: quoted and !!str-tagged scalars are strings, plain ones
 // resolve by the core schema.
@@ -50,8 +48,7 @@ std::string Describe(const YAML::Node& n) {
   switch (n.Type()) {
     case YAML::NodeType::Map: return "a map";
     case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Scalar:
-      return KindOf(n) == PlainKind::kString ? Quote(n.Scalar()) : n.Scalar();
+    case YAML::NodeType::Scalar: return KindOf(n) == PlainKind::kString ? Quote(n.Scalar()) : n.Scalar();
     default: return "null";
   }
 }
@@ -80,13 +77,10 @@ class Parser {
   }
 
  private:
-  void Error(std::string path, std::string message) {
-    errors_.push_back({std::move(path), std::move(message)});
-  }
+  void Error(std::string path, std::string message) { errors_.push_back({std::move(path), std::move(message)}); }
 
   // Fills *fields if `node` is a map, reporting unknown and duplicate keys.
-  bool Map(const YAML::Node& node, const std::string& path,
-           std::initializer_list<const char*> known, Fields* fields) {
+  bool Map(const YAML::Node& node, const std::string& path, std::initializer_list<const char*> known, Fields* fields) {
     if (!node.IsMap()) {
       Error(path, "expected a map, got " + Describe(node));
       return false;
@@ -125,8 +119,7 @@ class Parser {
 
   // Scalar readers: absent leaves *out (the default) alone; a bad value is
   // reported and also leaves *out alone.
-  bool StringValue(const YAML::Node& n, const std::string& path, std::string* out,
-                   bool allow_numbers = false) {
+  bool StringValue(const YAML::Node& n, const std::string& path, std::string* out, bool allow_numbers = false) {
     PlainKind kind = n.IsScalar() ? KindOf(n) : PlainKind::kNull;
     bool numeric = kind == PlainKind::kInt || kind == PlainKind::kFloat;
     if (!n.IsScalar() || !(kind == PlainKind::kString || (allow_numbers && numeric))) {
@@ -143,19 +136,17 @@ class Parser {
   bool Utf8(const std::string& text, const std::string& path) {
     const size_t bad = internal::FindInvalidUtf8(text);
     if (bad == std::string::npos) return true;
-    Error(path, "expected UTF-8 text, got an invalid or noncharacter byte sequence at byte " +
-                    std::to_string(bad));
+    Error(path, "expected UTF-8 text, got an invalid or noncharacter byte sequence at byte " + std::to_string(bad));
     return false;
   }
 
-  void String(const Fields& f, const std::string& prefix, const char* key, std::string* out,
-              bool required = false) {
+  void String(const Fields& f, const std::string& prefix, const char* key, std::string* out, bool required = false) {
     const YAML::Node* n = required ? Require(f, prefix, key) : Find(f, key);
     if (n != nullptr) StringValue(*n, Join(prefix, key), out);
   }
 
-  std::optional<int64_t> IntValue(const YAML::Node& n, const std::string& path, int64_t min,
-                                  int64_t max, const char* range_name) {
+  std::optional<int64_t> IntValue(const YAML::Node& n, const std::string& path, int64_t min, int64_t max,
+                                  const char* range_name) {
     if (!n.IsScalar() || KindOf(n) != PlainKind::kInt) {
       Error(path, "expected an integer, got " + Describe(n));
       return std::nullopt;
@@ -170,22 +161,21 @@ class Parser {
 
   void Int(const Fields& f, const std::string& prefix, const char* key, int* out) {
     if (const YAML::Node* n = Find(f, key)) {
-      auto v = IntValue(*n, Join(prefix, key), std::numeric_limits<int>::min(),
-                        std::numeric_limits<int>::max(), "a 32-bit integer");
+      auto v = IntValue(*n, Join(prefix, key), std::numeric_limits<int>::min(), std::numeric_limits<int>::max(),
+                        "a 32-bit integer");
       if (v) *out = static_cast<int>(*v);
     }
   }
 
   void Int64(const Fields& f, const std::string& prefix, const char* key, int64_t* out) {
     if (const YAML::Node* n = Find(f, key)) {
-      auto v = IntValue(*n, Join(prefix, key), std::numeric_limits<int64_t>::min(),
-                        std::numeric_limits<int64_t>::max(), "a 64-bit integer");
+      auto v = IntValue(*n, Join(prefix, key), std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(),
+                        "a 64-bit integer");
       if (v) *out = *v;
     }
   }
 
-  void OptionalInt64(const Fields& f, const std::string& prefix, const char* key,
-                     std::optional<int64_t>* out) {
+  void OptionalInt64(const Fields& f, const std::string& prefix, const char* key, std::optional<int64_t>* out) {
     if (Find(f, key) == nullptr) return;
     int64_t v = 0;
     size_t before = errors_.size();
@@ -243,8 +233,7 @@ class Parser {
     std::string text;
     if (n == nullptr || !StringValue(*n, Join(prefix, key), &text)) return;
     if (!ParseEnum(text, out)) {
-      Error(Join(prefix, key),
-            "must be one of " + internal::AllowedNames<E>() + ", got " + Quote(text));
+      Error(Join(prefix, key), "must be one of " + internal::AllowedNames<E>() + ", got " + Quote(text));
     }
   }
 
@@ -275,8 +264,8 @@ class Parser {
 
   // Calls parse(element, path) for each element of a list field.
   template <typename T, typename ParseFn>
-  void List(const Fields& f, const std::string& prefix, const char* key, bool required,
-            std::vector<T>* out, ParseFn parse) {
+  void List(const Fields& f, const std::string& prefix, const char* key, bool required, std::vector<T>* out,
+            ParseFn parse) {
     const YAML::Node* n = required ? Require(f, prefix, key) : Find(f, key);
     if (n == nullptr) return;
     const std::string path = Join(prefix, key);
@@ -295,10 +284,7 @@ class Parser {
   void Metadata(const YAML::Node& node, ObjectMeta* m) {
     const std::string p = "metadata";
     Fields f;
-    if (!Map(node, p,
-             {"name", "namespace", "labels", "annotations", "generation", "uid",
-              "resourceVersion"},
-             &f)) {
+    if (!Map(node, p, {"name", "namespace", "labels", "annotations", "generation", "uid", "resourceVersion"}, &f)) {
       return;
     }
     String(f, p, "name", &m->name, /*required=*/true);
@@ -314,8 +300,8 @@ class Parser {
     const std::string p = "spec";
     Fields f;
     if (!Map(node, p,
-             {"model", "dataset", "optimizer", "batchSize", "training", "sync", "clusters",
-              "metrics", "checkpoint", "runPolicy"},
+             {"model", "dataset", "optimizer", "batchSize", "training", "sync", "clusters", "metrics", "checkpoint",
+              "runPolicy"},
              &f)) {
       return;
     }
@@ -370,9 +356,7 @@ class Parser {
   void Optimizer(const YAML::Node& node, OptimizerSpec* o) {
     const std::string p = "spec.optimizer";
     Fields f;
-    if (!Map(node, p,
-             {"name", "learningRate", "momentum", "nesterov", "weightDecay", "beta1", "beta2",
-              "epsilon"},
+    if (!Map(node, p, {"name", "learningRate", "momentum", "nesterov", "weightDecay", "beta1", "beta2", "epsilon"},
              &f)) {
       return;
     }
@@ -401,8 +385,8 @@ class Parser {
     const std::string p = "spec.sync";
     Fields f;
     if (!Map(node, p,
-             {"mode", "density", "minDensity", "maxDensity", "compressor", "valuePrecision",
-              "staleness", "errorFeedback", "momentumCorrection", "tuner"},
+             {"mode", "density", "minDensity", "maxDensity", "compressor", "valuePrecision", "staleness",
+              "errorFeedback", "momentumCorrection", "tuner"},
              &f)) {
       return;
     }
@@ -421,8 +405,8 @@ class Parser {
   void Cluster(const YAML::Node& node, const std::string& p, ClusterSpec* c) {
     Fields f;
     if (!Map(node, p,
-             {"name", "workers", "devicesPerWorker", "wan", "kubeconfigSecret", "image",
-              "resources", "nodeSelector", "tolerations", "gateway"},
+             {"name", "workers", "devicesPerWorker", "wan", "kubeconfigSecret", "image", "resources", "nodeSelector",
+              "tolerations", "gateway"},
              &f)) {
       return;
     }
@@ -481,9 +465,7 @@ class Parser {
   void RunPolicyField(const YAML::Node& node, RunPolicy* r) {
     const std::string p = "spec.runPolicy";
     Fields f;
-    if (!Map(node, p,
-             {"suspend", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished",
-              "restartPolicy"},
+    if (!Map(node, p, {"suspend", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished", "restartPolicy"},
              &f)) {
       return;
     }
@@ -498,9 +480,9 @@ class Parser {
     const std::string p = "status";
     Fields f;
     if (!Map(node, p,
-             {"phase", "observedGeneration", "step", "samplesPerSecond", "density", "message",
-              "batchSize", "conditions", "clusters", "clustersReady", "startTime", "firstStartTime",
-              "completionTime", "restarts", "certificatesRotation"},
+             {"phase", "observedGeneration", "step", "samplesPerSecond", "density", "message", "batchSize",
+              "conditions", "clusters", "clustersReady", "startTime", "firstStartTime", "completionTime", "restarts",
+              "certificatesRotation"},
              &f)) {
       return;
     }
@@ -537,8 +519,8 @@ class Parser {
   void ClusterStatusField(const YAML::Node& node, const std::string& p, ClusterStatus* c) {
     Fields f;
     if (!Map(node, p,
-             {"name", "workers", "reachable", "message", "gatewayAddress", "gatewayNode", "pending",
-              "running", "ready", "succeeded", "failed"},
+             {"name", "workers", "reachable", "message", "gatewayAddress", "gatewayNode", "pending", "running", "ready",
+              "succeeded", "failed"},
              &f)) {
       return;
     }
@@ -590,13 +572,10 @@ class StuckDocumentFinder final : public YAML::EventHandler {
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
   void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
   void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
   void OnMapEnd() override {}
 
  private:
@@ -607,8 +586,7 @@ class StuckDocumentFinder final : public YAML::EventHandler {
 bool IsWithin(const std::string& path, const std::string& ancestor) {
   if (ancestor.empty()) return true;
   if (path.compare(0, ancestor.size(), ancestor) != 0) return false;
-  return path.size() == ancestor.size() || path[ancestor.size()] == '.' ||
-         path[ancestor.size()] == '[';
+  return path.size() == ancestor.size() || path[ancestor.size()] == '.' || path[ancestor.size()] == '[';
 }
 
 // A semantic error is noise when its field already failed to parse (the struct
@@ -649,14 +627,14 @@ StatusOr<StellaJob> ParseStellaJob(const std::string& yaml_text) {
   std::vector<YAML::Node> docs;
   try {
     if (std::optional<YAML::Mark> stuck = StuckDocumentFinder().Find(yaml_text)) {
-      return InvalidArgumentError("invalid YAML at line " + std::to_string(stuck->line + 1) +
-                                  ", column " + std::to_string(stuck->column + 1) +
+      return InvalidArgumentError("invalid YAML at line " + std::to_string(stuck->line + 1) + ", column " +
+                                  std::to_string(stuck->column + 1) +
                                   ": unexpected token where a document or value should start");
     }
     docs = YAML::LoadAll(yaml_text);
   } catch (const YAML::ParserException& e) {
-    return InvalidArgumentError("invalid YAML at line " + std::to_string(e.mark.line + 1) +
-                                ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
+    return InvalidArgumentError("invalid YAML at line " + std::to_string(e.mark.line + 1) + ", column " +
+                                std::to_string(e.mark.column + 1) + ": " + e.msg);
   } catch (const YAML::Exception& e) {
     return InvalidArgumentError(std::string("invalid YAML: ") + e.what());
   }
@@ -669,15 +647,13 @@ StatusOr<StellaJob> ParseStellaJob(const std::string& yaml_text) {
         "empty document: expected a StellaJob manifest with apiVersion, kind, metadata and spec");
   }
   if (non_empty.size() > 1) {
-    return InvalidArgumentError("expected one YAML document, got " +
-                                std::to_string(non_empty.size()) +
+    return InvalidArgumentError("expected one YAML document, got " + std::to_string(non_empty.size()) +
                                 "; put each StellaJob in its own file");
   }
   const YAML::Node& root = non_empty[0];
   if (!root.IsMap()) {
-    return InvalidArgumentError(
-        "expected a StellaJob manifest (a map with apiVersion, kind, metadata and spec), got " +
-        Describe(root));
+    return InvalidArgumentError("expected a StellaJob manifest (a map with apiVersion, kind, metadata and spec), got " +
+                                Describe(root));
   }
 
   StellaJob job;
@@ -699,10 +675,9 @@ StatusOr<StellaJob> ParseStellaJob(const std::string& yaml_text) {
     if (!Redundant(e, errors)) errors.push_back(std::move(e));
   }
   // Report in document order, as a compiler would.
-  std::stable_sort(errors.begin(), errors.end(),
-                   [&lines](const FieldError& a, const FieldError& b) {
-                     return LineOf(a.path, lines) < LineOf(b.path, lines);
-                   });
+  std::stable_sort(errors.begin(), errors.end(), [&lines](const FieldError& a, const FieldError& b) {
+    return LineOf(a.path, lines) < LineOf(b.path, lines);
+  });
   if (!errors.empty()) return FieldErrorsToStatus(errors);
   return job;
 }

@@ -6,8 +6,8 @@ namespace stella {
 namespace {
 
 TEST(FlagsTest, SplitsValuesSwitchesAndPositionals) {
-  auto args = SplitFlags({"job.yaml", "--json=out.json", "--timeout", "-5", "--resume"}, {"--json", "--timeout"},
-                         {"--resume"});
+  auto args =
+      SplitFlags({"job.yaml", "--json=out.json", "--timeout", "-5", "--resume"}, {"--json", "--timeout"}, {"--resume"});
   ASSERT_TRUE(args.ok()) << args.status().ToString();
   ASSERT_EQ(args->size(), 4u);
   EXPECT_EQ((*args)[0].flag, "");

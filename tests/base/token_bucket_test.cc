@@ -27,12 +27,12 @@ std::unique_ptr<TokenBucket> MakeBucket(double rate, double burst, const Clock& 
 
 TEST(TokenBucketTest, StartsFullThenPacesExactly) {
   FakeClock clock;
-  auto b = MakeBucket(1000, 500, clock);  // 1000 B/s: 1 byte per ms
-  EXPECT_EQ(b->Reserve(500), nanoseconds(0));         // the burst passes at once
-  EXPECT_EQ(b->Reserve(100), milliseconds(100));      // then 100 B take 100 ms
-  EXPECT_EQ(b->Reserve(100), milliseconds(200));      // queued behind the previous reservation
+  auto b = MakeBucket(1000, 500, clock);          // 1000 B/s: 1 byte per ms
+  EXPECT_EQ(b->Reserve(500), nanoseconds(0));     // the burst passes at once
+  EXPECT_EQ(b->Reserve(100), milliseconds(100));  // then 100 B take 100 ms
+  EXPECT_EQ(b->Reserve(100), milliseconds(200));  // queued behind the previous reservation
   clock.Advance(milliseconds(200));
-  EXPECT_EQ(b->Reserve(0), nanoseconds(0));           // debt repaid exactly
+  EXPECT_EQ(b->Reserve(0), nanoseconds(0));  // debt repaid exactly
   EXPECT_EQ(b->Reserve(1), milliseconds(1));
 }
 
@@ -119,8 +119,7 @@ TEST(TokenBucketTest, RejectsInvalidParameters) {
   EXPECT_NE(bad_burst.status().message().find("burst"), std::string::npos);
 
   auto b = MakeBucket(1000, 100, clock);
-  EXPECT_EQ(b->SetRate(std::numeric_limits<double>::quiet_NaN()).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(b->SetRate(std::numeric_limits<double>::quiet_NaN()).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(b->SetRate(1000, -5).code(), StatusCode::kInvalidArgument);
   EXPECT_DOUBLE_EQ(b->rate_bytes_per_s(), 1000);  // unchanged after rejected calls
 }

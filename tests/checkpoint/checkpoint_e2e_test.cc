@@ -43,11 +43,13 @@ std::string JobYaml(const std::string& name, const std::string& checkpoint_dir, 
   return "apiVersion: stella.dev/v1alpha1\nkind: StellaJob\nmetadata:\n  name: " + name +
          "\nspec:\n  model: {name: mlp, hidden: 16}\n  dataset: {name: fashion-mnist}\n"
          "  optimizer: {name: adam, learningRate: 0.002}\n  batchSize: 32\n"
-         "  training: {steps: " + std::to_string(kSteps) + ", evalEvery: 100}\n  clusters:\n"
+         "  training: {steps: " +
+         std::to_string(kSteps) +
+         ", evalEvery: 100}\n  clusters:\n"
          "    - name: alpha\n      wan: {bandwidthMbps: 20, latencyMs: 1}\n"
          "    - name: beta\n      wan: {bandwidthMbps: 20, latencyMs: 1}\n"
-         "  metrics: {port: 0}\n" + sync +
-         "  checkpoint: {path: " + checkpoint_dir + ", intervalSteps: " + std::to_string(kInterval) + "}\n";
+         "  metrics: {port: 0}\n" +
+         sync + "  checkpoint: {path: " + checkpoint_dir + ", intervalSteps: " + std::to_string(kInterval) + "}\n";
 }
 
 std::string StepFile(const std::string& dir, int step) {
@@ -74,9 +76,19 @@ Workers StartWorkers(const std::string& dir, const std::string& job, const std::
   for (int c = 0; c < 2; ++c) {
     w.logs.push_back(dir + "/log-" + tag + "-" + std::to_string(c) + ".txt");
     w.dumps.push_back(dir + "/params-" + tag + "-" + std::to_string(c) + ".bin");
-    std::vector<std::string> args = {runtime, "--job", job, "--cluster-index", std::to_string(c), "--local-rank", "0",
-                                     "--store-port", std::to_string(FreePort()), "--wan-ports", wan_ports,
-                                     "--dump-parameters", w.dumps.back()};
+    std::vector<std::string> args = {runtime,
+                                     "--job",
+                                     job,
+                                     "--cluster-index",
+                                     std::to_string(c),
+                                     "--local-rank",
+                                     "0",
+                                     "--store-port",
+                                     std::to_string(FreePort()),
+                                     "--wan-ports",
+                                     wan_ports,
+                                     "--dump-parameters",
+                                     w.dumps.back()};
     if (resume) args.push_back("--resume");
     w.pids.push_back(Spawn(args, w.logs.back()));
   }
@@ -161,8 +173,7 @@ TEST_P(ResumeTest, KilledOrStoppedWorkersResumeBitForBitAndATruncatedCheckpointI
   const std::vector<std::string> after_truncation = Finish(again);
   ASSERT_EQ(after_truncation.size(), 2u);
   const std::string beta_log = ReadFile(again.logs[1]);
-  EXPECT_NE(beta_log.find("checkpoint: skipping checkpoint " + newest + ": truncated"), std::string::npos)
-      << beta_log;
+  EXPECT_NE(beta_log.find("checkpoint: skipping checkpoint " + newest + ": truncated"), std::string::npos) << beta_log;
   EXPECT_EQ(ResumedStep(ReadFile(again.logs[0])), kSteps - kInterval);
   EXPECT_EQ(ResumedStep(beta_log), kSteps - kInterval);
   EXPECT_TRUE(after_truncation[0] == reference[0]) << "parameters differ after resuming from step 250";
@@ -203,7 +214,7 @@ TEST_P(ResumeTest, KilledOrStoppedWorkersResumeBitForBitAndATruncatedCheckpointI
 TEST(ResumeWithoutCheckpointTest, StartsAtStepZero) {
   TempDir dir;
   const std::string job = dir.path() + "/job.yaml";
-  WriteFile(job, JobYaml("fresh", dir.path() + "/none", "") );
+  WriteFile(job, JobYaml("fresh", dir.path() + "/none", ""));
   Workers w = StartWorkers(dir.path(), job, "fresh", true);
   ASSERT_EQ(Finish(w).size(), 2u);
   const std::string log = ReadFile(w.logs[0]);
@@ -225,8 +236,8 @@ TEST(CliRestartTest, KilledWorkerRestartsAndReachesTheSameAccuracy) {
            "  training: {steps: 300, evalEvery: 100}\n  sync: {mode: ddp}\n  clusters:\n"
            "    - name: onprem\n      wan: {bandwidthMbps: 100, latencyMs: 5}\n"
            "    - name: cloud\n      wan: {bandwidthMbps: 100, latencyMs: 5}\n"
-           "  metrics: {port: 0}\n  checkpoint: {path: " + ckpt + ", intervalSteps: " + std::to_string(kInterval) +
-           "}\n";
+           "  metrics: {port: 0}\n  checkpoint: {path: " +
+           ckpt + ", intervalSteps: " + std::to_string(kInterval) + "}\n";
   };
   auto run = [&](const std::string& tag, bool kill_a_worker) -> nlohmann::json {
     const std::string job = dir.path() + "/" + tag + ".yaml";
@@ -234,8 +245,8 @@ TEST(CliRestartTest, KilledWorkerRestartsAndReachesTheSameAccuracy) {
     WriteFile(job, yaml(ckpt));
     const std::string json = dir.path() + "/" + tag + ".json";
     const std::string out = dir.path() + "/" + tag + ".out";
-    pid_t cli = Spawn({BuildDir() + "/bin/stella", "run", job, "--json", json, "--log-dir", dir.path() + "/" + tag},
-                      out);
+    pid_t cli =
+        Spawn({BuildDir() + "/bin/stella", "run", job, "--json", json, "--log-dir", dir.path() + "/" + tag}, out);
     if (kill_a_worker) {
       // Once both workers hold checkpoint 100, kill cloud/0.
       pid_t victim = -1;

@@ -305,9 +305,9 @@ TEST(CheckpointStoreTest, CrashBetweenWriteAndRenameLeavesThePreviousCheckpointI
 
 TEST(CheckpointAgreementTest, NewestStepEveryWorkerHolds) {
   EXPECT_EQ(NewestCommonStep({{40, 30}, {40, 30}}), 40);
-  EXPECT_EQ(NewestCommonStep({{40, 30}, {30, 20}}), 30);   // one worker died before writing 40
-  EXPECT_EQ(NewestCommonStep({{40, 20}, {30}}), -1);       // nothing in common: start over
-  EXPECT_EQ(NewestCommonStep({{40, 30}, {}}), -1);         // a worker with no checkpoint
+  EXPECT_EQ(NewestCommonStep({{40, 30}, {30, 20}}), 30);  // one worker died before writing 40
+  EXPECT_EQ(NewestCommonStep({{40, 20}, {30}}), -1);      // nothing in common: start over
+  EXPECT_EQ(NewestCommonStep({{40, 30}, {}}), -1);        // a worker with no checkpoint
   EXPECT_EQ(NewestCommonStep({{7}}), 7);
   EXPECT_EQ(NewestCommonStep({}), -1);
 }
@@ -322,7 +322,8 @@ TEST(CheckpointAgreementTest, StepsSurviveAFloatMeanAllReduce) {
     std::vector<float> sum(static_cast<size_t>(world) * slots * kFloatsPerStep, 0.0f);
     for (int w = 0; w < world; ++w) {
       std::vector<float> mine(sum.size(), 0.0f);
-      StepsToFloats(lists[static_cast<size_t>(w)], slots, mine.data() + static_cast<size_t>(w) * slots * kFloatsPerStep);
+      StepsToFloats(lists[static_cast<size_t>(w)], slots,
+                    mine.data() + static_cast<size_t>(w) * slots * kFloatsPerStep);
       for (size_t i = 0; i < sum.size(); ++i) sum[i] += mine[i];
     }
     const float inv = 1.0f / static_cast<float>(world);

@@ -99,21 +99,24 @@ class CliTest : public ::testing::Test {
               "metadata: {name: cli-test}\n"
               "spec:\n"
               "  model: {name: cnn}\n"
-              "  dataset: {name: fashion-mnist, path: " + dataset_path + "}\n"
-              "  training: {steps: 10}\n"
-              "  sync: {mode: ddp}\n"
-              "  clusters:\n"
-              "    - {name: onprem, workers: 1, wan: {bandwidthMbps: 100, latencyMs: 5}}\n"
-              "    - {name: cloud, workers: 1, wan: {bandwidthMbps: 0, latencyMs: 0}}\n"
-              "  metrics: {port: " + std::to_string(metrics_port) + "}\n" + extra);
+              "  dataset: {name: fashion-mnist, path: " +
+                  dataset_path +
+                  "}\n"
+                  "  training: {steps: 10}\n"
+                  "  sync: {mode: ddp}\n"
+                  "  clusters:\n"
+                  "    - {name: onprem, workers: 1, wan: {bandwidthMbps: 100, latencyMs: 5}}\n"
+                  "    - {name: cloud, workers: 1, wan: {bandwidthMbps: 0, latencyMs: 0}}\n"
+                  "  metrics: {port: " +
+                  std::to_string(metrics_port) + "}\n" + extra);
     return path;
   }
 
   std::string MakeDataset() {
     std::string path = dir_.Join("dataset");
     std::filesystem::create_directories(path);
-    for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}) {
+    for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                          "t10k-labels-idx1-ubyte.gz"}) {
       WriteFile(path + "/" + f, "");
     }
     return path;
@@ -279,8 +282,8 @@ TEST_F(CliTest, RunPrintsProgressAndSummaryAndWritesJson) {
   std::string job = WriteJob(MakeDataset());
   std::string json_path = dir_.Join("summary.json");
   std::string log_dir = dir_.Join("logs");
-  Result r = RunStella({"run", job, "--runtime", WriteFakeRuntime(), "--json", json_path, "--log-dir", log_dir,
-                        "--timeout", "60"});
+  Result r = RunStella(
+      {"run", job, "--runtime", WriteFakeRuntime(), "--json", json_path, "--log-dir", log_dir, "--timeout", "60"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("stella run: job cli-test, mode ddp, 2 worker(s) in 2 cluster(s)"));
   EXPECT_THAT(r.out, HasSubstr("cluster onprem: 1 worker(s), WAN 100 Mbit/s, 5 ms latency"));
@@ -315,8 +318,8 @@ TEST_F(CliTest, RunPrintsProgressAndSummaryAndWritesJson) {
 TEST_F(CliTest, RunGivesGatewaysPerRunCertificatesAndRemovesThem) {
   std::string fake_dir = dir_.Join("fake");
   std::filesystem::create_directories(fake_dir);
-  Result r = RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir",
-                        dir_.Join("logs"), "--timeout", "60"},
+  Result r = RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs"),
+                        "--timeout", "60"},
                        {"FAKE_DIR=" + fake_dir});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("WAN links: mutual TLS 1.3, per-run job CA (certificates in "));
@@ -337,9 +340,9 @@ TEST_F(CliTest, RunGivesGatewaysPerRunCertificatesAndRemovesThem) {
 
   std::filesystem::remove_all(fake_dir);
   std::filesystem::create_directories(fake_dir);
-  Result plain = RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir",
-                            dir_.Join("logs"), "--no-tls"},
-                           {"FAKE_DIR=" + fake_dir});
+  Result plain = RunStella(
+      {"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs"), "--no-tls"},
+      {"FAKE_DIR=" + fake_dir});
   ASSERT_EQ(plain.exit_code, 0) << plain.out << plain.err;
   EXPECT_THAT(plain.out, HasSubstr("WAN links: plain TCP, unencrypted (--no-tls)"));
   EXPECT_FALSE(FileExists(fake_dir + "/tlsdir.0"));
@@ -360,8 +363,9 @@ TEST_F(CliTest, WorkerFailureExitsOneAndNamesTheWorker) {
 // Without checkpointing a failure still ends the run at once, and the
 // message says a checkpoint would have allowed a restart.
 TEST_F(CliTest, WorkerFailureWithoutCheckpointsSaysCheckpointingWouldHaveRestarted) {
-  Result r = RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs")},
-                       {"FAKE_MODE=crash", "FAKE_DIR=" + dir_.path()});
+  Result r =
+      RunStella({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs")},
+                {"FAKE_MODE=crash", "FAKE_DIR=" + dir_.path()});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_THAT(r.err, HasSubstr("worker cloud/0 was killed by signal 9"));
   EXPECT_THAT(r.err, HasSubstr("checkpointing would have allowed a restart"));
@@ -375,9 +379,9 @@ TEST_F(CliTest, KilledWorkerRestartsTheJobFromItsCheckpoint) {
   const std::string job =
       WriteJob(MakeDataset(), 0, "  checkpoint: {path: " + dir_.Join("ckpt") + ", intervalSteps: 3}\n");
   const std::string json_path = dir_.Join("summary.json");
-  Result r = RunStella({"run", job, "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs"), "--json",
-                        json_path},
-                       {"FAKE_MODE=crash", "FAKE_DIR=" + dir_.path()});
+  Result r =
+      RunStella({"run", job, "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs"), "--json", json_path},
+                {"FAKE_MODE=crash", "FAKE_DIR=" + dir_.path()});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("restart 1/3: worker cloud/0 was killed by signal 9 (SIGKILL: Killed)"));
   EXPECT_THAT(r.out, HasSubstr("(at step 8)"));
@@ -394,9 +398,9 @@ TEST_F(CliTest, KilledWorkerRestartsTheJobFromItsCheckpoint) {
 }
 
 TEST_F(CliTest, RestartsStopAtTheBackoffLimit) {
-  const std::string job = WriteJob(MakeDataset(), 0,
-                                   "  checkpoint: {path: " + dir_.Join("ckpt") +
-                                       ", intervalSteps: 3}\n  runPolicy: {backoffLimit: 2}\n");
+  const std::string job =
+      WriteJob(MakeDataset(), 0,
+               "  checkpoint: {path: " + dir_.Join("ckpt") + ", intervalSteps: 3}\n  runPolicy: {backoffLimit: 2}\n");
   Result r = RunStella({"run", job, "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs")},
                        {"FAKE_MODE=crash_always", "FAKE_DIR=" + dir_.path()});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
@@ -435,8 +439,7 @@ TEST_F(CliTest, TimeoutStopsTheRunAndExitsOne) {
 TEST_F(CliTest, InterruptStopsWorkersAndExits130) {
   std::string fake_dir = dir_.Join("fake");
   std::filesystem::create_directories(fake_dir);
-  pid_t pid = Start({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir",
-                     dir_.Join("logs")},
+  pid_t pid = Start({"run", WriteJob(MakeDataset()), "--runtime", WriteFakeRuntime(), "--log-dir", dir_.Join("logs")},
                     {"FAKE_MODE=hang", "FAKE_DIR=" + fake_dir});
   // Interrupt only once both workers have installed their SIGTERM traps.
   auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -496,7 +499,12 @@ TEST_F(CliTest, BenchPassesEveryArgumentAndTheBinaryFolder) {
   EXPECT_EQ(r.exit_code, 3) << r.err;  // the harness's exit status is stella's
   nlohmann::json got = nlohmann::json::parse(r.out);
   const std::string exe = STELLA_CLI_BINARY;
-  nlohmann::json want = {"--quick", "--bandwidths", "10,100", "--json", "out.json", "--stella-bin",
+  nlohmann::json want = {"--quick",
+                         "--bandwidths",
+                         "10,100",
+                         "--json",
+                         "out.json",
+                         "--stella-bin",
                          std::filesystem::canonical(exe).parent_path().string()};
   EXPECT_EQ(got, want);
 }

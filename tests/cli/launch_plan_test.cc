@@ -60,14 +60,12 @@ TEST(LaunchPlanTest, TwoClustersTwoWorkersWithFixedPorts) {
   for (const ProcessSpec& p : plan->processes) names.push_back(p.name);
   EXPECT_THAT(names, ElementsAre("onprem/0", "onprem/1", "cloud/0", "cloud/1"));
 
-  EXPECT_THAT(plan->processes[0].argv,
-              ElementsAre("/opt/stella/bin/stella-runtime", "--job", "/jobs/two.yaml", "--cluster-index", "0",
-                          "--local-rank", "0", "--store-port", "20000", "--wan-ports", "20002,20003",
-                          "--metrics-port", "9400"));
-  EXPECT_THAT(plan->processes[3].argv,
-              ElementsAre("/opt/stella/bin/stella-runtime", "--job", "/jobs/two.yaml", "--cluster-index", "1",
-                          "--local-rank", "1", "--store-port", "20001", "--wan-ports", "20002,20003",
-                          "--metrics-port", "9403"));
+  EXPECT_THAT(plan->processes[0].argv, ElementsAre("/opt/stella/bin/stella-runtime", "--job", "/jobs/two.yaml",
+                                                   "--cluster-index", "0", "--local-rank", "0", "--store-port", "20000",
+                                                   "--wan-ports", "20002,20003", "--metrics-port", "9400"));
+  EXPECT_THAT(plan->processes[3].argv, ElementsAre("/opt/stella/bin/stella-runtime", "--job", "/jobs/two.yaml",
+                                                   "--cluster-index", "1", "--local-rank", "1", "--store-port", "20001",
+                                                   "--wan-ports", "20002,20003", "--metrics-port", "9403"));
 
   const WorkerLaunch& w = plan->workers[2];
   EXPECT_EQ(w.name, "cloud/0");
@@ -90,8 +88,7 @@ TEST(LaunchPlanTest, FreePortsAreDistinct) {
   }
   EXPECT_EQ(plan->processes[1].argv[8], std::to_string(plan->store_ports[0]));
   EXPECT_EQ(plan->processes[2].argv[8], std::to_string(plan->store_ports[1]));
-  EXPECT_EQ(plan->processes[0].argv[10],
-            std::to_string(plan->wan_ports[0]) + "," + std::to_string(plan->wan_ports[1]));
+  EXPECT_EQ(plan->processes[0].argv[10], std::to_string(plan->wan_ports[0]) + "," + std::to_string(plan->wan_ports[1]));
 }
 
 TEST(LaunchPlanTest, MetricsOffGivesPortZero) {
@@ -126,9 +123,7 @@ TEST(LaunchPlanTest, GatewaysGetTheirClustersTlsDirOthersNone) {
   o.gateway_tls_dirs = {"/tmp/t/onprem", "/tmp/t/cloud"};
   StatusOr<LaunchPlan> plan = BuildLaunchPlan(TwoByTwo(), o);
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-  auto tail = [](const std::vector<std::string>& argv) {
-    return std::vector<std::string>(argv.end() - 2, argv.end());
-  };
+  auto tail = [](const std::vector<std::string>& argv) { return std::vector<std::string>(argv.end() - 2, argv.end()); };
   EXPECT_THAT(tail(plan->processes[0].argv), ElementsAre("--tls-dir", "/tmp/t/onprem"));
   EXPECT_THAT(tail(plan->processes[2].argv), ElementsAre("--tls-dir", "/tmp/t/cloud"));
   for (size_t i : {size_t{1}, size_t{3}}) {  // local rank 1: no WAN, no certificate

@@ -27,25 +27,30 @@ json Event(const std::string& kind, int global_rank, json fields) {
 
 json Progress(int step, double elapsed, double wan_each_way, double sps, double loss) {
   return Event("progress", 0,
-               {{"step", step}, {"total_steps", 100}, {"samples_per_second", sps}, {"loss", loss},
-                {"wan_bytes_sent", wan_each_way}, {"wan_bytes_received", wan_each_way},
+               {{"step", step},
+                {"total_steps", 100},
+                {"samples_per_second", sps},
+                {"loss", loss},
+                {"wan_bytes_sent", wan_each_way},
+                {"wan_bytes_received", wan_each_way},
                 {"elapsed_seconds", elapsed}});
 }
 
 // A scripted run: start, progress every 5 steps, an eval, an error from a
 // worker, and events from other ranks that the view must ignore.
 void Feed(ProgressView& view) {
-  view.OnEvent("onprem/0", Event("start", 0,
-                                 {{"world_size", 4}, {"device", "cpu"}, {"mode", "ddp"},
-                                  {"parameters", 1000}, {"total_steps", 100}}));
+  view.OnEvent(
+      "onprem/0",
+      Event("start", 0,
+            {{"world_size", 4}, {"device", "cpu"}, {"mode", "ddp"}, {"parameters", 1000}, {"total_steps", 100}}));
   view.OnEvent("onprem/1", Event("start", 1, {{"world_size", 4}, {"total_steps", 100}}));
   view.OnEvent("onprem/0", Progress(5, 1.0, 0.5e6, 310, 2.0));
   view.OnEvent("onprem/0", Progress(10, 2.0, 1e6, 320, 1.5));
   view.OnEvent("onprem/0", Progress(15, 3.0, 1.5e6, 325, 1.2));
   view.OnEvent("cloud/0", Event("progress", 2, {{"step", 90}, {"total_steps", 100}}));
-  view.OnEvent("onprem/0", Event("eval", 0,
-                                 {{"step", 20}, {"test_accuracy", 0.7512}, {"test_loss", 0.65},
-                                  {"elapsed_seconds", 4.1}}));
+  view.OnEvent(
+      "onprem/0",
+      Event("eval", 0, {{"step", 20}, {"test_accuracy", 0.7512}, {"test_loss", 0.65}, {"elapsed_seconds", 4.1}}));
   // Crosses 20% and 30% at once: one line, for 30%.
   view.OnEvent("onprem/0", Progress(35, 7.0, 3e6, 330, 0.9));
   view.OnEvent("cloud/1", Event("error", 3, {{"message", "CUDA out of memory"}}));
@@ -82,10 +87,9 @@ TEST(ProgressViewTest, ResumeAndCheckpointLines) {
   view.OnEvent("onprem/0", Event("checkpoint", 0, {{"step", 40}, {"bytes", 2048}, {"seconds", 0.0125}}));
   view.OnEvent("cloud/0", Event("checkpoint", 2, {{"step", 40}, {"bytes", 2048}, {"seconds", 0.5}}));  // not rank 0
   view.OnEvent("onprem/0", Event("start", 0, {{"world_size", 4}, {"total_steps", 100}}));
-  view.OnEvent("onprem/0", Event("resume", 0,
-                                 {{"step", 40},
-                                  {"from_checkpoint", true},
-                                  {"skipped", {"/c/onprem-0/step-50.ckpt: truncated"}}}));
+  view.OnEvent("onprem/0",
+               Event("resume", 0,
+                     {{"step", 40}, {"from_checkpoint", true}, {"skipped", {"/c/onprem-0/step-50.ckpt: truncated"}}}));
   view.OnEvent("onprem/0", Progress(45, 1.0, 0, 300, 0.5));  // still in the 40% decile
   view.OnEvent("onprem/0", Progress(50, 2.0, 0, 300, 0.5));
   view.OnEvent("onprem/0", Event("resume", 0, {{"step", 0}, {"from_checkpoint", false}}));

@@ -36,10 +36,11 @@ TEST(RestartTrackerTest, RestartsAndCountsStepsLostFromTheResumePoint) {
   t.OnEvent(Event("progress", 0, {{"step", 140}, {"applied", 139}}));
   t.OnEvent(Event("checkpoint", 1, {{"step", 100}}));
   t.OnEvent(Event("stopping", 1, {{"signal", 15}, {"applied", 143}}));  // a survivor's exact step
-  t.OnEvent(Event("progress", 0, {{"step", "garbage"}}));                // ignored
+  t.OnEvent(Event("progress", 0, {{"step", "garbage"}}));               // ignored
   auto v = t.OnFailure(kKilled);
   EXPECT_TRUE(v.restart);
-  EXPECT_THAT(v.message, HasSubstr("restart 1/3: worker cloud/0 was killed by signal 9 (SIGKILL: Killed) (at step 143)"));
+  EXPECT_THAT(v.message,
+              HasSubstr("restart 1/3: worker cloud/0 was killed by signal 9 (SIGKILL: Killed) (at step 143)"));
   EXPECT_THAT(v.message, Not(HasSubstr("last lines")));  // the first line only
   EXPECT_EQ(t.restarts(), 1);
   EXPECT_EQ(t.steps_lost(), 0);  // not known before the next attempt resumes
@@ -64,7 +65,8 @@ TEST(RestartTrackerTest, StopsAtTheBackoffLimitWithTheReason) {
   auto v = t.OnFailure(kKilled);
   EXPECT_FALSE(v.restart);
   EXPECT_THAT(v.message, HasSubstr("worker cloud/0 was killed by signal 9"));
-  EXPECT_THAT(v.message, HasSubstr("no restart left: the job was restarted 2 time(s), spec.runPolicy.backoffLimit is 2"));
+  EXPECT_THAT(v.message,
+              HasSubstr("no restart left: the job was restarted 2 time(s), spec.runPolicy.backoffLimit is 2"));
   // Attempt 3 failed before it resumed: only the first restart's loss is
   // known (failed at 25, resumed at 20).
   EXPECT_EQ(t.records()[0].steps_lost, 5);

@@ -135,8 +135,7 @@ TEST_F(SupervisorTest, AllSucceedWritesLogsAndKeepsTails) {
 }
 
 TEST_F(SupervisorTest, FailingChildStopsTheOthersPromptly) {
-  std::string sleeper =
-      "sleep 60 & echo $! > " + dir_.Join("%s.pid") + "; wait";
+  std::string sleeper = "sleep 60 & echo $! > " + dir_.Join("%s.pid") + "; wait";
   auto sleeper_for = [&](const std::string& tag) {
     std::string body = sleeper;
     body.replace(body.find("%s"), 2, tag);
@@ -186,7 +185,8 @@ TEST_F(SupervisorTest, ChildKilledBySignalIsNamed) {
 TEST_F(SupervisorTest, StopRequestSendsSigtermAndReturnsCancelled) {
   StopPipe stop;
   auto body = [&](const std::string& tag) {
-    return "trap 'echo term > " + dir_.Join(tag + ".term") + "; exit 0' TERM\n"
+    return "trap 'echo term > " + dir_.Join(tag + ".term") +
+           "; exit 0' TERM\n"
            "echo '@stella {\"event\":\"start\",\"global_rank\":0}'\n"
            "sleep 60 & wait";
   };
@@ -275,16 +275,15 @@ TEST_F(SupervisorTest, EventLinesAreParsedAndMalformedOnesTolerated) {
   std::vector<std::pair<std::string, nlohmann::json>> events;
   SupervisorOptions options = Options();
   options.on_event = [&](const std::string& name, const nlohmann::json& e) { events.emplace_back(name, e); };
-  auto s = Make(options,
-                {Script("cloud/1",
-                        "echo plain output\n"
-                        "echo '@stella {\"event\":\"progress\",\"step\":5,\"loss\":0.5}'\n"
-                        "echo '@stella {not json'\n"
-                        "echo '@stella [1, 2]'\n"
-                        "echo '@stella {\"step\": 3}'\n"
-                        "echo '@stella {\"event\":\"error\",\"message\":\"disk full\"}'\n"
-                        "printf 'no newline at end'\n"
-                        "echo '@stella {\"event\":\"progress\",\"step\":6}' >&2")});
+  auto s = Make(options, {Script("cloud/1",
+                                 "echo plain output\n"
+                                 "echo '@stella {\"event\":\"progress\",\"step\":5,\"loss\":0.5}'\n"
+                                 "echo '@stella {not json'\n"
+                                 "echo '@stella [1, 2]'\n"
+                                 "echo '@stella {\"step\": 3}'\n"
+                                 "echo '@stella {\"event\":\"error\",\"message\":\"disk full\"}'\n"
+                                 "printf 'no newline at end'\n"
+                                 "echo '@stella {\"event\":\"progress\",\"step\":6}' >&2")});
   ASSERT_NE(s, nullptr);
   Status status = s->Run(Deadline());
   ASSERT_TRUE(status.ok()) << status.ToString();
@@ -310,8 +309,7 @@ TEST_F(SupervisorTest, EventLinesAreParsedAndMalformedOnesTolerated) {
   ASSERT_NE(stderr_line, tail.end());
   tail.erase(stderr_line);
   EXPECT_THAT(tail, ElementsAre("plain output", "@stella {not json", "@stella [1, 2]", "@stella {\"step\": 3}",
-                                "@stella {\"event\":\"error\",\"message\":\"disk full\"}",
-                                "no newline at end"));
+                                "@stella {\"event\":\"error\",\"message\":\"disk full\"}", "no newline at end"));
   EXPECT_THAT(ReadFile(s->LogPath("cloud/1")), HasSubstr("\"step\":5"));
 }
 
@@ -339,8 +337,8 @@ TEST_F(SupervisorTest, EnvironmentOverridesReachTheChild) {
 }
 
 TEST_F(SupervisorTest, ProgramThatCannotStartIsNamedAndOthersAreStopped) {
-  auto s = Make(Options(), {Script("onprem/0", "sleep 60"),
-                            ProcessSpec{"cloud/0", {dir_.Join("no-such-runtime")}, {}}});
+  auto s =
+      Make(Options(), {Script("onprem/0", "sleep 60"), ProcessSpec{"cloud/0", {dir_.Join("no-such-runtime")}, {}}});
   ASSERT_NE(s, nullptr);
   auto start = std::chrono::steady_clock::now();
   Status status = s->Run(Deadline());

@@ -151,8 +151,7 @@ TEST(CreateCompressorTest, RejectsOutOfRangeOptions) {
 
 class CompressorKindTest : public ::testing::TestWithParam<std::string> {};
 
-INSTANTIATE_TEST_SUITE_P(AllKinds, CompressorKindTest,
-                         ::testing::Values("topk", "randomk", "threshold", "cacheline"),
+INSTANTIATE_TEST_SUITE_P(AllKinds, CompressorKindTest, ::testing::Values("topk", "randomk", "threshold", "cacheline"),
                          [](const auto& info) { return info.param; });
 
 TEST_P(CompressorKindTest, NameMatchesKind) { EXPECT_EQ(Make(GetParam())->name(), GetParam()); }
@@ -226,8 +225,7 @@ TEST_P(CompressorKindTest, HugeFiniteValuesAreNotMistakenForInf) {
 
 class ExactCompressorTest : public ::testing::TestWithParam<std::string> {};
 
-INSTANTIATE_TEST_SUITE_P(ExactKinds, ExactCompressorTest,
-                         ::testing::Values("topk", "threshold", "cacheline"),
+INSTANTIATE_TEST_SUITE_P(ExactKinds, ExactCompressorTest, ::testing::Values("topk", "threshold", "cacheline"),
                          [](const auto& info) { return info.param; });
 
 TEST_P(ExactCompressorTest, MatchesBruteForceReference) {
@@ -255,7 +253,7 @@ TEST_P(ExactCompressorTest, TiesGoToTheLowerIndex) {
   std::vector<float> alternating(1000);
   for (size_t i = 0; i < alternating.size(); ++i) alternating[i] = (i % 2) ? -1.0f : 1.0f;
   tensors.push_back(alternating);  // +1 and -1 tie on |g|
-  std::vector<float> few(4099);  // few distinct values, many ties at the cut
+  std::vector<float> few(4099);    // few distinct values, many ties at the cut
   std::mt19937_64 rng(5);
   for (float& v : few) v = static_cast<float>(static_cast<int>(rng() % 5) - 2);
   tensors.push_back(few);

@@ -34,8 +34,8 @@ std::unique_ptr<Compressor> MakeCompressor(const std::string& kind) {
 void AddTo(const SparseGradient& s, std::vector<double>* sum) {
   size_t v = 0;
   for (uint32_t b : s.indices) {
-    for (size_t e = size_t{b} * s.block_size;
-         e < std::min<size_t>((size_t{b} + 1) * s.block_size, s.num_elements); ++e) {
+    for (size_t e = size_t{b} * s.block_size; e < std::min<size_t>((size_t{b} + 1) * s.block_size, s.num_elements);
+         ++e) {
       (*sum)[e] += s.values[v++];
     }
   }
@@ -57,8 +57,7 @@ TEST(ErrorFeedbackTest, CreateValidatesOptions) {
 
 class ConservationTest : public ::testing::TestWithParam<std::string> {};
 
-INSTANTIATE_TEST_SUITE_P(AllKinds, ConservationTest,
-                         ::testing::Values("topk", "randomk", "threshold", "cacheline"),
+INSTANTIATE_TEST_SUITE_P(AllKinds, ConservationTest, ::testing::Values("topk", "randomk", "threshold", "cacheline"),
                          [](const auto& info) { return info.param; });
 
 // Over many steps nothing is lost or invented: everything sent plus the
@@ -118,8 +117,7 @@ TEST(ErrorFeedbackTest, UnsentValuesCarryOverAndSentOnesReset) {
   sent.indices = {2};
   sent.values = {3};
   ef->Update(sent);
-  EXPECT_EQ(std::vector<float>(ef->residual(), ef->residual() + 4),
-            std::vector<float>({1, -2, 0, 0.5f}));
+  EXPECT_EQ(std::vector<float>(ef->residual(), ef->residual() + 4), std::vector<float>({1, -2, 0, 0.5f}));
   const float g2[4] = {1, 1, 1, 1};
   ef->Accumulate(g2, acc, 4);
   EXPECT_EQ(std::vector<float>(acc, acc + 4), std::vector<float>({2, -1, 1, 1.5f}));
@@ -127,8 +125,7 @@ TEST(ErrorFeedbackTest, UnsentValuesCarryOverAndSentOnesReset) {
   sent.indices = {0, 3};
   sent.values = {2, 1.25f};
   ef->Update(sent);
-  EXPECT_EQ(std::vector<float>(ef->residual(), ef->residual() + 4),
-            std::vector<float>({0, -1, 1, 0.25f}));
+  EXPECT_EQ(std::vector<float>(ef->residual(), ef->residual() + 4), std::vector<float>({0, -1, 1, 0.25f}));
 }
 
 TEST(ErrorFeedbackTest, AccumulateInPlaceAndReset) {

@@ -29,8 +29,7 @@ uint32_t ToBits(float f) {
   return b;
 }
 
-constexpr ValuePrecision kAllPrecisions[] = {ValuePrecision::kFp32, ValuePrecision::kFp16,
-                                             ValuePrecision::kBf16};
+constexpr ValuePrecision kAllPrecisions[] = {ValuePrecision::kFp32, ValuePrecision::kFp16, ValuePrecision::kBf16};
 
 SparseGradient Select(const std::string& kind, const std::vector<float>& g, double density) {
   CompressorOptions o;
@@ -48,8 +47,7 @@ std::vector<uint8_t> Encode(const SparseGradient& s, ValuePrecision p) {
   return buf;
 }
 
-StatusOr<SparseGradient> Decode(const std::vector<uint8_t>& buf,
-                                const DecodeLimits& limits = DecodeLimits()) {
+StatusOr<SparseGradient> Decode(const std::vector<uint8_t>& buf, const DecodeLimits& limits = DecodeLimits()) {
   return DecodeSparse(buf.data(), buf.size(), limits);
 }
 
@@ -265,8 +263,7 @@ TEST(WireTest, EncodeRejectsInvalidInput) {
   EXPECT_EQ(EncodeSparse(s, ValuePrecision::kFp32, &buf).code(), StatusCode::kInvalidArgument);
   s.indices = {2, 3};
   EXPECT_EQ(EncodeSparse(s, ValuePrecision::kFp32, nullptr).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(EncodeSparse(s, static_cast<ValuePrecision>(7), &buf).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(EncodeSparse(s, static_cast<ValuePrecision>(7), &buf).code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(EncodeSparse(s, ValuePrecision::kBf16, &buf).ok());
 }
 

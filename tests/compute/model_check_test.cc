@@ -24,8 +24,8 @@ class ModelCheckTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(::testing::TempDir() + "/model_check_test_" + std::to_string(getpid()));
-    const std::string cmd = "mkdir -p " + *dir_ + " && /usr/bin/python3 " STELLA_SOURCE_DIR
-                            "/tests/compute/make_models.py " + *dir_;
+    const std::string cmd =
+        "mkdir -p " + *dir_ + " && /usr/bin/python3 " STELLA_SOURCE_DIR "/tests/compute/make_models.py " + *dir_;
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
   static std::string Path(const std::string& name) { return *dir_ + "/" + name; }
@@ -76,8 +76,9 @@ TEST_F(ModelCheckTest, ForwardMustTakeOneTensor) {
 
 TEST_F(ModelCheckTest, OutputShapeMustFitLabelsAndTask) {
   Status s = CheckTorchScriptModel(Check("narrow.pt"));
-  EXPECT_THAT(s.message(), HasSubstr(Path("narrow.pt") + ": forward on a batch of shape [2, 1, 4, 4] gave logits "
-                                     "of shape [2, 2]; task classification needs [batch, classes] = [2, >= 3]"));
+  EXPECT_THAT(s.message(),
+              HasSubstr(Path("narrow.pt") + ": forward on a batch of shape [2, 1, 4, 4] gave logits "
+                                            "of shape [2, 2]; task classification needs [batch, classes] = [2, >= 3]"));
   ModelCheck lm = Check("good.pt");
   lm.language_model = true;
   EXPECT_THAT(CheckTorchScriptModel(lm).message(), HasSubstr("task language-model needs [batch, seq, vocab]"));
@@ -116,8 +117,8 @@ TEST_F(ModelCheckTest, TrainerStartsFromTheFilesWeightsAndHooksMatch) {
   EXPECT_EQ(t.tensor_sizes(), (std::vector<int64_t>{8 * 16, 8, 3 * 8, 3}));
   std::vector<float> params(static_cast<size_t>(t.num_parameters())), file(params.size());
   t.CopyParametersTo(params.data());
-  std::ifstream(Path("params.bin"), std::ios::binary).read(reinterpret_cast<char*>(file.data()),
-                                                            static_cast<std::streamsize>(file.size() * 4));
+  std::ifstream(Path("params.bin"), std::ios::binary)
+      .read(reinterpret_cast<char*>(file.data()), static_cast<std::streamsize>(file.size() * 4));
   EXPECT_EQ(params, file);
   ASSERT_EQ(t.layer_tensors().size(), 1u);  // opaque forward: one layer, every tensor
 
@@ -131,7 +132,8 @@ TEST_F(ModelCheckTest, TrainerStartsFromTheFilesWeightsAndHooksMatch) {
   int ready = 0;
   sink.ready = [&](size_t) { ++ready; };
   int gated = 0;
-  auto again = t.ForwardBackwardPipelined(d, idx, [&](const std::vector<size_t>&) { return ++gated, Status::Ok(); }, sink);
+  auto again = t.ForwardBackwardPipelined(
+      d, idx, [&](const std::vector<size_t>&) { return ++gated, Status::Ok(); }, sink);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*loss, *again);
   EXPECT_EQ(got, want);

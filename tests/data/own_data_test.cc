@@ -110,10 +110,11 @@ TEST(OwnDataTest, MisShapedOrTruncatedNpyIsRefused) {
   EXPECT_THAT(s.message(), HasSubstr("expected file size 208 bytes"));
 
   const std::string x4 = WriteFile("x4.npy", Npy("<f4", "(4, 3)", Raw(std::vector<float>(12, 1.0f))));
-  EXPECT_THAT(LoadNpy(x4, y5).status().message(), HasSubstr(y5 + ": labels must have shape (4,) to match " + x4 +
-                                                            ", got (5,)"));
+  EXPECT_THAT(LoadNpy(x4, y5).status().message(),
+              HasSubstr(y5 + ": labels must have shape (4,) to match " + x4 + ", got (5,)"));
   const std::string f64 = WriteFile("f64.npy", Npy("<f8", "(5, 1)", Raw(std::vector<double>(5, 1.0))));
-  EXPECT_THAT(LoadNpy(f64, y5).status().message(), HasSubstr(f64 + ": features must be <f4 (numpy float32), got dtype <f8"));
+  EXPECT_THAT(LoadNpy(f64, y5).status().message(),
+              HasSubstr(f64 + ": features must be <f4 (numpy float32), got dtype <f8"));
   const std::string flat = WriteFile("flat.npy", Npy("<f4", "(5,)", Raw(std::vector<float>(5, 1.0f))));
   EXPECT_THAT(LoadNpy(flat, y5).status().message(), HasSubstr("features must have shape [N, ...]"));
   const std::string huge = WriteFile("huge.npy", Npy("<f4", "(4294967296, 4294967296, 16)", ""));

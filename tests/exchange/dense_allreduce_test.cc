@@ -40,7 +40,10 @@ TEST(DenseAllReduceTest, TwoClustersTwoWorkersAgreeBitForBit) {
         go.size = kWorkers;
         go.timeout = std::chrono::seconds(30);
         auto group = CreateGlooGroup(go);
-        if (!group.ok()) { statuses[g] = group.status(); return; }
+        if (!group.ok()) {
+          statuses[g] = group.status();
+          return;
+        }
         std::unique_ptr<WanMesh> mesh;
         if (r == 0) {
           WanMeshOptions mo;
@@ -51,7 +54,10 @@ TEST(DenseAllReduceTest, TwoClustersTwoWorkersAgreeBitForBit) {
           mo.egress_bits_per_second = 200e6;
           mo.connect_timeout = std::chrono::seconds(30);
           auto m = WanMesh::Create(mo);
-          if (!m.ok()) { statuses[g] = m.status(); return; }
+          if (!m.ok()) {
+            statuses[g] = m.status();
+            return;
+          }
           mesh = std::move(m).value();
         }
         DenseAllReduce ar(group->get(), mesh.get(), std::vector<int>(kClusters, kWorkers));
@@ -60,7 +66,10 @@ TEST(DenseAllReduceTest, TwoClustersTwoWorkersAgreeBitForBit) {
           for (size_t i = 0; i < kN; ++i) data[i] = 0.001f * static_cast<float>((i * 31 + g * 7 + round) % 1000) - 0.3f;
           Status s = ar.AllReduceMean(data.data(), kN, static_cast<uint32_t>(round),
                                       SystemClock::Get().Now() + std::chrono::seconds(30));
-          if (!s.ok()) { statuses[g] = s; return; }
+          if (!s.ok()) {
+            statuses[g] = s;
+            return;
+          }
         }
         if (mesh) {
           auto st = mesh->stats();

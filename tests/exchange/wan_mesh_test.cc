@@ -169,9 +169,9 @@ class LinkProxy {
   int port_ = 0;
   std::array<int, 2> wake_{};
   std::mutex mu_;
-  bool stop_ = false;       // guarded by mu_
-  bool sever_ = false;      // guarded by mu_
-  bool blackhole_ = false;  // guarded by mu_
+  bool stop_ = false;                       // guarded by mu_
+  bool sever_ = false;                      // guarded by mu_
+  bool blackhole_ = false;                  // guarded by mu_
   std::vector<std::pair<int, int>> pairs_;  // guarded by mu_ (client, upstream)
   std::thread thread_;
 };
@@ -242,9 +242,7 @@ Pair Connect(int port0, const std::string& via, std::function<void(WanMeshOption
 std::array<GatherResult, 2> Round(Pair& p, uint32_t tag, std::chrono::seconds limit = std::chrono::seconds(60)) {
   std::array<GatherResult, 2> out;
   std::array<Status, 2> st;
-  std::thread t1([&] {
-    st[1] = p.m[1]->AllGather(tag, Payload(1, tag), &out[1], SystemClock::Get().Now() + limit);
-  });
+  std::thread t1([&] { st[1] = p.m[1]->AllGather(tag, Payload(1, tag), &out[1], SystemClock::Get().Now() + limit); });
   st[0] = p.m[0]->AllGather(tag, Payload(0, tag), &out[0], SystemClock::Get().Now() + limit);
   t1.join();
   EXPECT_TRUE(st[0].ok()) << st[0].ToString();
@@ -254,8 +252,8 @@ std::array<GatherResult, 2> Round(Pair& p, uint32_t tag, std::chrono::seconds li
 
 void ExpectComplete(const std::array<GatherResult, 2>& r, uint32_t tag) {
   for (int side = 0; side < 2; ++side) {
-    ASSERT_TRUE(r[side].complete()) << "side " << side << " round " << tag << ": cluster "
-                                    << (1 - side) << " " << PeerRoundName(r[side].outcome[1 - side]);
+    ASSERT_TRUE(r[side].complete()) << "side " << side << " round " << tag << ": cluster " << (1 - side) << " "
+                                    << PeerRoundName(r[side].outcome[1 - side]);
     for (int c = 0; c < 2; ++c) EXPECT_EQ(r[side].payloads[c], Payload(c, tag)) << "side " << side;
   }
 }

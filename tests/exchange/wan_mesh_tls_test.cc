@@ -18,9 +18,9 @@
 namespace stella::exchange {
 namespace {
 
-using ::testing::HasSubstr;
 using stella::testing::FreePort;
 using stella::testing::TempDir;
+using ::testing::HasSubstr;
 
 // Writes a job CA's certificate for `cluster` to <dir>/<name>; returns it.
 std::string WriteGatewayDir(const TempDir& tmp, const std::string& name, const security::JobCa& ca,

@@ -47,8 +47,7 @@ StatusOr<Bytes> Frame(net::FrameType type, uint32_t tag, const Bytes& payload) {
   net::MemoryStreamOptions options;
   options.capacity_bytes = net::kFrameOverheadBytes + payload.size();
   auto [writer, reader] = net::CreateMemoryStreamPair(options);
-  STELLA_RETURN_IF_ERROR(
-      net::WriteFrame(*writer, type, tag, payload.data(), payload.size(), deadline));
+  STELLA_RETURN_IF_ERROR(net::WriteFrame(*writer, type, tag, payload.data(), payload.size(), deadline));
   Bytes out(options.capacity_bytes);
   STELLA_RETURN_IF_ERROR(reader->ReadAll(out.data(), out.size(), deadline));
   return out;
@@ -60,8 +59,7 @@ Bytes Concat(std::initializer_list<Bytes> parts) {
   return out;
 }
 
-compress::SparseGradient Sparse(uint64_t num_elements, uint32_t block_size,
-                                std::vector<uint32_t> indices) {
+compress::SparseGradient Sparse(uint64_t num_elements, uint32_t block_size, std::vector<uint32_t> indices) {
   compress::SparseGradient sg;
   sg.num_elements = num_elements;
   sg.block_size = block_size;
@@ -122,20 +120,18 @@ Status Generate(const std::string& root) {
       {"empty", Sparse(10, 2, {})},
   };
   compress::SparseGradient special = Sparse(8, 1, {0, 1, 2, 3, 4, 5, 6, 7});
-  special.values = {0.0f, -0.0f, std::numeric_limits<float>::infinity(),
-                    -std::numeric_limits<float>::infinity(), 1e-7f, 70000.0f, 3.0e38f,
-                    std::numeric_limits<float>::quiet_NaN()};
+  special.values = {
+      0.0f,     -0.0f,   std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(), 1e-7f,
+      70000.0f, 3.0e38f, std::numeric_limits<float>::quiet_NaN()};
   gradients.emplace_back("special_values", special);
-  const compress::ValuePrecision precisions[] = {compress::ValuePrecision::kFp32,
-                                                 compress::ValuePrecision::kFp16,
+  const compress::ValuePrecision precisions[] = {compress::ValuePrecision::kFp32, compress::ValuePrecision::kFp16,
                                                  compress::ValuePrecision::kBf16};
   Bytes sparse_payload;
   for (const auto& [name, sg] : gradients) {
     for (compress::ValuePrecision p : precisions) {
       Bytes out;
       STELLA_RETURN_IF_ERROR(compress::EncodeSparse(sg, p, &out));
-      STELLA_RETURN_IF_ERROR(
-          put("sparse_wire_fuzzer", name + "_" + compress::ValuePrecisionName(p), out));
+      STELLA_RETURN_IF_ERROR(put("sparse_wire_fuzzer", name + "_" + compress::ValuePrecisionName(p), out));
       if (name == "clustered_b1" && p == compress::ValuePrecision::kFp16) sparse_payload = out;
     }
   }
@@ -169,13 +165,11 @@ Status Generate(const std::string& root) {
   STELLA_RETURN_IF_ERROR(put("frame_fuzzer", "control", f_control));
   STELLA_RETURN_IF_ERROR(put("frame_fuzzer", "bye", f_bye));
   STELLA_RETURN_IF_ERROR(put("frame_fuzzer", "heartbeat", f_heartbeat));
-  STELLA_RETURN_IF_ERROR(put("frame_fuzzer", "session",
-                             Concat({f_hello, f_heartbeat, f_dense, f_control, f_bye})));
+  STELLA_RETURN_IF_ERROR(put("frame_fuzzer", "session", Concat({f_hello, f_heartbeat, f_dense, f_control, f_bye})));
   Bytes bad_crc = f_dense;
   bad_crc.back() ^= 0x01;
   STELLA_RETURN_IF_ERROR(put("frame_fuzzer", "dense_bad_checksum", bad_crc));
-  STELLA_RETURN_IF_ERROR(put("frame_fuzzer", "dense_truncated",
-                             Bytes(f_dense.begin(), f_dense.begin() + 30)));
+  STELLA_RETURN_IF_ERROR(put("frame_fuzzer", "dense_truncated", Bytes(f_dense.begin(), f_dense.begin() + 30)));
 
   // idx_fuzzer: a tiny valid pair, an empty data set, labels past 10 classes.
   STELLA_RETURN_IF_ERROR(put("idx_fuzzer", "three_2x2", IdxSeed(3, 2, 2, 0)));

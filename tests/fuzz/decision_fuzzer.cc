@@ -35,8 +35,8 @@ void Check(const uint8_t* data, size_t size) {
   Status encoded = EncodeDecision(*d, &out);
   FUZZ_CHECK(encoded.ok(), "EncodeDecision of a decoded decision: " + encoded.ToString());
   FUZZ_CHECK(out.size() == size && std::memcmp(out.data(), data, size) == 0,
-             "EncodeDecision(DecodeDecision(x)) != x (" + std::to_string(out.size()) + " vs " +
-                 std::to_string(size) + " bytes)");
+             "EncodeDecision(DecodeDecision(x)) != x (" + std::to_string(out.size()) + " vs " + std::to_string(size) +
+                 " bytes)");
 
   for (size_t i = 0; i < d->worker_ids.size(); ++i) {
     const std::optional<int> batch = d->BatchSizeFor(d->worker_ids[i]);
@@ -46,15 +46,13 @@ void Check(const uint8_t* data, size_t size) {
   // Ids are >= 0 and ascending: -1 and last + 1 (when it fits) are absent.
   FUZZ_CHECK(!d->BatchSizeFor(-1).has_value(), "BatchSizeFor(-1) found a batch");
   if (!d->worker_ids.empty() && d->worker_ids.back() < 0x7FFFFFFF) {
-    FUZZ_CHECK(!d->BatchSizeFor(d->worker_ids.back() + 1).has_value(),
-               "BatchSizeFor(an unlisted id) found a batch");
+    FUZZ_CHECK(!d->BatchSizeFor(d->worker_ids.back() + 1).has_value(), "BatchSizeFor(an unlisted id) found a batch");
   }
   // One log line, whatever the reason holds.
   const std::string line = d->ToLogLine();
   FUZZ_CHECK(line.find("round=" + std::to_string(d->round)) != std::string::npos,
              "ToLogLine does not name the round: " + line);
-  FUZZ_CHECK(line.find_first_of("\r\n") == std::string::npos,
-             "ToLogLine spans several lines: " + line);
+  FUZZ_CHECK(line.find_first_of("\r\n") == std::string::npos, "ToLogLine spans several lines: " + line);
 }
 
 }  // namespace

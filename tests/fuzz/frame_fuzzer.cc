@@ -60,19 +60,17 @@ void CheckHeader(const uint8_t* data, size_t size, const FrameLimits& limits) {
   FUZZ_CHECK(h->version == kFrameVersion && h->flags == 0, "accepted version/flags");
   uint8_t again[kFrameHeaderSize];
   EncodeFrameHeader(*h, again);
-  FUZZ_CHECK(std::memcmp(again, data, kFrameHeaderSize) == 0,
-             "EncodeFrameHeader(DecodeFrameHeader(x)) != x");
+  FUZZ_CHECK(std::memcmp(again, data, kFrameHeaderSize) == 0, "EncodeFrameHeader(DecodeFrameHeader(x)) != x");
 }
 
 // WriteFrame's bytes for `frame`, read back through a second memory stream.
-std::vector<uint8_t> Reencode(const Frame& frame, Clock::TimePoint deadline,
-                              const FrameLimits& limits) {
+std::vector<uint8_t> Reencode(const Frame& frame, Clock::TimePoint deadline, const FrameLimits& limits) {
   const size_t total = kFrameOverheadBytes + frame.payload.size();
   MemoryStreamOptions options;
   options.capacity_bytes = total;
   auto [writer, reader] = CreateMemoryStreamPair(options);
-  Status written = WriteFrame(*writer, frame.header.type, frame.header.tag, frame.payload.data(),
-                              frame.payload.size(), deadline, limits);
+  Status written = WriteFrame(*writer, frame.header.type, frame.header.tag, frame.payload.data(), frame.payload.size(),
+                              deadline, limits);
   FUZZ_CHECK(written.ok(), "WriteFrame of a frame ReadFrame accepted: " + written.ToString());
   std::vector<uint8_t> bytes(total);
   Status read = reader->ReadAll(bytes.data(), bytes.size(), deadline);
@@ -99,13 +97,13 @@ void CheckStream(const uint8_t* data, size_t size, const FrameLimits& limits) {
     StatusOr<Frame> frame = ReadFrame(*reader, limits, deadline, &started);
     if (!frame.ok()) {
       const StatusCode c = frame.status().code();
-      FUZZ_CHECK(c == StatusCode::kUnavailable || c == StatusCode::kDataLoss ||
-                     c == StatusCode::kFailedPrecondition || c == StatusCode::kOutOfRange,
+      FUZZ_CHECK(c == StatusCode::kUnavailable || c == StatusCode::kDataLoss || c == StatusCode::kFailedPrecondition ||
+                     c == StatusCode::kOutOfRange,
                  "unexpected ReadFrame error " + frame.status().ToString());
       if (!started) {
         FUZZ_CHECK(offset == size && c == StatusCode::kUnavailable,
-                   "ReadFrame consumed nothing but failed with " + CodeName(frame.status()) +
-                       " at offset " + std::to_string(offset) + " of " + std::to_string(size));
+                   "ReadFrame consumed nothing but failed with " + CodeName(frame.status()) + " at offset " +
+                       std::to_string(offset) + " of " + std::to_string(size));
       } else {
         FUZZ_CHECK(offset < size, "ReadFrame reported a started frame past the input");
       }
@@ -118,9 +116,9 @@ void CheckStream(const uint8_t* data, size_t size, const FrameLimits& limits) {
                    std::to_string(frame->payload.size()));
     FUZZ_CHECK(offset + total <= size, "ReadFrame returned more bytes than the input holds");
     const std::vector<uint8_t> again = Reencode(*frame, deadline, limits);
-    FUZZ_CHECK(std::memcmp(again.data(), data + offset, total) == 0,
-               "WriteFrame(ReadFrame(x)) != x for the " + FrameTypeName(frame->header.type) +
-                   " frame at offset " + std::to_string(offset));
+    FUZZ_CHECK(std::memcmp(again.data(), data + offset, total) == 0, "WriteFrame(ReadFrame(x)) != x for the " +
+                                                                         FrameTypeName(frame->header.type) +
+                                                                         " frame at offset " + std::to_string(offset));
     if (frame->header.type == FrameType::kHello) {
       CheckHello(frame->payload.data(), frame->payload.size());
     }

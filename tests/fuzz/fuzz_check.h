@@ -13,16 +13,15 @@
 #include <string>
 
 // `detail` is written whole (fwrite, not %s): inputs may hold NUL bytes.
-#define FUZZ_CHECK(cond, detail)                                                        \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      const std::string fuzz_detail_ = (detail);                                        \
-      std::fprintf(stderr, "%s:%d: fuzz invariant failed: %s\n  ", __FILE__, __LINE__,  \
-                   #cond);                                                              \
-      std::fwrite(fuzz_detail_.data(), 1, fuzz_detail_.size(), stderr);                \
-      std::fputc('\n', stderr);                                                         \
-      std::abort();                                                                     \
-    }                                                                                   \
+#define FUZZ_CHECK(cond, detail)                                                               \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
+      const std::string fuzz_detail_ = (detail);                                               \
+      std::fprintf(stderr, "%s:%d: fuzz invariant failed: %s\n  ", __FILE__, __LINE__, #cond); \
+      std::fwrite(fuzz_detail_.data(), 1, fuzz_detail_.size(), stderr);                        \
+      std::fputc('\n', stderr);                                                                \
+      std::abort();                                                                            \
+    }                                                                                          \
   } while (0)
 
 #endif  // STELLA_TESTS_FUZZ_FUZZ_CHECK_H_

@@ -31,8 +31,8 @@ void CheckSharding(int64_t size, uint64_t seed) {
       BatchSampler sampler(size, rank, world, seed);
       const int64_t shard = sampler.shard_size();
       FUZZ_CHECK(shard == (size - rank + world - 1) / world,
-                 "rank " + std::to_string(rank) + " of " + std::to_string(world) + " has " +
-                     std::to_string(shard) + " of " + std::to_string(size) + " examples");
+                 "rank " + std::to_string(rank) + " of " + std::to_string(world) + " has " + std::to_string(shard) +
+                     " of " + std::to_string(size) + " examples");
       for (int64_t index : sampler.Next(static_cast<int>(shard))) {
         FUZZ_CHECK(index >= 0 && index < size, "sampled index " + std::to_string(index));
         ++seen[static_cast<size_t>(index)];
@@ -40,8 +40,7 @@ void CheckSharding(int64_t size, uint64_t seed) {
       FUZZ_CHECK(sampler.epoch() == 0, "one shard's worth of examples crossed an epoch");
     }
     FUZZ_CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }),
-               "shards of world size " + std::to_string(world) +
-                   " do not cover every example exactly once");
+               "shards of world size " + std::to_string(world) + " do not cover every example exactly once");
   }
 }
 
@@ -63,8 +62,7 @@ void Check(const uint8_t* data, size_t size) {
   const Dataset& d = *parsed;
   FUZZ_CHECK(d.rows >= 1 && d.rows <= 4096 && d.cols >= 1 && d.cols <= 4096,
              "accepted image size " + std::to_string(d.rows) + "x" + std::to_string(d.cols));
-  FUZZ_CHECK(d.size >= 0 && static_cast<uint64_t>(d.images.size()) ==
-                                static_cast<uint64_t>(d.size) * d.rows * d.cols,
+  FUZZ_CHECK(d.size >= 0 && static_cast<uint64_t>(d.images.size()) == static_cast<uint64_t>(d.size) * d.rows * d.cols,
              "pixel count does not match size x rows x cols");
   FUZZ_CHECK(static_cast<int64_t>(d.labels.size()) == d.size, "label count does not match size");
   FUZZ_CHECK(std::equal(d.images.begin(), d.images.end(), images.begin() + 16) &&
@@ -72,8 +70,8 @@ void Check(const uint8_t* data, size_t size) {
              "pixels or labels differ from the file bytes after the headers");
   FUZZ_CHECK(d.num_classes >= 10, "num_classes " + std::to_string(d.num_classes));
   for (uint8_t label : d.labels) {
-    FUZZ_CHECK(label < d.num_classes, "label " + std::to_string(label) + " >= num_classes " +
-                                          std::to_string(d.num_classes));
+    FUZZ_CHECK(label < d.num_classes,
+               "label " + std::to_string(label) + " >= num_classes " + std::to_string(d.num_classes));
   }
   if (d.size > 0) CheckSharding(d.size, /*seed=*/data[0]);
 }

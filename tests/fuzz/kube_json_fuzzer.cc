@@ -67,8 +67,7 @@ void CheckRawDecoders(const std::string& text) {
   StatusOr<kube::ClusterConfig> cfg = kube::ParseInlineKubeconfig(text);
   if (cfg.ok()) {
     FUZZ_CHECK(cfg->token_file.empty(), "a Secret's kubeconfig names a token file " + cfg->token_file);
-    FUZZ_CHECK(cfg->server.rfind("https://", 0) == 0 || cfg->server.rfind("http://", 0) == 0,
-               "server " + cfg->server);
+    FUZZ_CHECK(cfg->server.rfind("https://", 0) == 0 || cfg->server.rfind("http://", 0) == 0, "server " + cfg->server);
     FUZZ_CHECK(cfg->server.back() != '/', "server keeps a trailing slash: " + cfg->server);
     FUZZ_CHECK(!(cfg->insecure_skip_tls_verify && !cfg->ca_pem.empty()), "CA and insecure both set");
     FUZZ_CHECK(cfg->client_cert_pem.empty() == cfg->client_key_pem.empty(), "cert without key");
@@ -84,9 +83,9 @@ void CheckRawDecoders(const std::string& text) {
       if (c != '\n' && c != '\r') ++chars;
       if (c == '=') ++pad;
     }
-    FUZZ_CHECK(bytes->size() == chars / 4 * 3 - pad,
-               "DecodeBase64 gave " + std::to_string(bytes->size()) + " bytes for " +
-                   std::to_string(chars) + " characters with " + std::to_string(pad) + " '='");
+    FUZZ_CHECK(bytes->size() == chars / 4 * 3 - pad, "DecodeBase64 gave " + std::to_string(bytes->size()) +
+                                                         " bytes for " + std::to_string(chars) + " characters with " +
+                                                         std::to_string(pad) + " '='");
   } else {
     CheckRejection(bytes.status(), StatusCode::kInvalidArgument, "DecodeBase64");
   }
@@ -156,21 +155,21 @@ void CheckJob(const json& v) {
   if (!names.ok()) CheckRejection(names, StatusCode::kInvalidArgument, "CheckChildNames");
   const std::string manifest = WorkerManifest(*job);
   StatusOr<spec::StellaJob> again = spec::ParseStellaJob(manifest);
-  FUZZ_CHECK(again.ok(), "WorkerManifest does not parse back: " + again.status().ToString() +
-                             "\n--- manifest ---\n" + manifest);
+  FUZZ_CHECK(again.ok(),
+             "WorkerManifest does not parse back: " + again.status().ToString() + "\n--- manifest ---\n" + manifest);
 }
 
 void CheckStatus(const json& v, const std::vector<const json*>& items) {
   const PodCounts n = CountPods(items);
   FUZZ_CHECK(n.total() == static_cast<int>(items.size()), "CountPods lost or doubled a pod");
-  FUZZ_CHECK(n.ready <= n.running, "more ready than running pods: " + std::to_string(n.ready) +
-                                        " > " + std::to_string(n.running));
+  FUZZ_CHECK(n.ready <= n.running,
+             "more ready than running pods: " + std::to_string(n.ready) + " > " + std::to_string(n.running));
   for (const json* p : items) {
     // "name: reason[: message]", name "?" when the pod has no string name.
-    const json* name = p->is_object() && p->contains("metadata") && (*p)["metadata"].is_object() &&
-                               (*p)["metadata"].contains("name")
-                           ? &(*p)["metadata"]["name"]
-                           : nullptr;
+    const json* name =
+        p->is_object() && p->contains("metadata") && (*p)["metadata"].is_object() && (*p)["metadata"].contains("name")
+            ? &(*p)["metadata"]["name"]
+            : nullptr;
     const std::string want = (name && name->is_string() ? name->get<std::string>() : "?") + ": ";
     const std::string d = DescribeFailure(*p);
     FUZZ_CHECK(d.rfind(want, 0) == 0 && d.size() > want.size(), "DescribeFailure \"" + d + "\"");
@@ -197,8 +196,7 @@ void CheckNodes(const json& v, const std::vector<const json*>& items) {
     NodeReady(*n);
     const std::string addr = NodeAddress(*n);
     if (!addr.empty()) {
-      FUZZ_CHECK(n->dump().find(json(addr).dump()) != std::string::npos,
-                 "NodeAddress " + addr + " is not in the node");
+      FUZZ_CHECK(n->dump().find(json(addr).dump()) != std::string::npos, "NodeAddress " + addr + " is not in the node");
     }
     nodes.push_back(*n);
   }

@@ -30,14 +30,12 @@ void Check(const std::string& text) {
 
   const std::string yaml = ToYaml(*job);
   StatusOr<StellaJob> again = ParseStellaJob(yaml);
-  FUZZ_CHECK(again.ok(), "ToYaml output does not parse back: " + again.status().ToString() +
-                             "\n--- input ---\n" + text + "\n--- ToYaml ---\n" + yaml);
-  FUZZ_CHECK(*again == *job,
-             "ToYaml output parses back to a different job\n--- input ---\n" + text +
-                 "\n--- ToYaml ---\n" + yaml + "\n--- ToYaml of the re-parse ---\n" +
-                 ToYaml(*again));
-  FUZZ_CHECK(ToYaml(*again) == yaml, "ToYaml is not a fixed point\n--- first ---\n" + yaml +
-                                         "\n--- second ---\n" + ToYaml(*again));
+  FUZZ_CHECK(again.ok(), "ToYaml output does not parse back: " + again.status().ToString() + "\n--- input ---\n" +
+                             text + "\n--- ToYaml ---\n" + yaml);
+  FUZZ_CHECK(*again == *job, "ToYaml output parses back to a different job\n--- input ---\n" + text +
+                                 "\n--- ToYaml ---\n" + yaml + "\n--- ToYaml of the re-parse ---\n" + ToYaml(*again));
+  FUZZ_CHECK(ToYaml(*again) == yaml,
+             "ToYaml is not a fixed point\n--- first ---\n" + yaml + "\n--- second ---\n" + ToYaml(*again));
 }
 
 }  // namespace

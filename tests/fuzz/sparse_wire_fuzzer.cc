@@ -31,18 +31,14 @@ uint32_t Bits(float v) {
 }
 
 // Bitwise equal, or both NaN.
-bool SameValue(float a, float b) {
-  return (std::isnan(a) && std::isnan(b)) || Bits(a) == Bits(b);
-}
+bool SameValue(float a, float b) { return (std::isnan(a) && std::isnan(b)) || Bits(a) == Bits(b); }
 
 void CheckEquivalent(const SparseGradient& a, const SparseGradient& b) {
-  FUZZ_CHECK(a.num_elements == b.num_elements && a.block_size == b.block_size,
-             "shape changed in the round trip");
+  FUZZ_CHECK(a.num_elements == b.num_elements && a.block_size == b.block_size, "shape changed in the round trip");
   FUZZ_CHECK(a.indices == b.indices, "indices changed in the round trip");
   FUZZ_CHECK(a.values.size() == b.values.size(), "value count changed in the round trip");
   for (size_t i = 0; i < a.values.size(); ++i) {
-    FUZZ_CHECK(SameValue(a.values[i], b.values[i]),
-               "value " + std::to_string(i) + " changed in the round trip");
+    FUZZ_CHECK(SameValue(a.values[i], b.values[i]), "value " + std::to_string(i) + " changed in the round trip");
   }
 }
 
@@ -69,26 +65,23 @@ void Check(const uint8_t* data, size_t size, const DecodeLimits& limits) {
     const float v = sg.values[i];
     any_nan = any_nan || std::isnan(v);
     FUZZ_CHECK(SameValue(RoundToPrecision(v, precision), v),
-               "decoded value " + std::to_string(i) + " is not representable in " +
-                   ValuePrecisionName(precision));
+               "decoded value " + std::to_string(i) + " is not representable in " + ValuePrecisionName(precision));
   }
 
   std::vector<uint8_t> out;
   Status encoded = EncodeSparse(sg, precision, &out);
   FUZZ_CHECK(encoded.ok(), "EncodeSparse of a decoded gradient: " + encoded.ToString());
-  FUZZ_CHECK(out.size() == EncodedSize(sg, precision),
-             "EncodedSize says " + std::to_string(EncodedSize(sg, precision)) + ", encoder wrote " +
-                 std::to_string(out.size()));
-  FUZZ_CHECK(out.size() <= size, "re-encoding (" + std::to_string(out.size()) +
-                                     " bytes) is larger than the input (" + std::to_string(size) +
-                                     ")");
+  FUZZ_CHECK(out.size() == EncodedSize(sg, precision), "EncodedSize says " +
+                                                           std::to_string(EncodedSize(sg, precision)) +
+                                                           ", encoder wrote " + std::to_string(out.size()));
+  FUZZ_CHECK(out.size() <= size, "re-encoding (" + std::to_string(out.size()) + " bytes) is larger than the input (" +
+                                     std::to_string(size) + ")");
   const size_t bound = MaxEncodedSize(sg.num_elements, sg.block_size, sg.indices.size(), precision);
-  FUZZ_CHECK(out.size() <= bound, "encoding of " + std::to_string(out.size()) +
-                                      " bytes exceeds MaxEncodedSize " + std::to_string(bound));
+  FUZZ_CHECK(out.size() <= bound,
+             "encoding of " + std::to_string(out.size()) + " bytes exceeds MaxEncodedSize " + std::to_string(bound));
   // Same magic, version, precision, reserved byte and header fields; byte 6
   // (index encoding) may differ.
-  FUZZ_CHECK(std::memcmp(out.data(), data, 6) == 0 &&
-                 std::memcmp(out.data() + 7, data + 7, kWireHeaderSize - 7) == 0,
+  FUZZ_CHECK(std::memcmp(out.data(), data, 6) == 0 && std::memcmp(out.data() + 7, data + 7, kWireHeaderSize - 7) == 0,
              "re-encoded header differs");
   if (out[6] == data[6] && !any_nan) {
     FUZZ_CHECK(out.size() == size && std::memcmp(out.data(), data, size) == 0,
@@ -104,8 +97,7 @@ void Check(const uint8_t* data, size_t size, const DecodeLimits& limits) {
   exact.expected_num_elements = sg.num_elements;
   if (sg.num_elements > 0) {
     StatusOr<SparseGradient> known = DecodeSparse(data, size, exact);
-    FUZZ_CHECK(known.ok(), "rejected with the matching expected_num_elements: " +
-                               known.status().ToString());
+    FUZZ_CHECK(known.ok(), "rejected with the matching expected_num_elements: " + known.status().ToString());
   }
 }
 

@@ -17,9 +17,9 @@ TEST(FindRequestHeadEndTest, FindsBlankLineWithCrlfOrLf) {
 }
 
 TEST(ParseRequestHeadTest, ParsesRequestLineAndHeaders) {
-  StatusOr<HttpRequest> r =
-      ParseRequestHead("GET /metrics?name=x&y=2 HTTP/1.1\r\nHost: example:9090\r\n"
-                       "Accept-Encoding:gzip \t\r\n\r\n");
+  StatusOr<HttpRequest> r = ParseRequestHead(
+      "GET /metrics?name=x&y=2 HTTP/1.1\r\nHost: example:9090\r\n"
+      "Accept-Encoding:gzip \t\r\n\r\n");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->method, "GET");
   EXPECT_EQ(r->target, "/metrics?name=x&y=2");
@@ -56,19 +56,19 @@ TEST(ParseRequestHeadTest, KeepsOtherMethodsAndVersionsForTheCallerToJudge) {
 
 TEST(ParseRequestHeadTest, RejectsMalformedRequestLines) {
   for (const char* bad : {
-           "",                               // nothing
-           "\r\n\r\n",                       // only empty lines
-           "GET\r\n\r\n",                    // no target/version
-           "GET /metrics\r\n\r\n",           // HTTP/0.9 style, no version
-           "GET  /metrics HTTP/1.1\r\n\r\n", // double space
-           "GET /metrics HTTP/1.1 \r\n\r\n", // trailing space
-           "GET /a b HTTP/1.1\r\n\r\n",      // space in target
-           "G(T / HTTP/1.1\r\n\r\n",         // method not a token
-           "GET metrics HTTP/1.1\r\n\r\n",   // not an absolute path
-           "GET / HTTP/1\r\n\r\n",           // bad version
-           "GET / http/1.1\r\n\r\n",         // version is case-sensitive
-           "GET / HTTP/1.1x\r\n\r\n",        // junk after version
-           "GET /\x01 HTTP/1.1\r\n\r\n",     // control byte in target
+           "",                                // nothing
+           "\r\n\r\n",                        // only empty lines
+           "GET\r\n\r\n",                     // no target/version
+           "GET /metrics\r\n\r\n",            // HTTP/0.9 style, no version
+           "GET  /metrics HTTP/1.1\r\n\r\n",  // double space
+           "GET /metrics HTTP/1.1 \r\n\r\n",  // trailing space
+           "GET /a b HTTP/1.1\r\n\r\n",       // space in target
+           "G(T / HTTP/1.1\r\n\r\n",          // method not a token
+           "GET metrics HTTP/1.1\r\n\r\n",    // not an absolute path
+           "GET / HTTP/1\r\n\r\n",            // bad version
+           "GET / http/1.1\r\n\r\n",          // version is case-sensitive
+           "GET / HTTP/1.1x\r\n\r\n",         // junk after version
+           "GET /\x01 HTTP/1.1\r\n\r\n",      // control byte in target
        }) {
     StatusOr<HttpRequest> r = ParseRequestHead(bad);
     EXPECT_FALSE(r.ok()) << "accepted: " << bad;

@@ -31,16 +31,11 @@ class PrometheusScrapeTest : public ::testing::Test {
         << kPrometheus << " is missing or not executable; the project setup installs it "
         << "(Debian package 'prometheus'). This test must not be skipped.";
 
-    registry_.AddGauge("stella_scrape_test_value", "A gauge Prometheus must read back.")
-        .Add({})
-        .Set(42.5);
+    registry_.AddGauge("stella_scrape_test_value", "A gauge Prometheus must read back.").Add({}).Set(42.5);
     registry_.AddCounter("stella_scrape_test_events_total", "Events, labelled.")
         .Add({{"kind", "a\"quoted\""}})
         .Increment(7);
-    Histogram& latency = registry_
-                             .AddHistogram("stella_scrape_test_latency_seconds", "Latency.",
-                                           {0.5, 1})
-                             .Add({});
+    Histogram& latency = registry_.AddHistogram("stella_scrape_test_latency_seconds", "Latency.", {0.5, 1}).Add({});
     for (double v : {0.25, 0.75, 3.0}) latency.Observe(v);
 
     StatusOr<std::unique_ptr<Exposer>> exposer = Exposer::Create(ExposerOptions(), &registry_);
@@ -69,8 +64,7 @@ class PrometheusScrapeTest : public ::testing::Test {
     ASSERT_TRUE(port.ok()) << port.status().ToString();
     prometheus_port_ = *port;
     StatusOr<std::unique_ptr<testing::ChildProcess>> prometheus = testing::ChildProcess::Start(
-        {kPrometheus, "--config.file=" + config_path,
-         "--storage.tsdb.path=" + dir_->path() + "/data",
+        {kPrometheus, "--config.file=" + config_path, "--storage.tsdb.path=" + dir_->path() + "/data",
          "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port_)},
         "", log_path_);
     ASSERT_TRUE(prometheus.ok()) << prometheus.status().ToString();
@@ -92,8 +86,7 @@ class PrometheusScrapeTest : public ::testing::Test {
   // GETs `target` from Prometheus and parses the JSON body; a null json when
   // Prometheus is not answering (yet).
   json PrometheusGet(const std::string& target) {
-    StatusOr<testing::HttpResponse> response =
-        testing::HttpGet(prometheus_port_, target, std::chrono::seconds(5));
+    StatusOr<testing::HttpResponse> response = testing::HttpGet(prometheus_port_, target, std::chrono::seconds(5));
     if (!response.ok() || response->status != 200) return json();
     json parsed = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
     return parsed.is_discarded() ? json() : parsed;
@@ -101,12 +94,11 @@ class PrometheusScrapeTest : public ::testing::Test {
 
   // Polls an instant query until it returns at least one series or the
   // budget runs out; returns the result array (possibly empty).
-  json QueryUntilPresent(const std::string& query,
-                         std::chrono::steady_clock::time_point deadline) {
+  json QueryUntilPresent(const std::string& query, std::chrono::steady_clock::time_point deadline) {
     while (std::chrono::steady_clock::now() < deadline && prometheus_->Running()) {
       json body = PrometheusGet("/api/v1/query?query=" + query);
-      if (body.is_object() && body.value("status", "") == "success" &&
-          body["data"]["result"].is_array() && !body["data"]["result"].empty()) {
+      if (body.is_object() && body.value("status", "") == "success" && body["data"]["result"].is_array() &&
+          !body["data"]["result"].empty()) {
         return body["data"]["result"];
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
@@ -161,8 +153,7 @@ TEST_F(PrometheusScrapeTest, PrometheusScrapesTheValuesWeSet) {
   while (std::chrono::steady_clock::now() < deadline) {
     targets = PrometheusGet("/api/v1/targets");
     if (targets.is_object() && targets["data"]["activeTargets"].is_array() &&
-        !targets["data"]["activeTargets"].empty() &&
-        targets["data"]["activeTargets"][0].value("health", "") == "up") {
+        !targets["data"]["activeTargets"].empty() && targets["data"]["activeTargets"][0].value("health", "") == "up") {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
@@ -172,9 +163,7 @@ TEST_F(PrometheusScrapeTest, PrometheusScrapesTheValuesWeSet) {
   const json& target = targets["data"]["activeTargets"][0];
   EXPECT_EQ(target["health"], "up") << target;
   EXPECT_EQ(target["lastError"], "") << target;
-  EXPECT_EQ(target["scrapeUrl"],
-            "http://127.0.0.1:" + std::to_string(exposer_->port()) + "/metrics")
-      << target;
+  EXPECT_EQ(target["scrapeUrl"], "http://127.0.0.1:" + std::to_string(exposer_->port()) + "/metrics") << target;
 }
 
 }  // namespace

@@ -32,14 +32,12 @@ void Populate(Registry* registry) {
   depth.Add({{"stage", "nan"}}).Set(std::nan(""));
   registry->AddGauge("stella_start_time_seconds", "Start time.").Add({}).Set(1.7e9);
 
-  Family<Histogram>& latency = registry->AddHistogram(
-      "stella_step_seconds", "Training step latency.", Histogram::ExponentialBuckets(0.001, 10, 5));
+  Family<Histogram>& latency = registry->AddHistogram("stella_step_seconds", "Training step latency.",
+                                                      Histogram::ExponentialBuckets(0.001, 10, 5));
   Histogram& forward = latency.Add({{"phase", "forward"}});
   for (double v : {0.0005, 0.002, 0.02, 0.2, 2.0, 20.0, 200.0}) forward.Observe(v);
   latency.Add({{"phase", "backward"}});  // zero observations
-  registry->AddHistogram("stella_message_bytes", "Message sizes.", {})
-      .Add({})
-      .Observe(1 << 20);
+  registry->AddHistogram("stella_message_bytes", "Message sizes.", {}).Add({}).Observe(1 << 20);
 }
 
 TEST(MetricsPromtoolTest, SerializedRegistryPassesPromtoolCheckMetrics) {

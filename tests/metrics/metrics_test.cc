@@ -90,7 +90,9 @@ TEST(TextFormatTest, ValidatesMetricAndLabelNames) {
 }
 
 TEST(TextFormatTest, EscapesLabelValuesAndHelp) {
-  EXPECT_EQ(EscapeLabelValue(R"(C:\dir "q")" "\nnext"), R"(C:\\dir \"q\"\nnext)");
+  EXPECT_EQ(EscapeLabelValue(R"(C:\dir "q")"
+                             "\nnext"),
+            R"(C:\\dir \"q\"\nnext)");
   EXPECT_EQ(EscapeLabelValue("plain ünicode"), "plain ünicode");
   EXPECT_EQ(EscapeHelp("a\\b \"c\"\nd"), R"(a\\b "c"\nd)");
 }
@@ -210,8 +212,7 @@ TEST(RegistryTest, SerializeMatchesGoldenExposition) {
   requests.Add({{"method", "get"}, {"code", "500"}}).Increment();
   requests.Add({{"code", "200"}, {"method", "get"}}).Increment(3);
   registry.AddGauge("stella_queue_depth", "Items waiting.").Add({}).Set(7);
-  Histogram& latency =
-      registry.AddHistogram("stella_latency_seconds", "Latency.", {0.1, 1}).Add({{"stage", "send"}});
+  Histogram& latency = registry.AddHistogram("stella_latency_seconds", "Latency.", {0.1, 1}).Add({{"stage", "send"}});
   latency.Observe(0.0625);
   latency.Observe(0.5);
   latency.Observe(2);
@@ -331,14 +332,12 @@ TEST_F(ExposerTest, UnknownPathIs404) {
 
 TEST_F(ExposerTest, NonGetIs405WithAllowHeader) {
   for (const char* method : {"POST", "PUT", "DELETE", "HEAD"}) {
-    HttpResponse response =
-        Raw(std::string(method) + " /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    HttpResponse response = Raw(std::string(method) + " /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
     EXPECT_EQ(response.status, 405) << method;
     EXPECT_EQ(response.headers["allow"], "GET") << method;
   }
   // A request body the server never reads must not destroy the response.
-  HttpResponse with_body =
-      Raw("POST /metrics HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world");
+  HttpResponse with_body = Raw("POST /metrics HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world");
   EXPECT_EQ(with_body.status, 405);
 }
 
@@ -356,8 +355,7 @@ TEST_F(ExposerTest, IncompleteRequestThenHalfCloseIs400) {
   StatusOr<int> fd = ConnectLoopback(exposer_->port(), std::chrono::seconds(10));
   ASSERT_TRUE(fd.ok()) << fd.status().ToString();
   const std::string partial = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
-  ASSERT_EQ(::send(*fd, partial.data(), partial.size(), MSG_NOSIGNAL),
-            static_cast<ssize_t>(partial.size()));
+  ASSERT_EQ(::send(*fd, partial.data(), partial.size(), MSG_NOSIGNAL), static_cast<ssize_t>(partial.size()));
   ::shutdown(*fd, SHUT_WR);
   StatusOr<std::string> raw = ReadToEof(*fd);
   ::close(*fd);

@@ -56,8 +56,7 @@ StatusOr<HttpResponse> ParseResponse(const std::string& raw) {
   size_t line_start = 0;
   size_t line_end = raw.find("\r\n");
   const std::string status_line = raw.substr(0, line_end);
-  if (status_line.size() < 12 || status_line.compare(0, 7, "HTTP/1.") != 0 ||
-      status_line[8] != ' ') {
+  if (status_line.size() < 12 || status_line.compare(0, 7, "HTTP/1.") != 0 || status_line[8] != ' ') {
     return DataLossError("bad status line \"" + status_line + "\"");
   }
   response.status = std::stoi(status_line.substr(9, 3));
@@ -76,21 +75,18 @@ StatusOr<HttpResponse> ParseResponse(const std::string& raw) {
   }
   response.body = raw.substr(head_end + 4);
   auto length = response.headers.find("content-length");
-  if (length != response.headers.end() &&
-      std::to_string(response.body.size()) != length->second) {
-    return DataLossError("body has " + std::to_string(response.body.size()) +
-                         " bytes, Content-Length says " + length->second);
+  if (length != response.headers.end() && std::to_string(response.body.size()) != length->second) {
+    return DataLossError("body has " + std::to_string(response.body.size()) + " bytes, Content-Length says " +
+                         length->second);
   }
   return response;
 }
 
-StatusOr<HttpResponse> SendRawRequest(int port, const std::string& raw_request,
-                                      std::chrono::milliseconds timeout) {
+StatusOr<HttpResponse> SendRawRequest(int port, const std::string& raw_request, std::chrono::milliseconds timeout) {
   STELLA_ASSIGN_OR_RETURN(const int fd, ConnectLoopback(port, timeout));
   size_t sent = 0;
   while (sent < raw_request.size()) {
-    const ssize_t n =
-        ::send(fd, raw_request.data() + sent, raw_request.size() - sent, MSG_NOSIGNAL);
+    const ssize_t n = ::send(fd, raw_request.data() + sent, raw_request.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const int err = errno;
@@ -105,12 +101,10 @@ StatusOr<HttpResponse> SendRawRequest(int port, const std::string& raw_request,
   return ParseResponse(*raw);
 }
 
-StatusOr<HttpResponse> HttpGet(int port, const std::string& target,
-                               std::chrono::milliseconds timeout) {
-  return SendRawRequest(port,
-                        "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                            "\r\nConnection: close\r\n\r\n",
-                        timeout);
+StatusOr<HttpResponse> HttpGet(int port, const std::string& target, std::chrono::milliseconds timeout) {
+  return SendRawRequest(
+      port, "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) + "\r\nConnection: close\r\n\r\n",
+      timeout);
 }
 
 StatusOr<int> PickFreePort() {

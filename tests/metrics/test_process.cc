@@ -19,8 +19,7 @@ namespace testing {
 
 StatusOr<std::unique_ptr<TempDir>> TempDir::Create(const std::string& prefix) {
   const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/" + prefix +
-                        "XXXXXX";
+  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/" + prefix + "XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) return ErrnoError("mkdtemp " + pattern, errno);
   return std::unique_ptr<TempDir>(new TempDir(pattern));
 }

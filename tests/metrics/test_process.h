@@ -45,8 +45,7 @@ class ChildProcess {
   // /dev/null when empty) and stdout+stderr appended to `output_path`.
   // Fails if the binary cannot be executed.
   static StatusOr<std::unique_ptr<ChildProcess>> Start(const std::vector<std::string>& argv,
-                                                       const std::string& stdin_path,
-                                                       const std::string& output_path);
+                                                       const std::string& stdin_path, const std::string& output_path);
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;

@@ -55,7 +55,7 @@ TEST(FrameHeaderTest, EncodeDecodeRoundTripIsLittleEndian) {
   h.tag = 0x01020304;
   h.payload_length = 0x0A0B0C0D;
   const auto raw = RawHeader(h);
-  const std::vector<uint8_t> expected = {'S', 'T', 'L', 'A', 1, 3, 0, 0,
+  const std::vector<uint8_t> expected = {'S',  'T',  'L',  'A',  1,    3,    0,    0,
                                          0x04, 0x03, 0x02, 0x01, 0x0D, 0x0C, 0x0B, 0x0A};
   EXPECT_EQ(raw, expected);
   FrameLimits limits;

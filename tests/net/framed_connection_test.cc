@@ -15,8 +15,8 @@ namespace stella {
 namespace net {
 namespace {
 
-using ::testing::HasSubstr;
 using std::chrono::milliseconds;
+using ::testing::HasSubstr;
 
 Clock::TimePoint In(milliseconds ms) { return std::chrono::steady_clock::now() + ms; }
 constexpr milliseconds kLong(10000);
@@ -119,8 +119,7 @@ TEST(FramedConnectionTest, SendErrorsAfterShutdownAndBadArgumentsAreNot) {
   options.limits.max_payload_bytes = 8;
   FramedConnection sender(std::move(a), options);
   const char big[9] = {};
-  EXPECT_EQ(sender.Send(FrameType::kDense, 1, big, 9, In(kLong)).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(sender.Send(FrameType::kDense, 1, big, 9, In(kLong)).code(), StatusCode::kInvalidArgument);
   ASSERT_TRUE(sender.Send(FrameType::kDense, 2, big, 8, In(kLong)).ok());  // still usable
   sender.Shutdown();
   EXPECT_EQ(sender.Send(FrameType::kDense, 3, big, 8, In(kLong)).code(), StatusCode::kCancelled);

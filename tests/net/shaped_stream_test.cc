@@ -13,8 +13,8 @@ namespace stella {
 namespace net {
 namespace {
 
-using ::testing::HasSubstr;
 using std::chrono::milliseconds;
+using ::testing::HasSubstr;
 
 Clock::TimePoint In(milliseconds ms) { return std::chrono::steady_clock::now() + ms; }
 constexpr milliseconds kLong(10000);
@@ -44,8 +44,7 @@ TEST(ShapedStreamTest, CreateValidatesOptions) {
   EXPECT_THAT(bad_latency.status().message(), HasSubstr("latency"));
   o.latency = milliseconds(0);
   o.chunk_bytes = 0;
-  EXPECT_EQ(ShapedStream::Create(CreateMemoryStreamPair().first, o).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ShapedStream::Create(CreateMemoryStreamPair().first, o).status().code(), StatusCode::kInvalidArgument);
 }
 
 // Many writes of odd sizes (coalesced and split into chunks) arrive intact and
@@ -60,9 +59,7 @@ TEST(ShapedStreamTest, DeliversAllBytesInOrder) {
     const auto data = Bytes(3 << 20);
     std::vector<uint8_t> received(data.size());
     Status read_status;
-    std::thread reader([&, r = b.get()] {
-      read_status = r->ReadAll(received.data(), received.size(), In(kLong));
-    });
+    std::thread reader([&, r = b.get()] { read_status = r->ReadAll(received.data(), received.size(), In(kLong)); });
     size_t off = 0;
     for (size_t k = 1; off < data.size(); k = (k * 7 + 3) % 40000) {
       const size_t n = std::min(k, data.size() - off);

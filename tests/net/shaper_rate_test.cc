@@ -103,8 +103,8 @@ TEST(ShaperRateTest, PingPongRoundTripIncludesBothLatencies) {
     for (int i = 0; i < 3; ++i) {
       auto f = link.server->Receive(In(kLong));
       ASSERT_TRUE(f.ok()) << f.status().ToString();
-      ASSERT_TRUE(link.server->Send(FrameType::kControl, f->header.tag, f->payload.data(),
-                                    f->payload.size(), In(kLong)).ok());
+      ASSERT_TRUE(
+          link.server->Send(FrameType::kControl, f->header.tag, f->payload.data(), f->payload.size(), In(kLong)).ok());
     }
   });
   for (uint32_t i = 0; i < 3; ++i) {

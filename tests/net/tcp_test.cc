@@ -1,12 +1,12 @@
-#include "src/net/memory_stream.h"
 #include "src/net/tcp.h"
+#include "src/net/memory_stream.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <algorithm>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -15,8 +15,8 @@ namespace stella {
 namespace net {
 namespace {
 
-using ::testing::HasSubstr;
 using std::chrono::milliseconds;
+using ::testing::HasSubstr;
 
 Clock::TimePoint In(milliseconds ms) { return std::chrono::steady_clock::now() + ms; }
 constexpr milliseconds kLong(10000);

@@ -35,12 +35,12 @@ namespace stella {
 namespace net {
 namespace {
 
-using ::testing::HasSubstr;
-using ::testing::StartsWith;
 using security::CertificateOptions;
 using security::JobCa;
 using security::TlsMaterial;
 using std::chrono::milliseconds;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 Clock::TimePoint In(milliseconds ms) { return std::chrono::steady_clock::now() + ms; }
 constexpr milliseconds kLong(20000);
@@ -324,9 +324,8 @@ TEST_F(TlsStreamTest, PeerWithAnotherJobsCaIsRefusedOnBothSides) {
 
 TEST_F(TlsStreamTest, RightCaButAnotherJobNameIsRefused) {
   const TlsMaterial forged = Forge(ca_, "stella://default/job-b/beta");
-  auto refused = ServeOnce(*alpha_, [&](int port) {
-    EXPECT_THAT(RawClient(port, &forged), HasSubstr("handshake failure"));
-  });
+  auto refused =
+      ServeOnce(*alpha_, [&](int port) { EXPECT_THAT(RawClient(port, &forged), HasSubstr("handshake failure")); });
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(),
@@ -345,9 +344,8 @@ TEST_F(TlsStreamTest, RightCaButAnotherJobNameIsRefused) {
 }
 
 TEST_F(TlsStreamTest, ClientWithoutCertificateIsRefused) {
-  auto refused = ServeOnce(*alpha_, [&](int port) {
-    EXPECT_THAT(RawClient(port, nullptr), HasSubstr("certificate required"));
-  });
+  auto refused =
+      ServeOnce(*alpha_, [&](int port) { EXPECT_THAT(RawClient(port, nullptr), HasSubstr("certificate required")); });
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("peer did not return a certificate"));
@@ -358,9 +356,8 @@ TEST_F(TlsStreamTest, ExpiredCertificateIsRefused) {
   expired.valid_from = std::chrono::hours(-48);
   expired.valid_for = std::chrono::hours(24);
   const TlsMaterial old = Issue(ca_, "beta", expired);
-  auto refused = ServeOnce(*alpha_, [&](int port) {
-    EXPECT_THAT(RawClient(port, &old), HasSubstr("certificate expired"));
-  });
+  auto refused =
+      ServeOnce(*alpha_, [&](int port) { EXPECT_THAT(RawClient(port, &old), HasSubstr("certificate expired")); });
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("\"CN=beta,OU=job-a,O=default\": certificate has expired (valid "));

@@ -17,8 +17,8 @@ namespace {
 using json = nlohmann::json;
 
 spec::StellaJob LoadExample() {
-  auto job = spec::LoadStellaJobFile(std::string(std::getenv("STELLA_SOURCE_DIR")) +
-                                     "/examples/kubernetes/stellajob.yaml");
+  auto job =
+      spec::LoadStellaJobFile(std::string(std::getenv("STELLA_SOURCE_DIR")) + "/examples/kubernetes/stellajob.yaml");
   EXPECT_TRUE(job.ok()) << job.status().ToString();
   job->metadata.uid = "uid-1";
   return *job;
@@ -34,7 +34,9 @@ ChildContext Context(const spec::StellaJob& job) {
   return ctx;
 }
 
-std::vector<std::string> Args(const json& pod) { return pod["spec"]["containers"][0]["args"].get<std::vector<std::string>>(); }
+std::vector<std::string> Args(const json& pod) {
+  return pod["spec"]["containers"][0]["args"].get<std::vector<std::string>>();
+}
 
 bool HasArg(const json& pod, const std::string& flag) {
   for (const auto& a : Args(pod)) {
@@ -67,7 +69,7 @@ TEST(ChildrenTest, WorkerPodCarriesRankPeersResourcesAndHardening) {
   // Its own gateway binds; the other cluster's is dialled.
   EXPECT_EQ(ArgAfter(pod, "--wan-addresses"), "10.0.0.1:29500,0.0.0.0:29500");
   EXPECT_EQ(ArgAfter(pod, "--bind-host"), "$(POD_IP)");
-  EXPECT_TRUE(HasArg(pod, "--resume"));  // the example has checkpoints: a recreated worker continues
+  EXPECT_TRUE(HasArg(pod, "--resume"));    // the example has checkpoints: a recreated worker continues
   EXPECT_FALSE(HasArg(pod, "--tls-dir"));  // only gateways speak WAN TLS
   const json& c = pod["spec"]["containers"][0];
   EXPECT_EQ(c["image"], "stella:test");
@@ -98,7 +100,8 @@ TEST(ChildrenTest, TolerationsMemberResourcesAndMigPassThrough) {
   EXPECT_EQ(res["limits"]["nvidia.com/mig-1g.5gb"], "1");
   EXPECT_FALSE(res["limits"].contains("nvidia.com/gpu"));  // the MIG slice replaces the whole GPU
   EXPECT_EQ(res["requests"]["cpu"], "2");
-  EXPECT_EQ(pod["spec"]["tolerations"][0], (json{{"key", "nvidia.com/gpu"}, {"operator", "Exists"}, {"effect", "NoSchedule"}}));
+  EXPECT_EQ(pod["spec"]["tolerations"][0],
+            (json{{"key", "nvidia.com/gpu"}, {"operator", "Exists"}, {"effect", "NoSchedule"}}));
   // Rank 0 is the gateway: it mounts its cluster's TLS Secret, readable by the worker's group only.
   EXPECT_EQ(ArgAfter(pod, "--tls-dir"), "/etc/stella/tls");
   bool mounted = false;
@@ -194,8 +197,9 @@ json Node(const std::string& name, bool ready, const std::string& internal, cons
   json addrs = json::array();
   if (!internal.empty()) addrs.push_back({{"type", "InternalIP"}, {"address", internal}});
   if (!external.empty()) addrs.push_back({{"type", "ExternalIP"}, {"address", external}});
-  return {{"metadata", {{"name", name}, {"labels", labels}}},
-          {"status", {{"addresses", addrs}, {"conditions", {{{"type", "Ready"}, {"status", ready ? "True" : "False"}}}}}}};
+  return {
+      {"metadata", {{"name", name}, {"labels", labels}}},
+      {"status", {{"addresses", addrs}, {"conditions", {{{"type", "Ready"}, {"status", ready ? "True" : "False"}}}}}}};
 }
 
 TEST(GatewayTest, LoadBalancerWaitsForIngress) {

@@ -9,9 +9,9 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cpprest/asyncrt_utils.h>
 #include <cpprest/http_client.h>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -46,8 +46,10 @@ namespace {
 std::string Quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out.push_back(c);
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out.push_back(c);
   }
   return out + "'";
 }
@@ -69,9 +71,8 @@ StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::Start(const std::string& e
   const std::string scripts = SourceDir() + "/scripts";
   CommandResult bin = RunCommand("bash " + Quote(scripts + "/testbin.sh"));
   if (bin.exit_code != 0) {
-    return FailedPreconditionError(
-        "scripts/testbin.sh could not provide the Kubernetes control-plane binaries (exit " +
-        std::to_string(bin.exit_code) + "): " + LastLines(bin.output, 5));
+    return FailedPreconditionError("scripts/testbin.sh could not provide the Kubernetes control-plane binaries (exit " +
+                                   std::to_string(bin.exit_code) + "): " + LastLines(bin.output, 5));
   }
   char tmpl[] = "/tmp/stella-kube-XXXXXX";
   if (!mkdtemp(tmpl)) return IoError("mkdtemp failed");
@@ -108,15 +109,15 @@ StatusOr<std::unique_ptr<Client>> ControlPlane::NewClient(ClientOptions options)
 }
 
 Status ControlPlane::StopApiServer() {
-  CommandResult r = RunCommand("bash " + Quote(SourceDir() + "/scripts/control-plane.sh") +
-                               " stop-apiserver " + Quote(dir_));
+  CommandResult r =
+      RunCommand("bash " + Quote(SourceDir() + "/scripts/control-plane.sh") + " stop-apiserver " + Quote(dir_));
   if (r.exit_code != 0) return UnavailableError("stop-apiserver: " + r.output);
   return Status::Ok();
 }
 
 Status ControlPlane::StartApiServer() {
-  CommandResult r = RunCommand("bash " + Quote(SourceDir() + "/scripts/control-plane.sh") +
-                               " start-apiserver " + Quote(dir_));
+  CommandResult r =
+      RunCommand("bash " + Quote(SourceDir() + "/scripts/control-plane.sh") + " start-apiserver " + Quote(dir_));
   if (r.exit_code != 0) return UnavailableError("start-apiserver: " + LastLines(r.output, 20));
   return Status::Ok();
 }
@@ -147,10 +148,9 @@ StatusOr<int64_t> ControlPlane::EtcdRevision() const {
 }
 
 Status ControlPlane::EtcdDelete(const std::string& key) const {
-  STELLA_ASSIGN_OR_RETURN(json r,
-                          EtcdPost("/v3/kv/deleterange", {{"key", utility::conversions::to_base64(
-                                                                      std::vector<unsigned char>(
-                                                                          key.begin(), key.end()))}}));
+  STELLA_ASSIGN_OR_RETURN(
+      json r, EtcdPost("/v3/kv/deleterange",
+                       {{"key", utility::conversions::to_base64(std::vector<unsigned char>(key.begin(), key.end()))}}));
   if (r.value("deleted", "0") != "1") return NotFoundError("etcd: key " + key + " not deleted: " + r.dump());
   return Status::Ok();
 }
@@ -163,8 +163,7 @@ Status ControlPlane::EtcdPut(const std::string& key, const std::string& value) c
 }
 
 Status ControlPlane::EtcdCompact(int64_t revision) const {
-  return EtcdPost("/v3/kv/compaction", {{"revision", std::to_string(revision)}, {"physical", true}})
-      .status();
+  return EtcdPost("/v3/kv/compaction", {{"revision", std::to_string(revision)}, {"physical", true}}).status();
 }
 
 namespace {
@@ -215,10 +214,9 @@ std::string UniqueName(const std::string& prefix) {
 }
 
 Status EnsureNamespace(Client& client, const std::string& name) {
-  STELLA_ASSIGN_OR_RETURN(Response r, client.Create(ResourcePath("v1", "namespaces"),
-                                                    {{"apiVersion", "v1"},
-                                                     {"kind", "Namespace"},
-                                                     {"metadata", {{"name", name}}}}));
+  STELLA_ASSIGN_OR_RETURN(Response r,
+                          client.Create(ResourcePath("v1", "namespaces"),
+                                        {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", name}}}}));
   if (IsSuccess(r) || IsAlreadyExists(r)) return Status::Ok();
   return ResponseStatus(r, "create namespace " + name);
 }
@@ -236,8 +234,7 @@ StatusOr<std::unique_ptr<TcpProxy>> TcpProxy::Start(int target_port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(p->listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      listen(p->listen_fd_, 64) != 0) {
+  if (bind(p->listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(p->listen_fd_, 64) != 0) {
     return ErrnoError("proxy bind/listen", errno);
   }
   socklen_t len = sizeof(a);

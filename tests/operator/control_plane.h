@@ -64,8 +64,8 @@ class ControlPlane {
   ControlPlane() = default;
   StatusOr<nlohmann::json> EtcdPost(const std::string& api, const nlohmann::json& body) const;
 
-  std::string root_;      // the temporary directory holding dir_
-  std::string dir_;       // the control plane's directory (control-plane.sh DIR)
+  std::string root_;  // the temporary directory holding dir_
+  std::string dir_;   // the control plane's directory (control-plane.sh DIR)
   std::string etcd_url_;
   ClusterConfig config_;
 };
@@ -118,8 +118,8 @@ class TcpProxy {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cut_{false};
   std::mutex mu_;
-  std::vector<int> open_fds_;          // guarded by mu_: both ends of live connections
-  std::vector<std::thread> pumps_;     // guarded by mu_
+  std::vector<int> open_fds_;       // guarded by mu_: both ends of live connections
+  std::vector<std::thread> pumps_;  // guarded by mu_
   std::thread accept_thread_;
 };
 

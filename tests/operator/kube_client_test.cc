@@ -38,8 +38,7 @@ class ClientTest : public ::testing::Test {
     return calls_;
   }
   static json ConfigMap(const std::string& name, json data) {
-    return {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}}},
-            {"data", std::move(data)}};
+    return {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}}}, {"data", std::move(data)}};
   }
 
   std::unique_ptr<Client> client_;
@@ -115,8 +114,8 @@ TEST_F(ClientTest, CrudAndErrorMapping) {
   // The metrics hook saw every verb with its code.
   const std::vector<std::string> calls = Calls();
   const std::set<std::string> seen(calls.begin(), calls.end());
-  for (const char* c : {"GET 404", "POST 201", "POST 409", "GET 200", "PUT 200", "PUT 409",
-                        "POST 422", "DELETE 200", "DELETE 404"}) {
+  for (const char* c :
+       {"GET 404", "POST 201", "POST 409", "GET 200", "PUT 200", "PUT 409", "POST 422", "DELETE 200", "DELETE 404"}) {
     EXPECT_TRUE(seen.count(c)) << c;
   }
 }
@@ -131,14 +130,13 @@ TEST_F(ClientTest, EveryPatchType) {
   ASSERT_EQ(merge->code, 200) << merge->body.dump();
   EXPECT_EQ(merge->body["data"], json({{"a", "2"}}));
 
-  auto jsonp = client_->Patch(path, json::array({{{"op", "add"}, {"path", "/data/c"}, {"value", "3"}}}),
-                              PatchType::Json());
+  auto jsonp =
+      client_->Patch(path, json::array({{{"op", "add"}, {"path", "/data/c"}, {"value", "3"}}}), PatchType::Json());
   ASSERT_TRUE(jsonp.ok());
   ASSERT_EQ(jsonp->code, 200) << jsonp->body.dump();
   EXPECT_EQ(jsonp->body["data"]["c"], "3");
 
-  auto smp = client_->Patch(path, {{"metadata", {{"labels", {{"x", "y"}}}}}},
-                            PatchType::StrategicMerge());
+  auto smp = client_->Patch(path, {{"metadata", {{"labels", {{"x", "y"}}}}}}, PatchType::StrategicMerge());
   ASSERT_TRUE(smp.ok());
   ASSERT_EQ(smp->code, 200) << smp->body.dump();
   EXPECT_EQ(smp->body["metadata"]["labels"]["x"], "y");
@@ -146,17 +144,15 @@ TEST_F(ClientTest, EveryPatchType) {
   // Server-side apply: creates when absent, records the field manager, and a
   // second manager conflicts unless it forces.
   const std::string applied = ResourcePath("v1", "configmaps", ns_, "applied");
-  auto apply = client_->Patch(applied, ConfigMap("applied", {{"k", "v"}}),
-                              PatchType::Apply("stella-test"));
+  auto apply = client_->Patch(applied, ConfigMap("applied", {{"k", "v"}}), PatchType::Apply("stella-test"));
   ASSERT_TRUE(apply.ok());
   ASSERT_EQ(apply->code, 201) << apply->body.dump();
   EXPECT_EQ(apply->body["metadata"]["managedFields"][0]["manager"], "stella-test");
-  auto conflict = client_->Patch(applied, ConfigMap("applied", {{"k", "other"}}),
-                                 PatchType::Apply("someone-else"));
+  auto conflict = client_->Patch(applied, ConfigMap("applied", {{"k", "other"}}), PatchType::Apply("someone-else"));
   ASSERT_TRUE(conflict.ok());
   EXPECT_EQ(conflict->code, 409) << conflict->body.dump();
-  auto forced = client_->Patch(applied, ConfigMap("applied", {{"k", "other"}}),
-                               PatchType::Apply("someone-else", /*force=*/true));
+  auto forced =
+      client_->Patch(applied, ConfigMap("applied", {{"k", "other"}}), PatchType::Apply("someone-else", /*force=*/true));
   ASSERT_TRUE(forced.ok());
   EXPECT_EQ(forced->code, 200) << forced->body.dump();
   EXPECT_EQ(forced->body["data"]["k"], "other");
@@ -198,8 +194,7 @@ TEST_F(ClientTest, ListFollowsEveryPage) {
   for (const json& item : odd->items) EXPECT_EQ(item["metadata"]["labels"]["set"], "odd");
 
   auto bad_selector = client_->List(coll, "set in (", 5);
-  EXPECT_EQ(bad_selector.status().code(), StatusCode::kInvalidArgument)
-      << bad_selector.status().ToString();
+  EXPECT_EQ(bad_selector.status().code(), StatusCode::kInvalidArgument) << bad_selector.status().ToString();
   EXPECT_EQ(client_->List(coll, "", 0).status().code(), StatusCode::kInvalidArgument);
   auto no_such = client_->List(ResourcePath("stella.dev/v1alpha1", "nosuchthings", ns_));
   EXPECT_EQ(no_such.status().code(), StatusCode::kNotFound) << no_such.status().ToString();
@@ -209,11 +204,11 @@ TEST_F(ClientTest, StatusSubresourceOfStellaJob) {
   // The real CRD of this repository.
   const testing::CommandResult bin = testing::RunCommand("bash " + testing::SourceDir() + "/scripts/testbin.sh");
   ASSERT_EQ(bin.exit_code, 0) << bin.output;
-  const std::string kubectl = bin.output.substr(0, bin.output.find('\n')) + "/kubectl --kubeconfig " +
-                              SharedControlPlane().kubeconfig_path();
-  const testing::CommandResult applied = testing::RunCommand(
-      kubectl + " apply -f " + testing::SourceDir() + "/crds/stellajob.yaml && " + kubectl +
-      " wait --for condition=Established crd/stellajobs.stella.dev --timeout=60s");
+  const std::string kubectl =
+      bin.output.substr(0, bin.output.find('\n')) + "/kubectl --kubeconfig " + SharedControlPlane().kubeconfig_path();
+  const testing::CommandResult applied =
+      testing::RunCommand(kubectl + " apply -f " + testing::SourceDir() + "/crds/stellajob.yaml && " + kubectl +
+                          " wait --for condition=Established crd/stellajobs.stella.dev --timeout=60s");
   ASSERT_EQ(applied.exit_code, 0) << applied.output;
 
   const std::string coll = ResourcePath("stella.dev/v1alpha1", "stellajobs", ns_);
@@ -242,8 +237,7 @@ TEST_F(ClientTest, StatusSubresourceOfStellaJob) {
   json with_status = created->body;
   with_status["status"] = {{"phase", "Running"}, {"observedGeneration", generation}};
   with_status["spec"]["training"]["steps"] = 99;
-  auto st = client_->Update(ResourcePath("stella.dev/v1alpha1", "stellajobs", ns_, "job", "status"),
-                            with_status);
+  auto st = client_->Update(ResourcePath("stella.dev/v1alpha1", "stellajobs", ns_, "job", "status"), with_status);
   ASSERT_TRUE(st.ok());
   ASSERT_EQ(st->code, 200) << st->body.dump();
   EXPECT_EQ(st->body["status"]["phase"], "Running");
@@ -256,9 +250,8 @@ TEST_F(ClientTest, StatusSubresourceOfStellaJob) {
   ASSERT_EQ(main->code, 200) << main->body.dump();
   EXPECT_EQ(main->body["status"]["phase"], "Running");
 
-  auto merge_status = client_->Patch(
-      ResourcePath("stella.dev/v1alpha1", "stellajobs", ns_, "job", "status"),
-      {{"status", {{"message", "hello"}}}}, PatchType::Merge());
+  auto merge_status = client_->Patch(ResourcePath("stella.dev/v1alpha1", "stellajobs", ns_, "job", "status"),
+                                     {{"status", {{"message", "hello"}}}}, PatchType::Merge());
   ASSERT_TRUE(merge_status.ok());
   ASSERT_EQ(merge_status->code, 200) << merge_status->body.dump();
   EXPECT_EQ(merge_status->body["status"]["message"], "hello");
@@ -275,13 +268,11 @@ TEST(ClientAuthTest, ClientCertificateAndVerifiedCa) {
   auto client = Client::Create(*cfg);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   auto who = (*client)->Create("/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                               {{"apiVersion", "authentication.k8s.io/v1"},
-                                {"kind", "SelfSubjectReview"}});
+                               {{"apiVersion", "authentication.k8s.io/v1"}, {"kind", "SelfSubjectReview"}});
   ASSERT_TRUE(who.ok()) << who.status().ToString();
   ASSERT_EQ(who->code, 201) << who->body.dump();
   EXPECT_EQ(who->body["status"]["userInfo"]["username"], "admin");
-  EXPECT_NE(who->body["status"]["userInfo"]["groups"].dump().find("system:masters"),
-            std::string::npos);
+  EXPECT_NE(who->body["status"]["userInfo"]["groups"].dump().find("system:masters"), std::string::npos);
 
   // Without credentials the server sees an anonymous user: a 401/403 answer.
   ClusterConfig anonymous = *cfg;
@@ -302,8 +293,7 @@ TEST(ClientAuthTest, ClientCertificateAndVerifiedCa) {
   ASSERT_TRUE(untrusted.ok()) << untrusted.status().ToString();
   auto refused = (*untrusted)->Get("/api/v1/namespaces");
   EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
-  EXPECT_NE(refused.status().message().find("GET https://127.0.0.1"), std::string::npos)
-      << refused.status().message();
+  EXPECT_NE(refused.status().message().find("GET https://127.0.0.1"), std::string::npos) << refused.status().message();
 }
 
 TEST(ClientAuthTest, BadTlsMaterialIsRefusedAtCreate) {
@@ -319,8 +309,7 @@ TEST(ClientAuthTest, BadTlsMaterialIsRefusedAtCreate) {
   mismatched.client_key_pem = stella::testing::ReadFile(SharedControlPlane().dir() + "/certs/client-ca.key");
   auto bad_key = Client::Create(mismatched);
   EXPECT_EQ(bad_key.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(bad_key.status().message().find("client_key_pem"), std::string::npos)
-      << bad_key.status().message();
+  EXPECT_NE(bad_key.status().message().find("client_key_pem"), std::string::npos) << bad_key.status().message();
 
   ClusterConfig half = SharedControlPlane().config();
   half.client_cert_pem = mismatched.client_cert_pem;

@@ -21,8 +21,8 @@ std::string Base64(const std::string& in) {
   std::string out;
   size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    const unsigned n = (static_cast<unsigned char>(in[i]) << 16) |
-                       (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
+    const unsigned n = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
+                       static_cast<unsigned char>(in[i + 2]);
     out += {k[n >> 18], k[(n >> 12) & 63], k[(n >> 6) & 63], k[n & 63]};
   }
   if (i + 1 == in.size()) {
@@ -37,22 +37,21 @@ std::string Base64(const std::string& in) {
 
 // A kubeconfig with two contexts; `user` and `cluster` are the YAML bodies
 // (indented 4) of the "u" user and "c" cluster.
-std::string Kubeconfig(const std::string& cluster, const std::string& user,
-                       const std::string& current = "main") {
+std::string Kubeconfig(const std::string& cluster, const std::string& user, const std::string& current = "main") {
   return "apiVersion: v1\nkind: Config\n"
          "clusters:\n- name: other\n  cluster:\n    server: https://other:6443\n"
-         "- name: c\n  cluster:\n" + cluster +
-         "users:\n- name: u\n  user:\n" + user +
+         "- name: c\n  cluster:\n" +
+         cluster + "users:\n- name: u\n  user:\n" + user +
          "contexts:\n- name: main\n  context: {cluster: c, user: u, namespace: team}\n"
          "- name: alt\n  context: {cluster: other, user: u}\n"
-         "current-context: " + current + "\n";
+         "current-context: " +
+         current + "\n";
 }
 
 const std::string kServer = "    server: https://127.0.0.1:6443/\n";
 
 TEST(KubeconfigTest, TokenAndCurrentContext) {
-  auto cfg = ParseKubeconfig(Kubeconfig(kServer + "    insecure-skip-tls-verify: true\n",
-                                        "    token: abc123\n"));
+  auto cfg = ParseKubeconfig(Kubeconfig(kServer + "    insecure-skip-tls-verify: true\n", "    token: abc123\n"));
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   EXPECT_EQ(cfg->name, "main");
   EXPECT_EQ(cfg->server, "https://127.0.0.1:6443");  // trailing slash dropped
@@ -70,10 +69,9 @@ TEST(KubeconfigTest, TokenAndCurrentContext) {
 }
 
 TEST(KubeconfigTest, InlineClientCertificateAndCa) {
-  auto cfg = ParseKubeconfig(
-      Kubeconfig(kServer + "    certificate-authority-data: " + Base64(kCa) + "\n",
-                 "    client-certificate-data: " + Base64(kCert) + "\n" +
-                     "    client-key-data: " + Base64(kKey) + "\n"));
+  auto cfg = ParseKubeconfig(Kubeconfig(
+      kServer + "    certificate-authority-data: " + Base64(kCa) + "\n",
+      "    client-certificate-data: " + Base64(kCert) + "\n" + "    client-key-data: " + Base64(kKey) + "\n"));
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   EXPECT_EQ(cfg->ca_pem, kCa);
   EXPECT_EQ(cfg->client_cert_pem, kCert);
@@ -89,8 +87,7 @@ TEST(KubeconfigTest, FilePathsResolveAgainstTheKubeconfigDirectory) {
   stella::testing::WriteFile(dir.path() + "/token", "file-token\n");
   const std::string yaml =
       Kubeconfig(kServer + "    certificate-authority: ca.crt\n",
-                 "    client-certificate: client.crt\n    client-key: " + dir.path() +
-                     "/client.key\n");
+                 "    client-certificate: client.crt\n    client-key: " + dir.path() + "/client.key\n");
   stella::testing::WriteFile(dir.path() + "/config", yaml);
   auto cfg = LoadKubeconfigFile(dir.path() + "/config");
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
@@ -131,8 +128,8 @@ TEST(KubeconfigTest, BadKubeconfigsNameTheField) {
       {"no current context", "clusters: []\n", "", "current-context: not set"},
       {"unknown context", Kubeconfig(kServer, "    token: t\n"), "nope",
        "context: no entry named \"nope\" in contexts"},
-      {"unknown current context", Kubeconfig(kServer, "    token: t\n", "ghost"),
-       "", "current-context: no entry named \"ghost\""},
+      {"unknown current context", Kubeconfig(kServer, "    token: t\n", "ghost"), "",
+       "current-context: no entry named \"ghost\""},
       {"no server", Kubeconfig("    insecure-skip-tls-verify: true\n", "    token: t\n"), "",
        "clusters[1].cluster.server: expected an https:// URL"},
       {"server without scheme", Kubeconfig("    server: 10.0.0.1:6443\n", "    token: t\n"), "",
@@ -141,32 +138,33 @@ TEST(KubeconfigTest, BadKubeconfigsNameTheField) {
        "clusters[1].cluster.insecure-skip-tls-verify: expected true or false, got \"maybe\""},
       {"bad base64", Kubeconfig(kServer + "    certificate-authority-data: '!!!'\n", "    token: t\n"), "",
        "clusters[1].cluster.certificate-authority-data: not valid base64"},
-      {"not pem", Kubeconfig(kServer + "    certificate-authority-data: " + Base64("hello") + "\n",
-                             "    token: t\n"), "",
-       "certificate-authority-data: decoded data is not PEM"},
-      {"ca data and file", Kubeconfig(kServer + "    certificate-authority-data: " + Base64(kCa) +
-                                          "\n    certificate-authority: /x\n", "    token: t\n"), "",
-       "set only one of certificate-authority-data and certificate-authority"},
-      {"insecure with ca", Kubeconfig(kServer + "    insecure-skip-tls-verify: true\n    certificate-authority-data: " +
-                                          Base64(kCa) + "\n", "    token: t\n"), "",
-       "insecure-skip-tls-verify and a certificate authority are mutually exclusive"},
+      {"not pem", Kubeconfig(kServer + "    certificate-authority-data: " + Base64("hello") + "\n", "    token: t\n"),
+       "", "certificate-authority-data: decoded data is not PEM"},
+      {"ca data and file",
+       Kubeconfig(kServer + "    certificate-authority-data: " + Base64(kCa) + "\n    certificate-authority: /x\n",
+                  "    token: t\n"),
+       "", "set only one of certificate-authority-data and certificate-authority"},
+      {"insecure with ca",
+       Kubeconfig(kServer + "    insecure-skip-tls-verify: true\n    certificate-authority-data: " + Base64(kCa) + "\n",
+                  "    token: t\n"),
+       "", "insecure-skip-tls-verify and a certificate authority are mutually exclusive"},
       {"cert without key", Kubeconfig(kServer, "    client-certificate-data: " + Base64(kCert) + "\n"), "",
        "users[0].user: client-certificate is set without client-key"},
-      {"bad key base64", Kubeconfig(kServer, "    client-certificate-data: " + Base64(kCert) +
-                                                 "\n    client-key-data: abc\n"), "",
+      {"bad key base64",
+       Kubeconfig(kServer, "    client-certificate-data: " + Base64(kCert) + "\n    client-key-data: abc\n"), "",
        "users[0].user.client-key-data: not valid base64"},
       {"token and file", Kubeconfig(kServer, "    token: a\n    tokenFile: /x\n"), "",
        "users[0].user: set only one of token and tokenFile"},
-      {"exec plugin", Kubeconfig(kServer, "    exec: {command: aws}\n"), "",
-       "users[0].user.exec: not supported"},
+      {"exec plugin", Kubeconfig(kServer, "    exec: {command: aws}\n"), "", "users[0].user.exec: not supported"},
       {"basic auth", Kubeconfig(kServer, "    username: a\n    password: b\n"), "",
        "users[0].user.username: not supported"},
-      {"missing cert file", Kubeconfig(kServer, "    client-certificate: /nonexistent/c.crt\n    client-key: /nonexistent/c.key\n"),
-       "", "users[0].user.client-certificate: cannot read file \"/nonexistent/c.crt\""},
-      {"token not a string", Kubeconfig(kServer, "    token: [a, b]\n"), "",
-       "users[0].user.token: expected a string"},
-      {"unknown user", "clusters:\n- name: c\n  cluster: {server: https://a}\n"
-                       "contexts:\n- name: m\n  context: {cluster: c, user: ghost}\ncurrent-context: m\n",
+      {"missing cert file",
+       Kubeconfig(kServer, "    client-certificate: /nonexistent/c.crt\n    client-key: /nonexistent/c.key\n"), "",
+       "users[0].user.client-certificate: cannot read file \"/nonexistent/c.crt\""},
+      {"token not a string", Kubeconfig(kServer, "    token: [a, b]\n"), "", "users[0].user.token: expected a string"},
+      {"unknown user",
+       "clusters:\n- name: c\n  cluster: {server: https://a}\n"
+       "contexts:\n- name: m\n  context: {cluster: c, user: ghost}\ncurrent-context: m\n",
        "", "contexts[0].context.user: no entry named \"ghost\" in users"},
       {"context without cluster", "contexts:\n- name: m\n  context: {user: u}\ncurrent-context: m\n", "",
        "contexts[0].context.cluster: required"},

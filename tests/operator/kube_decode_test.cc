@@ -57,9 +57,9 @@ TEST(DecodeWatchEventTest, ErrorCodesOnlyFromWellFormedStatuses) {
   EXPECT_EQ(WatchErrorCode(gone->object), 410);
   // These used to throw json::type_error out of Client::Watch's
   // object.value("code", 500), or (1e30) convert a double out of int range.
-  for (const char* status : {"null", "\"Gone\"", "[410]", R"({"code":"410"})", R"({"code":1e30})",
-                             R"({"code":410.5})", R"({"code":-410})", R"({"code":18446744073709551615})",
-                             R"({"code":99})", R"({"code":600})", R"({})"}) {
+  for (const char* status :
+       {"null", "\"Gone\"", "[410]", R"({"code":"410"})", R"({"code":1e30})", R"({"code":410.5})", R"({"code":-410})",
+        R"({"code":18446744073709551615})", R"({"code":99})", R"({"code":600})", R"({})"}) {
     EXPECT_EQ(WatchErrorCode(json::parse(status)), 500) << status;
   }
 }

@@ -93,13 +93,14 @@ class InformerTest : public ::testing::Test {
   void Record(Informer* inf) {
     inf->AddHandler([this, inf](EventType t, const json& obj) {
       const std::string v = obj.contains("data") ? obj["data"].value("v", "") : "";
-      rec_.Add({t, NameOf(obj), v, inf->Get(NamespaceOf(obj), NameOf(obj)).has_value(),
-                ResourceVersionOf(obj)});
+      rec_.Add({t, NameOf(obj), v, inf->Get(NamespaceOf(obj), NameOf(obj)).has_value(), ResourceVersionOf(obj)});
     });
   }
   void CreateCm(const std::string& name, const std::string& app, const std::string& v) {
-    json cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"},
-               {"metadata", {{"name", name}, {"labels", {{"app", app}}}}}, {"data", {{"v", v}}}};
+    json cm = {{"apiVersion", "v1"},
+               {"kind", "ConfigMap"},
+               {"metadata", {{"name", name}, {"labels", {{"app", app}}}}},
+               {"data", {{"v", v}}}};
     auto r = client_->Create(coll_, cm);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     ASSERT_EQ(r->code, 201) << r->body.dump();
@@ -128,8 +129,9 @@ TEST_F(InformerTest, HandlersSeeAddUpdateDeleteOfSelectedObjects) {
   auto added = rec_.WaitFor(EventType::kAdded, "a");
   ASSERT_TRUE(added);
   EXPECT_TRUE(added->cache_had_it);  // the cache is updated before handlers run
-  ASSERT_EQ(client_->Patch(ResourcePath("v1", "configmaps", ns_, "a"), {{"data", {{"v", "2"}}}},
-                           PatchType::Merge())->code, 200);
+  ASSERT_EQ(
+      client_->Patch(ResourcePath("v1", "configmaps", ns_, "a"), {{"data", {{"v", "2"}}}}, PatchType::Merge())->code,
+      200);
   auto modified = rec_.WaitFor(EventType::kModified, "a");
   ASSERT_TRUE(modified);
   EXPECT_EQ(modified->value, "2");

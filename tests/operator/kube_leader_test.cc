@@ -115,8 +115,8 @@ TEST_F(LeaderTest, ExactlyOneLeaderAndReleaseHandsOver) {
 }
 
 TEST_F(LeaderTest, LeaderThatLosesItsApiServerGivesUp) {
-  const int api_port = std::stoi(SharedControlPlane().config().server.substr(
-      SharedControlPlane().config().server.rfind(':') + 1));
+  const int api_port =
+      std::stoi(SharedControlPlane().config().server.substr(SharedControlPlane().config().server.rfind(':') + 1));
   auto proxy = testing::TcpProxy::Start(api_port);
   ASSERT_TRUE(proxy.ok()) << proxy.status().ToString();
   ClusterConfig via_proxy = SharedControlPlane().config();

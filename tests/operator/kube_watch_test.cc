@@ -59,12 +59,12 @@ class WatchTest : public ::testing::Test {
   }
   std::future<StatusOr<WatchEnd>> StartWatch(const WatchOptions& o, Recorder* rec) {
     return std::async(std::launch::async, [this, o, rec] {
-      return client_->Watch(coll_, o, [rec](const WatchEvent& e) { rec->Add(e); }, stop_);
+      return client_->Watch(
+          coll_, o, [rec](const WatchEvent& e) { rec->Add(e); }, stop_);
     });
   }
   json ConfigMap(const std::string& name, const std::string& v) {
-    return {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}}},
-            {"data", {{"v", v}}}};
+    return {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}}}, {"data", {{"v", v}}}};
   }
 
   std::unique_ptr<Client> client_;
@@ -175,7 +175,10 @@ TEST_F(WatchTest, StopEndsAQuietWatch) {
   o.timeout_seconds = 300;
   bool connected = false;
   std::promise<void> open;
-  o.on_connected = [&] { connected = true; open.set_value(); };
+  o.on_connected = [&] {
+    connected = true;
+    open.set_value();
+  };
   Recorder rec;
   auto watch = StartWatch(o, &rec);
   ASSERT_EQ(open.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
@@ -193,8 +196,7 @@ TEST_F(WatchTest, CompactedVersionIsGone) {
     return json{{"apiVersion", "v1"},
                 {"kind", "PodTemplate"},
                 {"metadata", {{"name", name}}},
-                {"template",
-                 {{"spec", {{"containers", json::array({{{"name", "c"}, {"image", "x"}}})}}}}}};
+                {"template", {{"spec", {{"containers", json::array({{{"name", "c"}, {"image", "x"}}})}}}}}};
   };
   auto first = client_->Create(coll, pod_template("t0"));
   ASSERT_TRUE(first.ok());
@@ -209,7 +211,8 @@ TEST_F(WatchTest, CompactedVersionIsGone) {
   o.resource_version = old_rv;
   o.timeout_seconds = 30;
   Recorder rec;
-  auto end = client_->Watch(coll, o, [&rec](const WatchEvent& e) { rec.Add(e); }, stop_);
+  auto end = client_->Watch(
+      coll, o, [&rec](const WatchEvent& e) { rec.Add(e); }, stop_);
   ASSERT_TRUE(end.ok()) << end.status().ToString();
   EXPECT_TRUE(end->gone);
   EXPECT_FALSE(end->gone_message.empty());
@@ -221,7 +224,8 @@ TEST_F(WatchTest, CompactedVersionIsGone) {
   EXPECT_EQ(list->items.size(), 4u);
   o.resource_version = list->resource_version;
   o.timeout_seconds = 1;
-  auto again = client_->Watch(coll, o, [&rec](const WatchEvent& e) { rec.Add(e); }, stop_);
+  auto again = client_->Watch(
+      coll, o, [&rec](const WatchEvent& e) { rec.Add(e); }, stop_);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_FALSE(again->gone);
 }
@@ -229,12 +233,16 @@ TEST_F(WatchTest, CompactedVersionIsGone) {
 TEST_F(WatchTest, ErrorsAreStatuses) {
   WatchOptions o;
   o.timeout_seconds = 5;
-  auto missing = client_->Watch(ResourcePath("stella.dev/v1alpha1", "nosuchthings", ns_), o,
-                                [](const WatchEvent&) {}, stop_);
+  auto missing = client_->Watch(
+      ResourcePath("stella.dev/v1alpha1", "nosuchthings", ns_), o, [](const WatchEvent&) {}, stop_);
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound) << missing.status().ToString();
 
   o.timeout_seconds = 0;
-  EXPECT_EQ(client_->Watch(coll_, o, [](const WatchEvent&) {}, stop_).status().code(),
+  EXPECT_EQ(client_
+                ->Watch(
+                    coll_, o, [](const WatchEvent&) {}, stop_)
+                .status()
+                .code(),
             StatusCode::kInvalidArgument);
 }
 

@@ -121,9 +121,7 @@ class Fixture {
     deps.log = &log_;
     deps.options.unreachable_retry = std::chrono::milliseconds(5000);
     deps.options.runtime_poll = std::chrono::milliseconds(10000);
-    deps.get_job = [this](const std::string& ns, const std::string& name) {
-      return hub.Object(JobsPath(ns, name));
-    };
+    deps.get_job = [this](const std::string& ns, const std::string& name) { return hub.Object(JobsPath(ns, name)); };
     deps.clock = [this] { return now; };
   }
 
@@ -145,8 +143,9 @@ class Fixture {
   // ReadJob then every phase before `stop` (which is not run); returns the
   // state for calling `stop` directly.
   JobState RunUpTo(Phase stop) {
-    static constexpr Phase kOrder[] = {Finalizer, CheckSpec, Finished, ObserveMembers, Suspend, Deadline,
-                                       Services,  Gateways,  RestartOrFail, Tls,       Pods,    StatusPhase};
+    static constexpr Phase kOrder[] = {Finalizer,     CheckSpec, Finished, ObserveMembers,
+                                       Suspend,       Deadline,  Services, Gateways,
+                                       RestartOrFail, Tls,       Pods,     StatusPhase};
     JobState st;
     PhaseResult r = ReadJob(deps, kKey, &st);
     for (Phase p : kOrder) {

@@ -9,10 +9,10 @@
 namespace stella::op::testing {
 namespace {
 
+using std::chrono::milliseconds;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using std::chrono::milliseconds;
 using Kind = PhaseResult::Kind;
 
 std::string PodPath(const std::string& name) { return kube::ResourcePath("v1", "pods", kNs, name); }
@@ -27,9 +27,9 @@ const spec::JobCondition* Condition(const spec::JobStatus& s, const std::string&
 // The clouds give both gateways an ingress address.
 void SetLoadBalancers(Fixture& f) {
   Fixture::MergePatch(f.hub, kube::ResourcePath("v1", "services", kNs, GatewayServiceName(kJob, "a")),
-              LoadBalancerStatus("ip", "10.0.0.1"));
+                      LoadBalancerStatus("ip", "10.0.0.1"));
   Fixture::MergePatch(f.edge, kube::ResourcePath("v1", "services", kNs, GatewayServiceName(kJob, "b")),
-               LoadBalancerStatus("ip", "10.0.0.2"));
+                      LoadBalancerStatus("ip", "10.0.0.2"));
 }
 
 // --- ReadJob ---
@@ -323,9 +323,9 @@ TEST(GatewaysPhaseTest, WaitsForLoadBalancersThenRecordsAddressesBeforeWorkers) 
 
   // The clouds assign ingress addresses.
   Fixture::MergePatch(f.hub, kube::ResourcePath("v1", "services", kNs, GatewayServiceName(kJob, "a")),
-              LoadBalancerStatus("ip", "10.0.0.1"));
+                      LoadBalancerStatus("ip", "10.0.0.1"));
   Fixture::MergePatch(f.edge, kube::ResourcePath("v1", "services", kNs, GatewayServiceName(kJob, "b")),
-               LoadBalancerStatus("hostname", "b.example"));
+                      LoadBalancerStatus("hostname", "b.example"));
   JobState st = f.RunUpTo(Gateways);
   PhaseResult g = Gateways(f.deps, st);
   ASSERT_TRUE(g.proceed()) << g.error().ToString();
@@ -440,11 +440,10 @@ TEST(PodsPhaseTest, OnePodPerRankStaleAttemptsGo) {
   Fixture f;
   f.PutJob(JobSpec(2), true, {{"restarts", 1}});
   // A pod of attempt 0 still holds rank 1's name.
-  f.hub.Put(kube::ResourcePath("v1", "pods", kNs),
-            {{"metadata",
-              {{"name", PodName(kJob, "a", 1)},
-               {"labels", {{kLabelJobUid, kUid}, {kLabelCluster, "a"}}},
-               {"annotations", {{kAnnotationAttempt, "0"}}}}}});
+  f.hub.Put(kube::ResourcePath("v1", "pods", kNs), {{"metadata",
+                                                     {{"name", PodName(kJob, "a", 1)},
+                                                      {"labels", {{kLabelJobUid, kUid}, {kLabelCluster, "a"}}},
+                                                      {"annotations", {{kAnnotationAttempt, "0"}}}}}});
   JobState st = f.RunUpTo(Pods);
   PhaseResult r = Pods(f.deps, st);
   EXPECT_TRUE(r.proceed()) << r.error().ToString();

@@ -51,8 +51,7 @@ struct Reference {
         v[i] = v[i] * static_cast<float>(o.beta2) + static_cast<float>(1 - o.beta2) * g * g;
         const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(step));
         const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(step));
-        const float denom =
-            std::sqrt(v[i]) / static_cast<float>(std::sqrt(bc2)) + static_cast<float>(o.eps);
+        const float denom = std::sqrt(v[i]) / static_cast<float>(std::sqrt(bc2)) + static_cast<float>(o.eps);
         p[i] = p[i] + static_cast<float>(-(o.lr / bc1)) * m[i] / denom;
       }
     }
@@ -89,8 +88,7 @@ std::vector<float> RandomVector(size_t n, std::mt19937* rng, float scale = 1.0f)
 
 // Distinct, ascending block numbers in [0, num_blocks), about `fraction` of
 // them; always includes the last block when include_last.
-std::vector<uint32_t> RandomBlocks(size_t num_blocks, double fraction, bool include_last,
-                                   std::mt19937* rng) {
+std::vector<uint32_t> RandomBlocks(size_t num_blocks, double fraction, bool include_last, std::mt19937* rng) {
   std::bernoulli_distribution pick(fraction);
   std::vector<uint32_t> out;
   for (size_t b = 0; b < num_blocks; ++b) {
@@ -102,8 +100,8 @@ std::vector<uint32_t> RandomBlocks(size_t num_blocks, double fraction, bool incl
 // The state buffer the reference keeps in m, as the optimizer exposes it.
 bool KeepsFirstMoment(const OptimizerOptions& o) { return o.name != "sgd" || o.momentum != 0; }
 
-void ExpectMatchesReference(const TensorOptimizer& opt, const std::vector<float>& param,
-                            const Reference& ref, const std::string& where) {
+void ExpectMatchesReference(const TensorOptimizer& opt, const std::vector<float>& param, const Reference& ref,
+                            const std::string& where) {
   ASSERT_EQ(opt.step(), ref.step) << where;
   for (size_t i = 0; i < param.size(); ++i) {
     ASSERT_EQ(param[i], ref.p[i]) << where << ": param[" << i << "]";
@@ -134,8 +132,7 @@ std::unique_ptr<TensorOptimizer> MakeOptimizer(const OptimizerOptions& o, size_t
 // Runs `steps` sparse steps with a fresh random block set each step and checks
 // the optimizer against the reference after each, including that untouched
 // parameters and state did not move.
-void RunSparseAgainstReference(const OptimizerOptions& o, size_t n, uint32_t block_size,
-                               int steps, uint32_t seed) {
+void RunSparseAgainstReference(const OptimizerOptions& o, size_t n, uint32_t block_size, int steps, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<float> param = RandomVector(n, &rng);
   Reference ref(o, param);
@@ -160,12 +157,10 @@ void RunSparseAgainstReference(const OptimizerOptions& o, size_t n, uint32_t blo
     const std::vector<float> param_before = param;
     const OptimizerState state_before = opt->SaveState();
 
-    Status st = opt->StepSparse(param.data(), blocks.data(), blocks.size(), block_size,
-                                values.data());
+    Status st = opt->StepSparse(param.data(), blocks.data(), blocks.size(), block_size, values.data());
     ASSERT_TRUE(st.ok()) << st.ToString();
     ref.Step(touched);
-    const std::string where = o.name + " bs=" + std::to_string(block_size) + " step " +
-                              std::to_string(s + 1);
+    const std::string where = o.name + " bs=" + std::to_string(block_size) + " step " + std::to_string(s + 1);
     ExpectMatchesReference(*opt, param, ref, where);
 
     // Laziness, checked directly against the previous step's values.
@@ -190,11 +185,9 @@ void RunSparseAgainstReference(const OptimizerOptions& o, size_t n, uint32_t blo
 }
 
 std::vector<OptimizerOptions> AllConfigs() {
-  return {Sgd(0.1, 0, false, 0),         Sgd(0.1, 0.9, false, 0),
-          Sgd(0.05, 0.9, true, 0),       Sgd(0.1, 0, false, 1e-2),
-          Sgd(0.05, 0.8, true, 1e-3),    Sgd(0.05, 0.9, false, 5e-4),
-          Adam("adam", 1e-2, 0),         Adam("adam", 1e-2, 1e-2),
-          Adam("adamw", 1e-2, 1e-2),     Adam("adamw", 1e-3, 0)};
+  return {Sgd(0.1, 0, false, 0),      Sgd(0.1, 0.9, false, 0),     Sgd(0.05, 0.9, true, 0), Sgd(0.1, 0, false, 1e-2),
+          Sgd(0.05, 0.8, true, 1e-3), Sgd(0.05, 0.9, false, 5e-4), Adam("adam", 1e-2, 0),   Adam("adam", 1e-2, 1e-2),
+          Adam("adamw", 1e-2, 1e-2),  Adam("adamw", 1e-3, 0)};
 }
 
 std::string Describe(const OptimizerOptions& o) {
@@ -257,9 +250,7 @@ TEST(TensorOptimizerTest, SparseCoveringEverythingEqualsDense) {
     for (int s = 0; s < 4; ++s) {
       std::vector<float> grad = RandomVector(n, &rng);
       dense->StepDense(dense_param.data(), grad.data());
-      ASSERT_TRUE(sparse->StepSparse(sparse_param.data(), all_blocks.data(), all_blocks.size(), 16,
-                                     grad.data())
-                      .ok());
+      ASSERT_TRUE(sparse->StepSparse(sparse_param.data(), all_blocks.data(), all_blocks.size(), 16, grad.data()).ok());
     }
     EXPECT_EQ(0, std::memcmp(dense_param.data(), sparse_param.data(), n * sizeof(float)));
     EXPECT_EQ(dense->first_moment(), sparse->first_moment());
@@ -334,8 +325,7 @@ TEST(TensorOptimizerTest, InvalidSparseInputIsRejectedAndChangesNothing) {
       {{0xFFFFFFFFu}, 16, "out of range"},
   };
   for (const Case& c : cases) {
-    Status st = opt->StepSparse(param.data(), c.indices.data(), c.indices.size(), c.block_size,
-                                values.data());
+    Status st = opt->StepSparse(param.data(), c.indices.data(), c.indices.size(), c.block_size, values.data());
     ASSERT_FALSE(st.ok()) << c.expect;
     EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
     EXPECT_NE(st.message().find(c.expect), std::string::npos) << st.message();
@@ -363,8 +353,7 @@ TEST(TensorOptimizerTest, ThreadedResultsAreBitIdentical) {
   ThreadPool* pool = pool_or->get();
 
   const size_t n = 300007;
-  for (const OptimizerOptions& o : {Sgd(0.05, 0.9, true, 1e-4), Adam("adam", 1e-3, 1e-2),
-                                    Adam("adamw", 1e-3, 1e-2)}) {
+  for (const OptimizerOptions& o : {Sgd(0.05, 0.9, true, 1e-4), Adam("adam", 1e-3, 1e-2), Adam("adamw", 1e-3, 1e-2)}) {
     SCOPED_TRACE(Describe(o));
     std::mt19937 rng(41);
     std::vector<float> p_single = RandomVector(n, &rng);
@@ -380,12 +369,9 @@ TEST(TensorOptimizerTest, ThreadedResultsAreBitIdentical) {
         std::vector<uint32_t> blocks = RandomBlocks(num_blocks, 0.4, true, &rng);
         ASSERT_GE(blocks.size() * block_size, kParallelThreshold);  // takes the threaded path
         std::vector<float> values = RandomVector(blocks.size() * block_size, &rng);
-        ASSERT_TRUE(single->StepSparse(p_single.data(), blocks.data(), blocks.size(), block_size,
-                                       values.data())
-                        .ok());
-        ASSERT_TRUE(multi->StepSparse(p_multi.data(), blocks.data(), blocks.size(), block_size,
-                                      values.data(), pool)
-                        .ok());
+        ASSERT_TRUE(single->StepSparse(p_single.data(), blocks.data(), blocks.size(), block_size, values.data()).ok());
+        ASSERT_TRUE(
+            multi->StepSparse(p_multi.data(), blocks.data(), blocks.size(), block_size, values.data(), pool).ok());
       }
     }
     EXPECT_EQ(0, std::memcmp(p_single.data(), p_multi.data(), n * sizeof(float)));
@@ -476,7 +462,12 @@ TEST(OptimizerOptionsTest, ValidationNamesTheField) {
       {with(sgd, [](auto& o) { o.name = "Adam"; }), "optimizer.name"},
       {with(sgd, [](auto& o) { o.momentum = 1.0; }), "optimizer.momentum must be in [0, 1), got 1"},
       {with(sgd, [](auto& o) { o.momentum = -0.1; }), "optimizer.momentum"},
-      {with(sgd, [](auto& o) { o.momentum = 0; o.nesterov = true; }), "optimizer.nesterov"},
+      {with(sgd,
+            [](auto& o) {
+              o.momentum = 0;
+              o.nesterov = true;
+            }),
+       "optimizer.nesterov"},
       {with(sgd, [](auto& o) { o.weight_decay = -1e-4; }),
        "optimizer.weightDecay must be >= 0 and finite, got -0.0001"},
       {with(adam, [](auto& o) { o.beta1 = 1.0; }), "optimizer.beta1 must be in [0, 1), got 1"},

@@ -79,8 +79,7 @@ Result Compare(const OptimizerOptions& options, MakeTorch make, const char* stat
 }
 
 void Report(const std::string& name, const Result& r) {
-  std::printf("[ deviation] %-40s param %.3g  state %.3g\n", name.c_str(), r.max_param,
-              r.max_state);
+  std::printf("[ deviation] %-40s param %.3g  state %.3g\n", name.c_str(), r.max_param, r.max_state);
   EXPECT_LE(r.max_param, kTolerance) << name;
   EXPECT_LE(r.max_state, kTolerance) << name;
 }
@@ -91,8 +90,8 @@ TEST(OptimTorchTest, SgdMatchesTorch) {
     bool nesterov;
     double wd;
   };
-  for (const Config& c : {Config{0, false, 0}, Config{0.9, false, 0}, Config{0.9, true, 0},
-                          Config{0.9, true, 1e-2}, Config{0, false, 1e-2}}) {
+  for (const Config& c : {Config{0, false, 0}, Config{0.9, false, 0}, Config{0.9, true, 0}, Config{0.9, true, 1e-2},
+                          Config{0, false, 1e-2}}) {
     OptimizerOptions o;
     o.name = "sgd";
     o.lr = 0.05;
@@ -100,14 +99,13 @@ TEST(OptimTorchTest, SgdMatchesTorch) {
     o.nesterov = c.nesterov;
     o.weight_decay = c.wd;
     auto make = [&](std::vector<torch::Tensor> params) {
-      return torch::optim::SGD(params, torch::optim::SGDOptions(o.lr)
-                                           .momentum(o.momentum)
-                                           .nesterov(o.nesterov)
-                                           .weight_decay(o.weight_decay));
+      return torch::optim::SGD(
+          params,
+          torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
     };
-    Report("sgd momentum=" + std::to_string(c.momentum) + (c.nesterov ? " nesterov" : "") +
-               " wd=" + std::to_string(c.wd),
-           Compare(o, make, c.momentum != 0 ? "momentum_buffer" : nullptr));
+    Report(
+        "sgd momentum=" + std::to_string(c.momentum) + (c.nesterov ? " nesterov" : "") + " wd=" + std::to_string(c.wd),
+        Compare(o, make, c.momentum != 0 ? "momentum_buffer" : nullptr));
   }
 }
 
@@ -118,10 +116,8 @@ TEST(OptimTorchTest, AdamMatchesTorch) {
     o.lr = 1e-2;
     o.weight_decay = wd;
     auto make = [&](std::vector<torch::Tensor> params) {
-      return torch::optim::Adam(params, torch::optim::AdamOptions(o.lr)
-                                            .betas({o.beta1, o.beta2})
-                                            .eps(o.eps)
-                                            .weight_decay(o.weight_decay));
+      return torch::optim::Adam(
+          params, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
     };
     Report("adam wd=" + std::to_string(wd), Compare(o, make, "adam"));
   }
@@ -136,10 +132,8 @@ TEST(OptimTorchTest, AdamWMatchesTorch) {
     o.beta1 = 0.8;
     o.beta2 = 0.99;
     auto make = [&](std::vector<torch::Tensor> params) {
-      return torch::optim::AdamW(params, torch::optim::AdamWOptions(o.lr)
-                                             .betas({o.beta1, o.beta2})
-                                             .eps(o.eps)
-                                             .weight_decay(o.weight_decay));
+      return torch::optim::AdamW(
+          params, torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
     };
     Report("adamw wd=" + std::to_string(wd), Compare(o, make, "adamw"));
   }

@@ -73,9 +73,7 @@ TEST(ThreadPoolTest, ConcurrentCallersAreSerializedAndComplete) {
   for (int c = 0; c < 3; ++c) {
     callers.emplace_back([&] {
       for (int r = 0; r < 50; ++r) {
-        pool->ParallelFor(1000, 37, [&](size_t begin, size_t end) {
-          total.fetch_add(static_cast<long>(end - begin));
-        });
+        pool->ParallelFor(1000, 37, [&](size_t begin, size_t end) { total.fetch_add(static_cast<long>(end - begin)); });
       }
     });
   }

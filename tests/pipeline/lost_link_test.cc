@@ -9,9 +9,9 @@
 #include <random>
 #include <thread>
 
+#include "runtime/exchange/testing/in_memory.h"
 #include "runtime/pipeline/sparse_exchange.h"
 #include "runtime/pipeline/sparse_sync.h"
-#include "runtime/exchange/testing/in_memory.h"
 
 namespace stella::pipeline {
 namespace {
@@ -45,11 +45,14 @@ TEST(PartialRoundTest, AveragesOverTheWorkersOfTheClustersPresent) {
       o.cluster_workers = workers;
       o.cluster_index = c;
       auto x = SparseExchange::Create(o, mesh.get());
-      if (!x.ok()) { status[c] = x.status(); return; }
+      if (!x.ok()) {
+        status[c] = x.status();
+        return;
+      }
       std::vector<float> g = grads[c];
       std::vector<std::vector<uint32_t>> touched;
-      status[c] = (*x)->Exchange(0, 1.0, g.data(), nullptr, aggregate[c].data(), nullptr, &touched, &stats[c],
-                                 Deadline());
+      status[c] =
+          (*x)->Exchange(0, 1.0, g.data(), nullptr, aggregate[c].data(), nullptr, &touched, &stats[c], Deadline());
       EXPECT_TRUE((*x)->diverged()) << c;  // it missed payloads: no longer in step with the others
     });
   }
@@ -148,7 +151,10 @@ std::vector<WorkerRun> RunCutJob(SparseSyncOptions base, const std::vector<float
         o.cluster_index = c;
         o.buckets = buckets;
         auto sync = SparseSync::Create(o, group.get(), mesh.get(), initial.data());
-        if (!sync.ok()) { out.status = sync.status(); return; }
+        if (!sync.ok()) {
+          out.status = sync.status();
+          return;
+        }
         std::mt19937_64 rng(500 + g);
         std::normal_distribution<float> d(0.0f, 1.0f);
         std::vector<float> gradient(initial.size());
@@ -169,8 +175,8 @@ std::vector<WorkerRun> RunCutJob(SparseSyncOptions base, const std::vector<float
             for (size_t b = 0; b < buckets.size() && out.status.ok(); ++b) {
               offset = offsets[buckets[b].first];
               SyncStepStats stats;
-              out.status = (*sync)->StepBucket(static_cast<uint32_t>(t), b, kCutDensity, gradient.data() + offset, nullptr,
-                                                 &stats);
+              out.status = (*sync)->StepBucket(static_cast<uint32_t>(t), b, kCutDensity, gradient.data() + offset,
+                                               nullptr, &stats);
               rec.degraded = rec.degraded || stats.degraded;
               rec.resynced = rec.resynced || stats.resynced;
             }
@@ -253,8 +259,8 @@ TEST(LostLinkSyncTest, ClustersTrainApartWhileCutAndAreBitIdenticalAfterResync) 
 TEST(LostLinkSyncTest, OneWayLossSpreadsTheFlagAndResynchronizes) {
   const auto o = CutOptions("sgd");
   std::vector<float> initial(1333, 0.125f);
-  auto runs = RunCutJob(o, initial, 12,
-                        [](int from, int to, uint32_t tag) { return !(tag == 5 && from == 1 && to == 0); });
+  auto runs =
+      RunCutJob(o, initial, 12, [](int from, int to, uint32_t tag) { return !(tag == 5 && from == 1 && to == 0); });
   for (int g = 0; g < kWorld; ++g) ASSERT_TRUE(runs[g].status.ok()) << runs[g].status.ToString();
   EXPECT_TRUE(runs[0].steps[5].degraded);
   EXPECT_FALSE(runs[2].steps[5].degraded);
@@ -272,7 +278,8 @@ TEST(LostLinkSyncTest, BucketsResynchronizeIndependently) {
   std::vector<float> initial(1333, -0.25f);
   // Buckets in reverse model order, the last holds tensor 0 (as MakeBuckets).
   const std::vector<std::pair<size_t, size_t>> buckets = {{2, 3}, {0, 2}};
-  auto runs = RunCutJob(o, initial, 10, [](int, int, uint32_t tag) { return tag / 2 < 3 || tag / 2 >= 6; }, buckets);
+  auto runs = RunCutJob(
+      o, initial, 10, [](int, int, uint32_t tag) { return tag / 2 < 3 || tag / 2 >= 6; }, buckets);
   for (int g = 0; g < kWorld; ++g) ASSERT_TRUE(runs[g].status.ok()) << runs[g].status.ToString();
   EXPECT_TRUE(runs[0].steps[4].degraded);
   EXPECT_FALSE(SameBits(runs[0].steps[5].parameters, runs[2].steps[5].parameters));

@@ -11,9 +11,9 @@
 #include <chrono>
 #include <thread>
 
+#include "runtime/exchange/testing/in_memory.h"
 #include "runtime/pipeline/sparse_sync.h"
 #include "runtime/pipeline/tensor_pipeline.h"
-#include "runtime/exchange/testing/in_memory.h"
 
 namespace stella::pipeline {
 namespace {
@@ -81,7 +81,10 @@ std::vector<WorkerRun> RunPhase(const Config& cfg, int64_t first, int64_t end, c
         so.buckets = buckets;
         so.timeout = std::chrono::milliseconds(20000);
         auto sync = SparseSync::Create(so, group.get(), mesh.get(), initial.data());
-        if (!sync.ok()) { out.status = sync.status(); return; }
+        if (!sync.ok()) {
+          out.status = sync.status();
+          return;
+        }
         SparseSync* sp = sync->get();
         const PipelineSnapshot* snapshot = nullptr;
         if (resume != nullptr) {
@@ -103,7 +106,10 @@ std::vector<WorkerRun> RunPhase(const Config& cfg, int64_t first, int64_t end, c
               return false;
             },
             snapshot);
-        if (!pipe.ok()) { out.status = pipe.status(); return; }
+        if (!pipe.ok()) {
+          out.status = pipe.status();
+          return;
+        }
         TensorPipeline& p = **pipe;
         std::vector<float> model(total, -1.0f);
         std::vector<size_t> offsets = {0};
@@ -114,7 +120,10 @@ std::vector<WorkerRun> RunPhase(const Config& cfg, int64_t first, int64_t end, c
         for (int64_t t = first; t < end; ++t) {
           if (t == drain_at) {
             auto snap = p.Drain();
-            if (!snap.ok()) { out.status = snap.status(); return; }
+            if (!snap.ok()) {
+              out.status = snap.status();
+              return;
+            }
             EXPECT_EQ(snap->next_step, t);
             out.saved.pipeline = std::move(snap).value();
             out.saved.sync = sp->SaveState();
@@ -124,7 +133,10 @@ std::vector<WorkerRun> RunPhase(const Config& cfg, int64_t first, int64_t end, c
             }
           }
           auto begin = p.BeginStep(t);
-          if (!begin.ok()) { out.status = begin.status(); return; }
+          if (!begin.ok()) {
+            out.status = begin.status();
+            return;
+          }
           float* buffer = p.GradientBuffer();
           for (size_t j = 0; j < kSizes.size(); ++j) {
             out.status = p.WaitTensors({j}, install);
@@ -140,7 +152,10 @@ std::vector<WorkerRun> RunPhase(const Config& cfg, int64_t first, int64_t end, c
           if (!out.status.ok()) return;
         }
         auto fin = p.Finish(install);
-        if (!fin.ok()) { out.status = fin.status(); return; }
+        if (!fin.ok()) {
+          out.status = fin.status();
+          return;
+        }
         EXPECT_EQ(fin->version, end);
         out.master.assign(sp->parameters(), sp->parameters() + total);
       });
@@ -182,9 +197,7 @@ void ExpectResumeIsExact(const Config& cfg, int64_t restart_at, int64_t steps) {
   EXPECT_NE(whole[0].used.front(), whole[0].master);
 }
 
-TEST(PipelineResumeTest, ResumedRunIsBitIdenticalWithStalenessTwoRandomKAdam) {
-  ExpectResumeIsExact(Config{}, 7, 14);
-}
+TEST(PipelineResumeTest, ResumedRunIsBitIdenticalWithStalenessTwoRandomKAdam) { ExpectResumeIsExact(Config{}, 7, 14); }
 
 TEST(PipelineResumeTest, ResumeBeforeTheRingIsFullAndSynchronousTopK) {
   Config early;
@@ -212,8 +225,9 @@ TEST(PipelineResumeTest, MismatchedSnapshotsAreRejected) {
   EXPECT_TRUE(TensorPipeline::Create(po, master.data(), fn, &snap).ok());
   PipelineSnapshot few = snap;
   few.versions.pop_back();
-  EXPECT_NE(TensorPipeline::Create(po, master.data(), fn, &few).status().message().find("needs 2 saved versions, got 1"),
-            std::string::npos);
+  EXPECT_NE(
+      TensorPipeline::Create(po, master.data(), fn, &few).status().message().find("needs 2 saved versions, got 1"),
+      std::string::npos);
   PipelineSnapshot wrong_size = snap;
   wrong_size.versions[0].resize(5);
   EXPECT_FALSE(TensorPipeline::Create(po, master.data(), fn, &wrong_size).ok());

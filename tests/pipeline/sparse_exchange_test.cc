@@ -9,9 +9,9 @@
 #include <random>
 #include <thread>
 
+#include "runtime/exchange/testing/in_memory.h"
 #include "runtime/pipeline/block_mask.h"
 #include "runtime/pipeline/cpu_optimizer.h"
-#include "runtime/exchange/testing/in_memory.h"
 
 namespace stella::pipeline {
 namespace {
@@ -58,7 +58,10 @@ std::vector<Result> RunGateways(int clusters, int world, const std::vector<int64
       auto mesh = hub->Member(c);
       auto x = SparseExchange::Create(Options(sizes, world, c, kind), mesh.get());
       Result& r = results[static_cast<size_t>(c)];
-      if (!x.ok()) { r.status = x.status(); return; }
+      if (!x.ok()) {
+        r.status = x.status();
+        return;
+      }
       for (int t = 0; t < steps; ++t) {
         std::vector<float> g = grads(c, t);
         const float control[2] = {static_cast<float>(c), 1.0f + c};
@@ -140,7 +143,8 @@ TEST(SparseExchangeTest, AllGatewaysComputeTheSameAggregateInClusterOrder) {
   for (const auto& r : results) ASSERT_TRUE(r.status.ok()) << r.status.ToString();
   for (int c = 1; c < 3; ++c) {
     EXPECT_EQ(std::memcmp(results[0].aggregate.data(), results[static_cast<size_t>(c)].aggregate.data(),
-                          total * sizeof(float)), 0)
+                          total * sizeof(float)),
+              0)
         << "gateway " << c;
     EXPECT_EQ(results[0].touched, results[static_cast<size_t>(c)].touched);
     EXPECT_EQ(results[0].control, results[static_cast<size_t>(c)].control);
@@ -206,7 +210,8 @@ TEST(SparseExchangeTest, SingleClusterStillCompressesWithErrorFeedback) {
   EXPECT_EQ(stats.wan_bytes_sent, 0u);
   EXPECT_GT(stats.payload_bytes, 0u);
   std::vector<float> zero(8, 0.0f);
-  ASSERT_TRUE((*x)->Exchange(1, 0.25, zero.data(), control, agg.data(), ctl.data(), &touched, nullptr, Deadline()).ok());
+  ASSERT_TRUE(
+      (*x)->Exchange(1, 0.25, zero.data(), control, agg.data(), ctl.data(), &touched, nullptr, Deadline()).ok());
   EXPECT_EQ(touched[0], (std::vector<uint32_t>{5, 6}));
   EXPECT_EQ(agg, (std::vector<float>{0, 0, 0, 0, 0, 6, 5, 0}));
   const float* residual = (*x)->error_feedback(0)->residual();

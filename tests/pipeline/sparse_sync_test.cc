@@ -43,7 +43,10 @@ std::vector<WorkerResult> RunJob(SparseSyncOptions base, const std::vector<float
         o.cluster_index = c;
         o.num_control = 2;
         auto sync = SparseSync::Create(o, group.get(), mesh.get(), initial.data());
-        if (!sync.ok()) { out.status = sync.status(); return; }
+        if (!sync.ok()) {
+          out.status = sync.status();
+          return;
+        }
         std::mt19937_64 rng(1000 + g);
         std::normal_distribution<float> d(0.0f, 1.0f);
         std::vector<float> buffer(initial.size() + 2);
@@ -84,7 +87,8 @@ TEST(SparseSyncTest, AllWorkersOfAllClustersKeepIdenticalParameters) {
     o.compression.compressor.kind = kind;
     o.compression.precision = compress::ValuePrecision::kFp16;
     auto results = RunJob(o, initial, 6);
-    for (int g = 0; g < kWorld; ++g) ASSERT_TRUE(results[g].status.ok()) << kind << ": " << results[g].status.ToString();
+    for (int g = 0; g < kWorld; ++g)
+      ASSERT_TRUE(results[g].status.ok()) << kind << ": " << results[g].status.ToString();
     for (int g = 1; g < kWorld; ++g) {
       EXPECT_EQ(std::memcmp(results[0].parameters.data(), results[g].parameters.data(), initial.size() * 4), 0)
           << kind << ": worker " << g << " diverged";

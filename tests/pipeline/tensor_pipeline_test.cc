@@ -9,8 +9,8 @@
 #include <cstring>
 #include <thread>
 
-#include "runtime/pipeline/sparse_sync.h"
 #include "runtime/exchange/testing/in_memory.h"
+#include "runtime/pipeline/sparse_sync.h"
 
 namespace stella::pipeline {
 namespace {
@@ -27,9 +27,9 @@ float Gradient(int g, int64_t step, float param, size_t k) {
 
 struct WorkerResult {
   Status status;
-  std::vector<float> parameters;            // model after Finish
-  std::vector<std::vector<float>> used;     // model each step computed from
-  std::vector<size_t> order;                // bucket order seen by the communication thread
+  std::vector<float> parameters;         // model after Finish
+  std::vector<std::vector<float>> used;  // model each step computed from
+  std::vector<size_t> order;             // bucket order seen by the communication thread
 };
 
 // Each worker: one TensorPipeline driving SparseSync buckets (density 1,
@@ -66,7 +66,10 @@ std::vector<WorkerResult> RunJob(int staleness, int steps, size_t bucket_bytes) 
         so.buckets = buckets;
         so.timeout = std::chrono::milliseconds(20000);
         auto sync = SparseSync::Create(so, group.get(), mesh.get(), initial.data());
-        if (!sync.ok()) { out.status = sync.status(); return; }
+        if (!sync.ok()) {
+          out.status = sync.status();
+          return;
+        }
         SparseSync* sp = sync->get();
 
         TensorPipelineOptions po;
@@ -76,13 +79,17 @@ std::vector<WorkerResult> RunJob(int staleness, int steps, size_t bucket_bytes) 
         po.buckets = buckets;
         po.progress_timeout = std::chrono::milliseconds(30000);
         std::vector<size_t>* order = &out.order;
-        auto pipe = TensorPipeline::Create(po, sp->parameters(), [sp, order](int64_t step, size_t b, float* grad,
-                                                                           float* control) -> StatusOr<bool> {
-          order->push_back(b);
-          STELLA_RETURN_IF_ERROR(sp->StepBucket(static_cast<uint32_t>(step), b, /*density=*/1.0, grad, control, nullptr));
-          return false;
-        });
-        if (!pipe.ok()) { out.status = pipe.status(); return; }
+        auto pipe = TensorPipeline::Create(
+            po, sp->parameters(), [sp, order](int64_t step, size_t b, float* grad, float* control) -> StatusOr<bool> {
+              order->push_back(b);
+              STELLA_RETURN_IF_ERROR(
+                  sp->StepBucket(static_cast<uint32_t>(step), b, /*density=*/1.0, grad, control, nullptr));
+              return false;
+            });
+        if (!pipe.ok()) {
+          out.status = pipe.status();
+          return;
+        }
         TensorPipeline& p = **pipe;
 
         std::vector<float> model(total, -1.0f);
@@ -93,7 +100,10 @@ std::vector<WorkerResult> RunJob(int staleness, int steps, size_t bucket_bytes) 
         };
         for (int64_t t = 0; t < steps; ++t) {
           auto begin = p.BeginStep(t);
-          if (!begin.ok()) { out.status = begin.status(); return; }
+          if (!begin.ok()) {
+            out.status = begin.status();
+            return;
+          }
           EXPECT_EQ(begin->version, std::max<int64_t>(0, t - staleness));
           float* buffer = p.GradientBuffer();
           for (size_t j = 0; j < kSizes.size(); ++j) {  // forward: layer by layer
@@ -110,7 +120,10 @@ std::vector<WorkerResult> RunJob(int staleness, int steps, size_t bucket_bytes) 
           if (!out.status.ok()) return;
         }
         auto fin = p.Finish(install);
-        if (!fin.ok()) { out.status = fin.status(); return; }
+        if (!fin.ok()) {
+          out.status = fin.status();
+          return;
+        }
         EXPECT_EQ(fin->version, steps);
         out.parameters = model;
       });
@@ -154,9 +167,8 @@ TEST(TensorPipelineTest, ExactStalenessPerTensorAcrossWorkers) {
         for (int t = 0; t < kSteps; ++t) {
           const auto& want = ref[static_cast<size_t>(std::max(0, t - s))];
           for (size_t k = 0; k < want.size(); ++k) {
-            ASSERT_NEAR(results[g].used[t][k], want[k], 1e-5f)
-                << "s=" << s << " bucket_bytes=" << bucket_bytes << " worker " << g << " step " << t << " element "
-                << k;
+            ASSERT_NEAR(results[g].used[t][k], want[k], 1e-5f) << "s=" << s << " bucket_bytes=" << bucket_bytes
+                                                               << " worker " << g << " step " << t << " element " << k;
           }
         }
         for (size_t k = 0; k < ref.back().size(); ++k) ASSERT_NEAR(results[g].parameters[k], ref.back()[k], 1e-5f);
@@ -215,11 +227,13 @@ struct Solo {
 
 TEST(TensorPipelineTest, BucketErrorSurfacesOnTheComputeThread) {
   Solo solo;
-  ASSERT_TRUE(solo.Make(1, [&](int64_t step, size_t b, float* g, float*) -> StatusOr<bool> {
-                    if (step == 2 && b == 0) return UnavailableError("peer 3 went away");
-                    for (int k = 0; k < 3; ++k) solo.master[3 * (1 - b) + k] -= g[k];
-                    return false;
-                  }).ok());
+  ASSERT_TRUE(solo.Make(1,
+                        [&](int64_t step, size_t b, float* g, float*) -> StatusOr<bool> {
+                          if (step == 2 && b == 0) return UnavailableError("peer 3 went away");
+                          for (int k = 0; k < 3; ++k) solo.master[3 * (1 - b) + k] -= g[k];
+                          return false;
+                        })
+                  .ok());
   Status last;
   for (int64_t t = 0; t < 10 && last.ok(); ++t) last = solo.Step(t, 0).status();
   EXPECT_EQ(last.code(), StatusCode::kUnavailable) << last.ToString();
@@ -231,10 +245,12 @@ TEST(TensorPipelineTest, BucketErrorSurfacesOnTheComputeThread) {
 TEST(TensorPipelineTest, AgreedStopEndsAfterTheStep) {
   for (int s : {0, 1, 2}) {
     Solo solo;
-    ASSERT_TRUE(solo.Make(s, [&](int64_t, size_t b, float* g, float* control) -> StatusOr<bool> {
-                      for (int k = 0; k < 3; ++k) solo.master[3 * (1 - b) + k] -= g[k];
-                      return control != nullptr && control[0] > 0;
-                    }).ok());
+    ASSERT_TRUE(solo.Make(s,
+                          [&](int64_t, size_t b, float* g, float* control) -> StatusOr<bool> {
+                            for (int k = 0; k < 3; ++k) solo.master[3 * (1 - b) + k] -= g[k];
+                            return control != nullptr && control[0] > 0;
+                          })
+                    .ok());
     int64_t ran = 0;
     for (int64_t t = 0; t < 20; ++t) {
       auto st = solo.Step(t, t == 3 ? 1.0f : 0.0f);

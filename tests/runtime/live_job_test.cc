@@ -41,7 +41,6 @@ std::string Shell(const std::string& cmd, int* exit_code) {
   return out;
 }
 
-
 // Kills and reaps a child on scope exit, whatever happens in the test.
 struct ChildGuard {
   pid_t pid;
@@ -92,16 +91,15 @@ TEST(LiveJobTest, MetricsArePromtoolCleanScrapedByPrometheusAndCtrlCStopsTheJob)
       << "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: stella\n    static_configs:\n"
          "      - targets: ['127.0.0.1:"
       << metrics_base << "', '127.0.0.1:" << metrics_base + 1 << "']\n";
-  ChildGuard prom{Spawn({"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
-                         "--storage.tsdb.path=" + dir + "/tsdb",
-                         "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
-                        dir + "/prometheus.log")};
+  ChildGuard prom{
+      Spawn({"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml", "--storage.tsdb.path=" + dir + "/tsdb",
+             "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
+            dir + "/prometheus.log")};
   int workers_seen = 0;
   for (auto deadline = Clock::now() + std::chrono::seconds(60); Clock::now() < deadline && workers_seen < 2;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    std::string body = Shell("curl -sf 'http://127.0.0.1:" + std::to_string(prom_port) +
-                               "/api/v1/query?query=stella_steps_total%3E0'",
-                           &rc);
+    std::string body = Shell(
+        "curl -sf 'http://127.0.0.1:" + std::to_string(prom_port) + "/api/v1/query?query=stella_steps_total%3E0'", &rc);
     if (rc != 0) continue;
     auto j = nlohmann::json::parse(body, nullptr, false);
     if (!j.is_discarded() && j["status"] == "success") workers_seen = static_cast<int>(j["data"]["result"].size());

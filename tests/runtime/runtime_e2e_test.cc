@@ -122,11 +122,11 @@ TEST(RuntimeE2eTest, StellaModeAtDensityOneMatchesDdp) {
   const std::string adam = Replace(sgd, "optimizer: {name: sgd, learningRate: 0.05, momentum: 0.9}",
                                    "optimizer: {name: adam, learningRate: 0.002}");
   std::vector<std::vector<float>> finals;  // ddp-sgd, stella-sgd, ddp-adam, stella-adam (worker 0-0)
-  for (const auto& [name, yaml] : std::vector<std::pair<std::string, std::string>>{
-           {"ddp-sgd", sgd + dense_sync},
-           {"stella-sgd", sgd + stella_sync},
-           {"ddp-adam", adam + dense_sync},
-           {"stella-adam", adam + stella_sync}}) {
+  for (const auto& [name, yaml] :
+       std::vector<std::pair<std::string, std::string>>{{"ddp-sgd", sgd + dense_sync},
+                                                        {"stella-sgd", sgd + stella_sync},
+                                                        {"ddp-adam", adam + dense_sync},
+                                                        {"stella-adam", adam + stella_sync}}) {
     auto dumps = RunTwoByTwo(dir, name, yaml);
     ASSERT_EQ(dumps.size(), 4u) << name;
     ASSERT_GT(dumps[0].size(), 1000u) << name;
@@ -273,7 +273,8 @@ TEST(RuntimeE2eTest, KilledWorkerFailsTheRunQuickly) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     FILE* p = popen(("pgrep -f -- 'stella-[r]untime --job " + job + " --cluster-index 1'").c_str(), "r");
     int v = -1;
-    if (p && fscanf(p, "%d", &v) == 1 && ReadFile(logs + "/beta-0.log").find("\"event\":\"start\"") != std::string::npos) {
+    if (p && fscanf(p, "%d", &v) == 1 &&
+        ReadFile(logs + "/beta-0.log").find("\"event\":\"start\"") != std::string::npos) {
       victim = v;
     }
     if (p) pclose(p);

@@ -18,10 +18,10 @@
 namespace stella::security {
 namespace {
 
-using ::testing::HasSubstr;
-using ::testing::StartsWith;
 using std::chrono::hours;
 using std::chrono::system_clock;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 unsigned ModeOf(const std::string& path) {
   struct stat st {};

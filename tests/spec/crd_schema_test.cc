@@ -197,8 +197,8 @@ TEST(CrdSchemaTest, NumericBoundsMatch) {
       const bool cross_field = path.size() == 2 && path[0] == "training";
       if (!exclusive && !cross_field) {
         auto at = ParseWith(path, text(bound));
-        EXPECT_TRUE(at.ok()) << Join(path) << " = " << bound << " (the CRD's " << key << "): "
-                             << at.status().ToString();
+        EXPECT_TRUE(at.ok()) << Join(path) << " = " << bound << " (the CRD's " << key
+                             << "): " << at.status().ToString();
       }
       const double past = exclusive ? bound : bound + outward * step * std::max(1.0, std::fabs(bound));
       auto beyond = ParseWith(path, text(past));

@@ -18,8 +18,8 @@ void PrintTo(const StellaJob& job, std::ostream* os) { *os << "\n" << ToYaml(job
 
 namespace {
 
-using ::testing::ElementsAre;
 using ::testing::AllOf;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // A small valid manifest; tests derive broken ones from it with Replace.
@@ -92,9 +92,7 @@ StellaJob FullJob() {
   j.metadata.name = "full-job";
   j.metadata.namespace_name = "team-a";
   j.metadata.labels = {{"app", "stella"}, {"version", "123"}, {"flag", "true"}, {"empty", ""}};
-  j.metadata.annotations = {{"note", "line one\nline two: \"quoted\""},
-                            {"yes", "no"},
-                            {"unicode", "caf\xc3\xa9"}};
+  j.metadata.annotations = {{"note", "line one\nline two: \"quoted\""}, {"yes", "no"}, {"unicode", "caf\xc3\xa9"}};
   j.metadata.generation = 7;
   j.metadata.uid = "0b5e-44";
   j.metadata.resource_version = "12345";
@@ -282,8 +280,8 @@ status:
 }
 
 TEST(SpecTest, NullValuesMeanDefaultsAndJsonIsAccepted) {
-  StatusOr<StellaJob> job = ParseStellaJob(Replace(kBase, "  batchSize: 64\n",
-                                                   "  batchSize: null\n  optimizer:\n  metrics: ~\n"));
+  StatusOr<StellaJob> job =
+      ParseStellaJob(Replace(kBase, "  batchSize: 64\n", "  batchSize: null\n  optimizer:\n  metrics: ~\n"));
   ASSERT_TRUE(job.ok()) << job.status().ToString();
   EXPECT_EQ(job->spec.batch_size, 64);
   EXPECT_EQ(job->spec.optimizer.name, OptimizerKind::kAdam);
@@ -312,8 +310,7 @@ TEST(SpecTest, RoundTripsThroughYaml) {
   EXPECT_THAT(yaml, HasSubstr("flag: \"true\""));
   EXPECT_THAT(yaml, HasSubstr("\"yes\": \"no\""));
 
-  StatusOr<StellaJob> demo =
-      LoadStellaJobFile(std::string(STELLA_SOURCE_DIR) + "/examples/demo.yaml");
+  StatusOr<StellaJob> demo = LoadStellaJobFile(std::string(STELLA_SOURCE_DIR) + "/examples/demo.yaml");
   ASSERT_TRUE(demo.ok()) << demo.status().ToString();
   StatusOr<StellaJob> demo_back = ParseStellaJob(ToYaml(*demo));
   ASSERT_TRUE(demo_back.ok()) << demo_back.status().ToString();
@@ -343,10 +340,10 @@ TEST(SpecTest, BadYamlSyntaxReportsLineAndColumn) {
 // allocating until the process died, on a token that cannot start a document
 // (jbeder/yaml-cpp#1040), e.g. a stray comma after a JSON object.
 TEST(SpecTest, StrayFlowTokenIsASyntaxErrorNotAnEndlessLoop) {
-  EXPECT_EQ(ErrorOf(","), "invalid YAML at line 1, column 1: unexpected token where a document "
-                          "or value should start");
-  EXPECT_THAT(ErrorOf("{\"apiVersion\": \"stella.dev/v1alpha1\"},\n"),
-              HasSubstr("invalid YAML at line 1, column 38"));
+  EXPECT_EQ(ErrorOf(","),
+            "invalid YAML at line 1, column 1: unexpected token where a document "
+            "or value should start");
+  EXPECT_THAT(ErrorOf("{\"apiVersion\": \"stella.dev/v1alpha1\"},\n"), HasSubstr("invalid YAML at line 1, column 38"));
   EXPECT_THAT(ErrorOf(std::string(kBase) + "---\n[1],\n"), HasSubstr("invalid YAML at line 22, column 4"));
   // Several documents, empty ones included, still parse as before.
   EXPECT_TRUE(ParseStellaJob(std::string("---\n---\n") + kBase).ok());
@@ -367,12 +364,11 @@ TEST(SpecTest, StringsMustBeValidUtf8) {
       "\xef\xb7\x90",      // noncharacter U+FDD0
   };
   for (const std::string& value : bad) {
-    std::string error = ErrorOf(Replace(kBase, "  name: job\n",
-                                        "  name: job\n  annotations: {note: \"a" + value + "\"}\n"));
+    std::string error =
+        ErrorOf(Replace(kBase, "  name: job\n", "  name: job\n  annotations: {note: \"a" + value + "\"}\n"));
     EXPECT_THAT(error, HasSubstr("metadata.annotations[\"note\"]: expected UTF-8 text, got an "
                                  "invalid or noncharacter byte sequence at byte 1"));
-    EXPECT_THAT(ErrorOf(Replace(kBase, "  name: job\n", "  name: job\n  labels: {\"" + value +
-                                                            "\": x}\n")),
+    EXPECT_THAT(ErrorOf(Replace(kBase, "  name: job\n", "  name: job\n  labels: {\"" + value + "\": x}\n")),
                 HasSubstr("metadata.labels: expected UTF-8 text"));
     EXPECT_THAT(ErrorOf(std::string(kBase) + "status: {phase: \"" + value + "\"}\n"),
                 HasSubstr("status.phase: expected UTF-8 text"));
@@ -382,8 +378,7 @@ TEST(SpecTest, StringsMustBeValidUtf8) {
       kBase, "  name: job\n",
       "  name: job\n  annotations: {note: \"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x9a\x80 \xef\xbf\xbd\"}\n"));
   ASSERT_TRUE(job.ok()) << job.status().ToString();
-  EXPECT_EQ(job->metadata.annotations.at("note"),
-            "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x9a\x80 \xef\xbf\xbd");
+  EXPECT_EQ(job->metadata.annotations.at("note"), "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x9a\x80 \xef\xbf\xbd");
   StatusOr<StellaJob> back = ParseStellaJob(ToYaml(*job));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, *job);
@@ -395,9 +390,8 @@ TEST(SpecTest, ControlAndLineBreakCharactersSurviveToYaml) {
   StellaJob job = ParseStellaJob(kBase).value();
   using namespace std::string_literals;  // "\0" inside a string
   const std::string values[] = {
-      "stella:0.1\r"s, "a\rb"s,     "\tx\t"s,           "bell\x07"s,         "nul\0nul"s,
-      "del\x7f"s,      "nel\u0085x"s, "ls\u2028x"s, "ps\u2029"s, "nbsp\u00a0"s,
-      " lead"s,        "trail "s,
+      "stella:0.1\r"s, "a\rb"s,      "\tx\t"s,    "bell\x07"s,   "nul\0nul"s, "del\x7f"s,
+      "nel\u0085x"s,   "ls\u2028x"s, "ps\u2029"s, "nbsp\u00a0"s, " lead"s,    "trail "s,
   };
   for (const std::string& v : values) {
     job.spec.clusters[0].image = v;
@@ -421,8 +415,7 @@ TEST(SpecTest, EmptyAndNonManifestDocumentsAreRejected) {
   }
   EXPECT_THAT(ErrorOf("- a\n- b\n"), HasSubstr("expected a StellaJob manifest"));
   EXPECT_THAT(ErrorOf("just text"), HasSubstr("got \"just text\""));
-  EXPECT_THAT(ErrorOf(std::string(kBase) + "---\n" + kBase),
-              HasSubstr("expected one YAML document, got 2"));
+  EXPECT_THAT(ErrorOf(std::string(kBase) + "---\n" + kBase), HasSubstr("expected one YAML document, got 2"));
   // Another kind of object is reported as such, without a flood of field errors.
   EXPECT_EQ(ErrorOf("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: 1}\n"),
             "kind: must be \"StellaJob\", got \"Deployment\"");
@@ -433,53 +426,42 @@ TEST(SpecTest, UnknownFieldsAtEveryDepth) {
   yaml = Replace(yaml, "  model:\n", "  modle: {}\n  model:\n");
   yaml = Replace(yaml, "      workers: 2\n", "      workers: 2\n      wan:\n        bandwdthMbps: 10\n");
   yaml = Replace(yaml, "    - name: c\n", "    - name: c\n      tolerations: [{key: k, opertor: Exists}]\n");
-  EXPECT_THAT(Lines(ErrorOf(yaml)),
-              ElementsAre("specs: unknown field", "spec.modle: unknown field",
-                          "spec.clusters[0].wan.bandwdthMbps: unknown field",
-                          "spec.clusters[2].tolerations[0].opertor: unknown field"));
+  EXPECT_THAT(Lines(ErrorOf(yaml)), ElementsAre("specs: unknown field", "spec.modle: unknown field",
+                                                "spec.clusters[0].wan.bandwdthMbps: unknown field",
+                                                "spec.clusters[2].tolerations[0].opertor: unknown field"));
   EXPECT_EQ(ErrorOf(Replace(kBase, "    name: mlp\n", "    name: mlp\n    name: cnn\n")),
             "spec.model.name: duplicate field");
 }
 
 TEST(SpecTest, WrongTypesAreReported) {
-  auto error_for = [](const std::string& from, const std::string& to) {
-    return ErrorOf(Replace(kBase, from, to));
-  };
-  EXPECT_EQ(error_for("batchSize: 64", "batchSize: sixty"),
-            "spec.batchSize: expected an integer, got \"sixty\"");
-  EXPECT_EQ(error_for("batchSize: 64", "batchSize: 1.5"),
-            "spec.batchSize: expected an integer, got 1.5");
-  EXPECT_EQ(error_for("batchSize: 64", "batchSize: \"64\""),
-            "spec.batchSize: expected an integer, got \"64\"");
+  auto error_for = [](const std::string& from, const std::string& to) { return ErrorOf(Replace(kBase, from, to)); };
+  EXPECT_EQ(error_for("batchSize: 64", "batchSize: sixty"), "spec.batchSize: expected an integer, got \"sixty\"");
+  EXPECT_EQ(error_for("batchSize: 64", "batchSize: 1.5"), "spec.batchSize: expected an integer, got 1.5");
+  EXPECT_EQ(error_for("batchSize: 64", "batchSize: \"64\""), "spec.batchSize: expected an integer, got \"64\"");
   EXPECT_EQ(error_for("batchSize: 64", "batchSize: 99999999999"),
             "spec.batchSize: expected a 32-bit integer, got 99999999999");
-  EXPECT_EQ(error_for("batchSize: 64", "batchSize: [64]"),
-            "spec.batchSize: expected an integer, got a list");
+  EXPECT_EQ(error_for("batchSize: 64", "batchSize: [64]"), "spec.batchSize: expected an integer, got a list");
   EXPECT_EQ(error_for("steps: 1000", "steps: 99999999999999999999"),
             "spec.training.steps: expected a 64-bit integer, got 99999999999999999999");
   EXPECT_EQ(error_for("steps: 1000", "steps: 1000\n    seed: -1"),
             "spec.training.seed: expected an unsigned 64-bit integer, got -1");
   EXPECT_EQ(error_for("  clusters:\n", "  clusters:\n    x: {}\n  clusterz:\n"),
             "spec.clusters: expected a list, got a map\nspec.clusterz: unknown field");
-  EXPECT_EQ(error_for("    name: mlp", "    name: 123"),
-            "spec.model.name: expected a string, got 123");
+  EXPECT_EQ(error_for("    name: mlp", "    name: 123"), "spec.model.name: expected a string, got 123");
   EXPECT_EQ(error_for("  name: job", "  name: job\n  labels: {version: 2}"),
             "metadata.labels[\"version\"]: expected a string, got 2");
   EXPECT_EQ(error_for("    mode: stella", "    mode: stella\n    tuner: yes"),
             "spec.sync.tuner: expected a boolean (true or false), got \"yes\"");
-  EXPECT_EQ(error_for("    mode: stella", "    density: fast"),
-            "spec.sync.density: expected a number, got \"fast\"");
+  EXPECT_EQ(error_for("    mode: stella", "    density: fast"), "spec.sync.density: expected a number, got \"fast\"");
   EXPECT_EQ(error_for("    mode: stella", "    density: .inf"),
             "spec.sync.density: expected a finite number, got .inf");
-  EXPECT_EQ(error_for("  model:\n    name: mlp\n", "  model: mlp\n"),
-            "spec.model: expected a map, got \"mlp\"");
-  EXPECT_EQ(error_for("    - name: c\n", "    - c\n"),
-            "spec.clusters[2]: expected a map, got \"c\"");
+  EXPECT_EQ(error_for("  model:\n    name: mlp\n", "  model: mlp\n"), "spec.model: expected a map, got \"mlp\"");
+  EXPECT_EQ(error_for("    - name: c\n", "    - c\n"), "spec.clusters[2]: expected a map, got \"c\"");
 }
 
 TEST(SpecTest, CheckpointClaimParsesAndRoundTrips) {
-  StatusOr<StellaJob> job =
-      ParseStellaJob(Replace(kBase, "  batchSize: 64\n", "  batchSize: 64\n  checkpoint: {path: /c, claimName: ckpt.team-a}\n"));
+  StatusOr<StellaJob> job = ParseStellaJob(
+      Replace(kBase, "  batchSize: 64\n", "  batchSize: 64\n  checkpoint: {path: /c, claimName: ckpt.team-a}\n"));
   ASSERT_TRUE(job.ok()) << job.status().ToString();
   EXPECT_EQ(job->spec.checkpoint.claim_name, "ckpt.team-a");
   StatusOr<StellaJob> again = ParseStellaJob(ToYaml(*job));
@@ -488,16 +470,12 @@ TEST(SpecTest, CheckpointClaimParsesAndRoundTrips) {
 }
 
 TEST(SpecTest, OutOfRangeValuesAreReported) {
-  auto error_for = [](const std::string& from, const std::string& to) {
-    return ErrorOf(Replace(kBase, from, to));
-  };
-  EXPECT_EQ(error_for("      workers: 1\n", "      workers: 0\n"),
-            "spec.clusters[1].workers: must be >= 1, got 0");
+  auto error_for = [](const std::string& from, const std::string& to) { return ErrorOf(Replace(kBase, from, to)); };
+  EXPECT_EQ(error_for("      workers: 1\n", "      workers: 0\n"), "spec.clusters[1].workers: must be >= 1, got 0");
   EXPECT_EQ(error_for("      workers: 2\n", "      workers: 1025\n"),
             "spec.clusters[0].workers: must be <= 1024, got 1025");
   EXPECT_EQ(error_for("batchSize: 64", "batchSize: 0"), "spec.batchSize: must be >= 1, got 0");
-  EXPECT_EQ(error_for("batchSize: 64", "batchSize: 65537"),
-            "spec.batchSize: must be <= 65536, got 65537");
+  EXPECT_EQ(error_for("batchSize: 64", "batchSize: 65537"), "spec.batchSize: must be <= 65536, got 65537");
   EXPECT_EQ(error_for("  batchSize: 64\n", "  optimizer: {learningRate: 0}\n"),
             "spec.optimizer.learningRate: must be > 0, got 0");
   EXPECT_EQ(error_for("  batchSize: 64\n", "  optimizer: {momentum: 1, beta2: 1.5, epsilon: -1e-9}\n"),
@@ -533,15 +511,16 @@ TEST(SpecTest, OutOfRangeValuesAreReported) {
 }
 
 TEST(SpecTest, MissingRequiredFieldsAreReported) {
-  EXPECT_EQ(ErrorOf(Replace(kBase, "  clusters:\n    - name: a\n      workers: 2\n    - name: b\n"
-                                   "      workers: 1\n    - name: c\n", "")),
+  EXPECT_EQ(ErrorOf(Replace(kBase,
+                            "  clusters:\n    - name: a\n      workers: 2\n    - name: b\n"
+                            "      workers: 1\n    - name: c\n",
+                            "")),
             "spec.clusters: required field is missing");
   EXPECT_EQ(ErrorOf(Replace(kBase, "    - name: c\n", "    - workers: 3\n")),
             "spec.clusters[2].name: required field is missing");
   EXPECT_EQ(ErrorOf(Replace(kBase, "  model:\n    name: mlp\n", "  model: {hidden: 8}\n")),
             "spec.model.name: required field is missing (or set spec.model.torchscript to your own model)");
-  EXPECT_EQ(ErrorOf(Replace(kBase, "apiVersion: stella.dev/v1alpha1\n", "")),
-            "apiVersion: required field is missing");
+  EXPECT_EQ(ErrorOf(Replace(kBase, "apiVersion: stella.dev/v1alpha1\n", "")), "apiVersion: required field is missing");
   EXPECT_EQ(ErrorOf(Replace(kBase, "apiVersion: stella.dev/v1alpha1\n", "apiVersion: stella.dev/v1\n")),
             "apiVersion: must be \"stella.dev/v1alpha1\", got \"stella.dev/v1\"");
   EXPECT_EQ(ErrorOf("apiVersion: stella.dev/v1alpha1\nkind: StellaJob\n"),
@@ -551,10 +530,11 @@ TEST(SpecTest, MissingRequiredFieldsAreReported) {
 }
 
 TEST(SpecTest, TorchScriptModelAndOwnDataParseAndRoundTrip) {
-  const std::string lm = Replace(Replace(kBase, "    name: mlp\n", "    torchscript: /m/gpt.pt\n    task: language-model\n"),
-                                 "    name: fashion-mnist\n",
-                                 "    format: tokens\n    path: /d/train.bin\n    validationPath: /d/val.bin\n"
-                                 "    sequenceLength: 128\n");
+  const std::string lm =
+      Replace(Replace(kBase, "    name: mlp\n", "    torchscript: /m/gpt.pt\n    task: language-model\n"),
+              "    name: fashion-mnist\n",
+              "    format: tokens\n    path: /d/train.bin\n    validationPath: /d/val.bin\n"
+              "    sequenceLength: 128\n");
   StatusOr<StellaJob> job = ParseStellaJob(lm);
   ASSERT_TRUE(job.ok()) << job.status().ToString();
   EXPECT_EQ(job->spec.model.torchscript, "/m/gpt.pt");
@@ -563,9 +543,10 @@ TEST(SpecTest, TorchScriptModelAndOwnDataParseAndRoundTrip) {
   EXPECT_EQ(job->spec.dataset.sequence_length, 128);
   EXPECT_EQ(*ParseStellaJob(ToYaml(*job)), *job);
 
-  const std::string npy = Replace(Replace(kBase, "    name: mlp\n", "    torchscript: m.pt\n"), "    name: fashion-mnist\n",
-                                  "    format: npy\n    path: x.npy\n    labelsPath: y.npy\n"
-                                  "    validationPath: vx.npy\n    validationLabelsPath: vy.npy\n");
+  const std::string npy =
+      Replace(Replace(kBase, "    name: mlp\n", "    torchscript: m.pt\n"), "    name: fashion-mnist\n",
+              "    format: npy\n    path: x.npy\n    labelsPath: y.npy\n"
+              "    validationPath: vx.npy\n    validationLabelsPath: vy.npy\n");
   job = ParseStellaJob(npy);
   ASSERT_TRUE(job.ok()) << job.status().ToString();
   EXPECT_EQ(job->spec.dataset.labels_path, "y.npy");
@@ -603,8 +584,7 @@ TEST(SpecTest, OwnModelAndDataRulesNameTheField) {
 
 TEST(SpecTest, DuplicateClusterNames) {
   std::string yaml = Replace(kBase, "    - name: c\n", "    - name: a\n");
-  EXPECT_EQ(ErrorOf(yaml),
-            "spec.clusters[2].name: duplicate cluster name \"a\" (also spec.clusters[0].name)");
+  EXPECT_EQ(ErrorOf(yaml), "spec.clusters[2].name: duplicate cluster name \"a\" (also spec.clusters[0].name)");
 }
 
 TEST(SpecTest, StepsAndEpochsAreExclusive) {
@@ -623,10 +603,8 @@ TEST(SpecTest, DensityBoundsAreOrdered) {
   auto sync = [](const std::string& fields) {
     return ErrorOf(Replace(kBase, "    mode: stella\n", "    mode: stella\n" + fields));
   };
-  EXPECT_EQ(sync("    density: 0.0005\n"),
-            "spec.sync.density: must be >= spec.sync.minDensity (0.001), got 0.0005");
-  EXPECT_EQ(sync("    density: 0.5\n"),
-            "spec.sync.density: must be <= spec.sync.maxDensity (0.1), got 0.5");
+  EXPECT_EQ(sync("    density: 0.0005\n"), "spec.sync.density: must be >= spec.sync.minDensity (0.001), got 0.0005");
+  EXPECT_EQ(sync("    density: 0.5\n"), "spec.sync.density: must be <= spec.sync.maxDensity (0.1), got 0.5");
   EXPECT_EQ(sync("    minDensity: 0\n"), "spec.sync.minDensity: must be > 0, got 0");
   EXPECT_EQ(sync("    maxDensity: 1.5\n"), "spec.sync.maxDensity: must be <= 1, got 1.5");
   EXPECT_EQ(sync("    density: 0\n    minDensity: 0.2\n"),
@@ -687,8 +665,7 @@ TEST(SpecTest, EveryProblemIsReportedTogether) {
                                  "spec.batchSize: expected an integer, got \"sixty\"",
                                  HasSubstr("spec.training: set only one of steps and epochs"),
                                  "spec.sync.mode: must be one of ddp, stella, got \"allreduce\"",
-                                 "spec.sync.extra: unknown field",
-                                 "spec.clusters[1].workers: must be >= 1, got 0",
+                                 "spec.sync.extra: unknown field", "spec.clusters[1].workers: must be >= 1, got 0",
                                  "spec.clusters[2].name: duplicate cluster name \"a\" (also "
                                  "spec.clusters[0].name)"));
 }
@@ -711,10 +688,8 @@ TEST(SpecTest, ValidateWorksOnJobsBuiltInCode) {
   std::vector<FieldError> errors = ValidateStellaJob(job);
   EXPECT_THAT(errors, ElementsAre(FieldError{"spec.dataset.name", "required field is missing"},
                                   FieldError{"spec.optimizer.beta1", "must be a finite number, got nan"},
-                                  FieldError{"spec.clusters[0].wan.bandwidthMbps",
-                                             "must be a finite number, got inf"},
-                                  FieldError{"spec.clusters[0].kubeconfigSecret.name",
-                                             "required field is missing"}));
+                                  FieldError{"spec.clusters[0].wan.bandwidthMbps", "must be a finite number, got inf"},
+                                  FieldError{"spec.clusters[0].kubeconfigSecret.name", "required field is missing"}));
   Status status = FieldErrorsToStatus(errors);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Lines(status.message()).size(), 4u);
@@ -742,15 +717,13 @@ TEST(SpecTest, LoadFileErrors) {
   EXPECT_EQ(job.status().code(), StatusCode::kNotFound);
   EXPECT_THAT(job.status().message(), HasSubstr(missing));
 
-  const std::string bad = WriteTempFile(
-      "spec_test_bad.yaml", Replace(Replace(kBase, "batchSize: 64", "batchSize: 0"),
-                                    "      workers: 1\n", "      workers: 0\n"));
+  const std::string bad = WriteTempFile("spec_test_bad.yaml", Replace(Replace(kBase, "batchSize: 64", "batchSize: 0"),
+                                                                      "      workers: 1\n", "      workers: 0\n"));
   job = LoadStellaJobFile(bad);
   ASSERT_FALSE(job.ok());
   EXPECT_EQ(job.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(Lines(job.status().message()),
-              ElementsAre(bad + ": spec.batchSize: must be >= 1, got 0",
-                          bad + ": spec.clusters[1].workers: must be >= 1, got 0"));
+  EXPECT_THAT(Lines(job.status().message()), ElementsAre(bad + ": spec.batchSize: must be >= 1, got 0",
+                                                         bad + ": spec.clusters[1].workers: must be >= 1, got 0"));
 
   // A directory opens but cannot be read.
   job = LoadStellaJobFile(::testing::TempDir());

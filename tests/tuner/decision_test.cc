@@ -68,8 +68,7 @@ TEST(DecisionTest, CorruptHeaderIsRejected) {
   for (size_t at : {size_t{0}, size_t{4}, size_t{6}}) {
     std::vector<uint8_t> bad = good;
     bad[at] ^= 0x5A;
-    EXPECT_EQ(DecodeDecision(bad.data(), bad.size()).status().code(), StatusCode::kDataLoss)
-        << "byte " << at;
+    EXPECT_EQ(DecodeDecision(bad.data(), bad.size()).status().code(), StatusCode::kDataLoss) << "byte " << at;
   }
   // A huge worker count must be rejected before allocating.
   std::vector<uint8_t> bad = good;

@@ -105,8 +105,7 @@ TEST(PlanBatchesTest, RejectsImpossibleSplits) {
   EXPECT_EQ(PlanBatches(two, 65, 2, 0).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(PlanBatches(two, 2, 2, 0).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(PlanBatches(two, 64, 1, 16).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(PlanBatches({{0, 0}, {0, 1}}, 64, 1, 0).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(PlanBatches({{0, 0}, {0, 1}}, 64, 1, 0).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(PlanBatches(two, 64, 0, 0).status().code(), StatusCode::kInvalidArgument);
 }
 

@@ -63,27 +63,24 @@ struct SimWorker {
 class JobSim {
  public:
   JobSim(TunerOptions options, std::vector<SimWorker> workers, int clusters, uint64_t seed = 1)
-      : options_(std::move(options)), workers_(std::move(workers)), clusters_(clusters),
-        bandwidth_(static_cast<size_t>(clusters), 100 * kMbit), rng_(seed) {
+      : options_(std::move(options)),
+        workers_(std::move(workers)),
+        clusters_(clusters),
+        bandwidth_(static_cast<size_t>(clusters), 100 * kMbit),
+        rng_(seed) {
     auto tuner = Tuner::Create(options_);
     EXPECT_TRUE(tuner.ok()) << tuner.status().ToString();
     tuner_ = std::move(tuner).value();
   }
 
-  void SetBandwidth(int cluster, double bytes_per_s) {
-    bandwidth_[static_cast<size_t>(cluster)] = bytes_per_s;
-  }
-  void SetAllBandwidth(double bytes_per_s) {
-    std::fill(bandwidth_.begin(), bandwidth_.end(), bytes_per_s);
-  }
+  void SetBandwidth(int cluster, double bytes_per_s) { bandwidth_[static_cast<size_t>(cluster)] = bytes_per_s; }
+  void SetAllBandwidth(double bytes_per_s) { std::fill(bandwidth_.begin(), bandwidth_.end(), bytes_per_s); }
   void set_goodput_noise(double n) { goodput_noise_ = n; }
   void set_compute_noise(double n) { compute_noise_ = n; }
   // Whether gateways report bytes sent (needed for overload detection).
   void set_report_bytes(bool b) { report_bytes_ = b; }
 
-  int BatchOf(const SimWorker& w) const {
-    return tuner_->current().BatchSizeFor(w.id).value_or(w.initial_batch);
-  }
+  int BatchOf(const SimWorker& w) const { return tuner_->current().BatchSizeFor(w.id).value_or(w.initial_batch); }
   // The true compute time of a step under the current decision.
   double TrueStepSeconds() const {
     double t = 0;
@@ -92,8 +89,7 @@ class JobSim {
   }
   // Egress bytes per step of one gateway at `density`.
   double Egress(double density) const {
-    return static_cast<double>(PayloadBytes(options_.bytes_model, options_.tensor_sizes,
-                                            density)) * (clusters_ - 1);
+    return static_cast<double>(PayloadBytes(options_.bytes_model, options_.tensor_sizes, density)) * (clusters_ - 1);
   }
   // The true transfer time of the slowest link under the current decision.
   double TrueCommSeconds() const {
@@ -109,15 +105,13 @@ class JobSim {
     t.num_clusters = clusters_;
     for (const SimWorker& w : workers_) {
       const int b = BatchOf(w);
-      t.workers.push_back(
-          {w.id, w.cluster, b, w.truth.Predict(b) * (1.0 + compute_noise_ * rng_.Uniform())});
+      t.workers.push_back({w.id, w.cluster, b, w.truth.Predict(b) * (1.0 + compute_noise_ * rng_.Uniform())});
     }
     const double density = tuner_->current().density;
     for (int c = 0; c < clusters_; ++c) {
       LinkTelemetry l;
       l.cluster = c;
-      l.goodput_bytes_per_s =
-          bandwidth_[static_cast<size_t>(c)] * (1.0 + goodput_noise_ * rng_.Uniform());
+      l.goodput_bytes_per_s = bandwidth_[static_cast<size_t>(c)] * (1.0 + goodput_noise_ * rng_.Uniform());
       if (report_bytes_) {
         l.bytes_sent_last_step = static_cast<uint64_t>(Egress(density));
         l.density_last_step = density;
@@ -160,8 +154,7 @@ class JobSim {
 
 // Three clusters with one identical worker each: 0.3 s of compute per step.
 std::vector<SimWorker> ThreeClusters() {
-  return {{0, 0, {0.02, 0.004375}, 64}, {1, 1, {0.02, 0.004375}, 64},
-          {2, 2, {0.02, 0.004375}, 64}};
+  return {{0, 0, {0.02, 0.004375}, 64}, {1, 1, {0.02, 0.004375}, 64}, {2, 2, {0.02, 0.004375}, 64}};
 }
 
 // True when the current density's transfer fits target_fraction of compute.
@@ -211,8 +204,7 @@ TEST(TunerOptionsTest, InvalidOptionsNameTheField) {
     auto t = Tuner::Create(o);
     ASSERT_FALSE(t.ok()) << c.field;
     EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(t.status().message().find(std::string("TunerOptions.") + c.field),
-              std::string::npos)
+    EXPECT_NE(t.status().message().find(std::string("TunerOptions.") + c.field), std::string::npos)
         << t.status().message();
   }
 }
@@ -252,8 +244,8 @@ TEST(TunerTest, DensityFitsTheLinkWithTheHysteresisMargin) {
     sim.SetAllBandwidth(mbit * kMbit);
     for (int i = 0; i < 30; ++i) sim.Round();
     const double d = sim.tuner().current().density;
-    const double feasible = FeasibleDensity(DefaultOptions().bytes_model, ModelTensors(), 2,
-                                            mbit * kMbit, 0.9 * sim.TrueStepSeconds());
+    const double feasible =
+        FeasibleDensity(DefaultOptions().bytes_model, ModelTensors(), 2, mbit * kMbit, 0.9 * sim.TrueStepSeconds());
     EXPECT_TRUE(Fits(sim)) << mbit;
     EXPECT_LE(d, feasible / 1.2) << mbit;
     // At most one grid step (10^0.1) below the margin point.
@@ -387,8 +379,7 @@ TEST(TunerTest, SlowWorkerGetsAboutHalfTheBatch) {
   // True step times agree within one sample (granularity 1) of the slowest.
   double lo = 1e9, hi = 0;
   for (int id = 0; id < 4; ++id) {
-    const double t =
-        (id == 2 ? kSlow : kFast).Predict(d.batch_sizes[static_cast<size_t>(id)]);
+    const double t = (id == 2 ? kSlow : kFast).Predict(d.batch_sizes[static_cast<size_t>(id)]);
     lo = std::min(lo, t);
     hi = std::max(hi, t);
   }
@@ -505,21 +496,17 @@ TEST(TunerTest, BadTelemetryIsRejectedAndChangesNothing) {
       {"num_clusters", StatusCode::kInvalidArgument, [](Telemetry* t) { t->num_clusters = 0; }},
       {"telemetry.workers", StatusCode::kInvalidArgument, [](Telemetry* t) { t->workers.clear(); }},
       {"workers[1].id", StatusCode::kInvalidArgument, [](Telemetry* t) { t->workers[1].id = 0; }},
-      {"workers[1].cluster", StatusCode::kInvalidArgument,
-       [](Telemetry* t) { t->workers[1].cluster = 2; }},
-      {"workers[0].batch_size", StatusCode::kInvalidArgument,
-       [](Telemetry* t) { t->workers[0].batch_size = 0; }},
+      {"workers[1].cluster", StatusCode::kInvalidArgument, [](Telemetry* t) { t->workers[1].cluster = 2; }},
+      {"workers[0].batch_size", StatusCode::kInvalidArgument, [](Telemetry* t) { t->workers[0].batch_size = 0; }},
       {"workers[0].compute_seconds", StatusCode::kInvalidArgument,
        [](Telemetry* t) { t->workers[0].compute_seconds = -1; }},
-      {"links[1].cluster", StatusCode::kInvalidArgument,
-       [](Telemetry* t) { t->links[1].cluster = 0; }},
+      {"links[1].cluster", StatusCode::kInvalidArgument, [](Telemetry* t) { t->links[1].cluster = 0; }},
       {"links[0].goodput", StatusCode::kInvalidArgument,
        [](Telemetry* t) { t->links[0].goodput_bytes_per_s = INFINITY; }},
       {"links[0].density_last_step", StatusCode::kInvalidArgument,
        [](Telemetry* t) { t->links[0].density_last_step = 2; }},
       // One worker cannot carry 128 samples when capped at 64.
-      {"global batch", StatusCode::kFailedPrecondition,
-       [](Telemetry* t) { t->workers.pop_back(); }},
+      {"global batch", StatusCode::kFailedPrecondition, [](Telemetry* t) { t->workers.pop_back(); }},
   };
   for (const Case& c : cases) {
     Telemetry bad = good;

@@ -17,10 +17,10 @@ std::string JobsPath(const std::string& ns, const std::string& name, const std::
 std::string Name(const json& obj) { return kube::NameOf(obj); }
 
 std::string Label(const json& obj, const char* key) {
-  const json* labels = obj.is_object() && obj.contains("metadata") && obj["metadata"].is_object() &&
-                               obj["metadata"].contains("labels")
-                           ? &obj["metadata"]["labels"]
-                           : nullptr;
+  const json* labels =
+      obj.is_object() && obj.contains("metadata") && obj["metadata"].is_object() && obj["metadata"].contains("labels")
+          ? &obj["metadata"]["labels"]
+          : nullptr;
   if (!labels || !labels->is_object()) return "";
   auto it = labels->find(key);
   return it != labels->end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -52,7 +52,10 @@ void RecordEvent(const ReconcileDeps& d, const JobState& st, const std::string& 
              {"kind", "Event"},
              {"metadata", {{"name", st.name + "." + suffix}, {"namespace", st.ns}}},
              {"involvedObject",
-              {{"apiVersion", kGroupVersion}, {"kind", spec::kKind}, {"namespace", st.ns}, {"name", st.name},
+              {{"apiVersion", kGroupVersion},
+               {"kind", spec::kKind},
+               {"namespace", st.ns},
+               {"name", st.name},
                {"uid", st.uid}}},
              {"type", type},
              {"reason", reason},
@@ -73,8 +76,8 @@ Status WriteStatus(const ReconcileDeps& d, JobState& st) {
   if (st.obj.value("status", json::object()) == want) return Status::Ok();
   json body = st.obj;
   body["status"] = std::move(want);
-  auto r = kube::CheckResponse(d.hub->Update(JobsPath(st.ns, st.name, "status"), body),
-                               "writing status of " + st.key, {404});
+  auto r = kube::CheckResponse(d.hub->Update(JobsPath(st.ns, st.name, "status"), body), "writing status of " + st.key,
+                               {404});
   if (!r.ok()) return r.status();
   if (r->code == 404) return Status::Ok();  // deleted meanwhile
   st.obj = r->body;
@@ -121,7 +124,9 @@ PhaseResult DeleteAfterTtl(const ReconcileDeps& d, JobState& st) {
   if (!done) return PhaseResult::Done();
   std::time_t expires = *done + *ttl;
   if (st.now < expires) return PhaseResult::RequeueAfter(milliseconds((expires - st.now) * 1000 + 100));
-  json opts = {{"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"},
+  json opts = {{"kind", "DeleteOptions"},
+               {"apiVersion", "v1"},
+               {"propagationPolicy", "Background"},
                {"preconditions", {{"uid", st.uid}}}};
   // 404: gone already; 409: a new job of the same name (uid precondition).
   auto r = kube::CheckResponse(d.hub->Delete(JobsPath(st.ns, st.name), &opts), "deleting finished job " + st.key,

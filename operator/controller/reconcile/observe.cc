@@ -84,8 +84,10 @@ std::vector<std::string> ConnectMembers(const ReconcileDeps& d, JobState& st, bo
     if (!m.ok()) {
       ob.errors[c] = m.status().message();
     } else if (!(*m)->Synced()) {
-      if ((*m)->LastError().empty()) *waiting_sync = true;
-      else ob.errors[c] = (*m)->LastError();
+      if ((*m)->LastError().empty())
+        *waiting_sync = true;
+      else
+        ob.errors[c] = (*m)->LastError();
     } else if (!(*m)->Healthy()) {
       ob.errors[c] = (*m)->LastError().empty() ? "watch failing" : (*m)->LastError();
     } else {
@@ -108,10 +110,10 @@ PhaseResult ObserveMembers(const ReconcileDeps& d, JobState& st) {
   RebuildClusterEntries(st);
 
   const std::string unreachable_msg = JoinMessages(unreachable);
-  bool flipped = SetCondition(&st.status, "ClusterUnreachable", !unreachable.empty(),
-                              unreachable.empty() ? "AllClustersReachable" : "ClusterUnreachable",
-                              unreachable.empty() ? "every member cluster answers" : unreachable_msg, st.generation,
-                              st.now);
+  bool flipped =
+      SetCondition(&st.status, "ClusterUnreachable", !unreachable.empty(),
+                   unreachable.empty() ? "AllClustersReachable" : "ClusterUnreachable",
+                   unreachable.empty() ? "every member cluster answers" : unreachable_msg, st.generation, st.now);
   if (!unreachable.empty() || waiting_sync) {
     // Nothing is created or deleted on a partial view: a member that cannot be
     // seen may still run workers.

@@ -3,9 +3,9 @@
 // and when to look again. Always ends the pass.
 #include <algorithm>
 
+#include "operator/controller/names.h"
 #include "operator/controller/reconcile/phases.h"
 #include "operator/controller/runtime_scraper.h"
-#include "operator/controller/names.h"
 #include "operator/controller/status.h"
 
 namespace stella::op {
@@ -45,10 +45,9 @@ PodCounts CountWorkers(JobState& st, int* clusters_ready) {
 void ShowRuntimeFigures(const ReconcileDeps& d, JobState& st) {
   if (!d.runtime || st.ob.members.empty() || !st.ob.members[0]) return;
   const auto& cl = st.job.spec.clusters[0];
-  const std::string path = kube::ResourcePath("v1", "pods", st.ns,
-                                              PodName(st.name, cl.name, 0) + ":" +
-                                                  std::to_string(d.options.runtime_metrics_port),
-                                              "proxy/metrics");
+  const std::string path = kube::ResourcePath(
+      "v1", "pods", st.ns, PodName(st.name, cl.name, 0) + ":" + std::to_string(d.options.runtime_metrics_port),
+      "proxy/metrics");
   d.runtime->Track(st.uid, st.key, st.ob.members[0]->api(), path);
   std::optional<RuntimeFigures> f = d.runtime->Latest(st.uid);
   if (!f) return;

@@ -72,8 +72,8 @@ Status EnsureTlsSecrets(const ReconcileDeps& d, JobState& st, bool force) {
 
 PhaseResult Tls(const ReconcileDeps& d, JobState& st) {
   const size_t nc = st.job.spec.clusters.size();
-  const std::string rotate = st.obj.value("/metadata/annotations"_json_pointer, json::object())
-                                 .value(kAnnotationRotate, std::string());
+  const std::string rotate =
+      st.obj.value("/metadata/annotations"_json_pointer, json::object()).value(kAnnotationRotate, std::string());
   const bool force_rotation = !rotate.empty() && rotate != st.status.certificates_rotation;
   int present = 0;
   for (size_t c = 0; c < nc; ++c) present += static_cast<int>(st.current[c].size());

@@ -64,12 +64,12 @@ class PhaseResult {
 };
 
 // A failed Status ends the pass as that error.
-#define STELLA_PHASE_RETURN_IF_ERROR(expr)                        \
-  do {                                                            \
-    ::stella::Status stella_phase_status_ = (expr);               \
-    if (!stella_phase_status_.ok()) {                             \
+#define STELLA_PHASE_RETURN_IF_ERROR(expr)                           \
+  do {                                                               \
+    ::stella::Status stella_phase_status_ = (expr);                  \
+    if (!stella_phase_status_.ok()) {                                \
       return ::stella::op::PhaseResult::Error(stella_phase_status_); \
-    }                                                             \
+    }                                                                \
   } while (0)
 
 struct ReconcileOptions {
@@ -82,9 +82,9 @@ struct ReconcileOptions {
 
 // What the phases act through. Everything outlives the reconciler.
 struct ReconcileDeps {
-  kube::Api* hub = nullptr;               // the hub's API (jobs, their status, Events)
-  MemberDirectory* members = nullptr;     // member clusters and their caches
-  RuntimeScraper* runtime = nullptr;      // the runtime's figures; nullptr = none shown
+  kube::Api* hub = nullptr;            // the hub's API (jobs, their status, Events)
+  MemberDirectory* members = nullptr;  // member clusters and their caches
+  RuntimeScraper* runtime = nullptr;   // the runtime's figures; nullptr = none shown
   Logger* log = nullptr;
   ReconcileOptions options;
   // Reads a job from the cache: nullopt when it does not exist.
@@ -95,8 +95,8 @@ struct ReconcileDeps {
 
 // Children of the job as the members report them, per spec cluster.
 struct Observed {
-  std::vector<MemberView*> members;               // nullptr when unusable
-  std::vector<std::string> errors;                // why unusable
+  std::vector<MemberView*> members;  // nullptr when unusable
+  std::vector<std::string> errors;   // why unusable
   std::vector<std::vector<nlohmann::json>> pods, services;
 };
 
@@ -104,17 +104,17 @@ struct Observed {
 struct JobState {
   std::string key, ns, name, uid;
   int64_t generation = 0;
-  nlohmann::json obj;            // the API object as last read or written
-  spec::JobStatus status;        // what this pass wants status to be
-  spec::JobStatus read_status;   // status as read (for "flipped back" Events)
-  spec::StellaJob job;           // valid once the spec phase passed
-  Status spec_error;             // why the spec cannot run (parse or child names)
+  nlohmann::json obj;           // the API object as last read or written
+  spec::JobStatus status;       // what this pass wants status to be
+  spec::JobStatus read_status;  // status as read (for "flipped back" Events)
+  spec::StellaJob job;          // valid once the spec phase passed
+  Status spec_error;            // why the spec cannot run (parse or child names)
   std::time_t now = 0;
 
-  Observed ob;                                     // observe
-  std::vector<std::string> gateway_addresses;      // gateways
-  std::vector<std::string> gateway_nodes;          // gateways
-  int attempt = 0;                                 // restart
+  Observed ob;                                              // observe
+  std::vector<std::string> gateway_addresses;               // gateways
+  std::vector<std::string> gateway_nodes;                   // gateways
+  int attempt = 0;                                          // restart
   std::vector<std::vector<const nlohmann::json*>> current;  // restart: this attempt's pods (into ob.pods)
 };
 

@@ -9,8 +9,12 @@ namespace stella::kube::testing {
 using json = nlohmann::json;
 
 Response StatusResponse(int code, const std::string& reason, const std::string& message) {
-  return {code, json{{"kind", "Status"}, {"apiVersion", "v1"}, {"status", "Failure"},
-                     {"code", code}, {"reason", reason}, {"message", message}}};
+  return {code, json{{"kind", "Status"},
+                     {"apiVersion", "v1"},
+                     {"status", "Failure"},
+                     {"code", code},
+                     {"reason", reason},
+                     {"message", message}}};
 }
 
 bool MatchesSelector(const json& obj, const std::string& selector) {
@@ -101,13 +105,13 @@ void FakeApi::EraseLocked(std::map<std::string, json>::iterator it, const Key& k
   changed_.SignalAll();
 }
 
-#define STELLA_FAKE_INJECT_(verb, path)                      \
-  do {                                                       \
-    Status transport;                                        \
-    if (auto r = Injected(verb, path, &transport)) {         \
-      if (!transport.ok()) return transport;                 \
-      return *r;                                             \
-    }                                                        \
+#define STELLA_FAKE_INJECT_(verb, path)              \
+  do {                                               \
+    Status transport;                                \
+    if (auto r = Injected(verb, path, &transport)) { \
+      if (!transport.ok()) return transport;         \
+      return *r;                                     \
+    }                                                \
   } while (0)
 
 StatusOr<Response> FakeApi::Get(const std::string& path) {
@@ -165,8 +169,7 @@ StatusOr<Response> FakeApi::Update(const std::string& path, const json& obj) {
       if (it->second["metadata"].contains(f)) next["metadata"][f] = it->second["metadata"][f];
     }
   }
-  if (next["metadata"].contains("deletionTimestamp") &&
-      next["metadata"].value("finalizers", json::array()).empty()) {
+  if (next["metadata"].contains("deletionTimestamp") && next["metadata"].value("finalizers", json::array()).empty()) {
     EraseLocked(it, *k);
     return Response{200, next};
   }
@@ -185,13 +188,13 @@ StatusOr<Response> FakeApi::Patch(const std::string& path, const json& patch, co
   const std::string want = patch.value("/metadata/resourceVersion"_json_pointer, std::string());
   const std::string have = it->second.value("/metadata/resourceVersion"_json_pointer, std::string());
   if (!want.empty() && want != have) {
-    return StatusResponse(409, "Conflict", "Operation cannot be fulfilled on " + k->plural + " \"" + k->name +
-                                               "\": the object has been modified");
+    return StatusResponse(
+        409, "Conflict",
+        "Operation cannot be fulfilled on " + k->plural + " \"" + k->name + "\": the object has been modified");
   }
   json next = it->second;
   next.merge_patch(patch);
-  if (next["metadata"].contains("deletionTimestamp") &&
-      next["metadata"].value("finalizers", json::array()).empty()) {
+  if (next["metadata"].contains("deletionTimestamp") && next["metadata"].value("finalizers", json::array()).empty()) {
     EraseLocked(it, *k);
     return Response{200, next};
   }
@@ -243,8 +246,8 @@ StatusOr<ListResult> FakeApi::List(const std::string& collection_path, const std
 }
 
 StatusOr<WatchEnd> FakeApi::Watch(const std::string& collection_path, const WatchOptions& options,
-                                   const std::function<void(const WatchEvent&)>& on_event,
-                                   const std::atomic<bool>& stop) {
+                                  const std::function<void(const WatchEvent&)>& on_event,
+                                  const std::atomic<bool>& stop) {
   auto k = ParsePath(collection_path);
   if (!k) return NotFoundError("watching " + collection_path + ": no such path");
   WatchEnd end;

@@ -96,8 +96,7 @@ class FakeApi final : public Api {
     std::string group_version, plural;
     nlohmann::json object;
   };
-  std::optional<Response> Injected(const std::string& verb, const std::string& path, Status* transport)
-      REQUIRES(mu_);
+  std::optional<Response> Injected(const std::string& verb, const std::string& path, Status* transport) REQUIRES(mu_);
   nlohmann::json StoreLocked(const Key& k, nlohmann::json obj) REQUIRES(mu_);
   void EraseLocked(std::map<std::string, nlohmann::json>::iterator it, const Key& k) REQUIRES(mu_);
   std::string NextVersionLocked() REQUIRES(mu_) { return std::to_string(++version_); }

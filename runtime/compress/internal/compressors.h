@@ -32,8 +32,7 @@ std::unique_ptr<Compressor> NewCachelineCompressor(const CompressorOptions& opti
 std::string SaveStateBlob(const char* kind, const std::function<void(ByteWriter*)>& write = nullptr);
 // Checks that `state` is a blob of `kind`; then `read` takes the rest (none
 // when null), which must end the blob. DataLoss names what did not parse.
-Status LoadStateBlob(const char* kind, std::string_view state,
-                     const std::function<void(ByteReader*)>& read = nullptr);
+Status LoadStateBlob(const char* kind, std::string_view state, const std::function<void(ByteReader*)>& read = nullptr);
 
 // Exact top-k of x[0, n) by (|x| descending, index ascending), made fast by
 // a per-instance threshold tau adapted with AIMD (see CompressorOptions):
@@ -59,8 +58,8 @@ class ThresholdSelector {
     float tau;
     size_t count;
   };
-  Status Select(const float* x, size_t n, size_t k, bool reject_non_finite,
-                std::vector<uint32_t>* selected, const FirstScan* first_scan = nullptr);
+  Status Select(const float* x, size_t n, size_t k, bool reject_non_finite, std::vector<uint32_t>* selected,
+                const FirstScan* first_scan = nullptr);
 
   bool has_tau() const { return initialized_; }
   std::vector<uint64_t>* candidate_buffer() { return &candidates_; }

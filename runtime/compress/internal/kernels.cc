@@ -81,8 +81,7 @@ Status BeginCompress(const float* grad, size_t n, double density, uint32_t block
     return InvalidArgumentError("gradient pointer is null for " + std::to_string(n) + " elements");
   }
   if (n > kMaxCompressElements) {
-    return InvalidArgumentError("tensor of " + std::to_string(n) +
-                                " elements exceeds the compressor limit of " +
+    return InvalidArgumentError("tensor of " + std::to_string(n) + " elements exceeds the compressor limit of " +
                                 std::to_string(kMaxCompressElements));
   }
   out->num_elements = n;
@@ -92,8 +91,7 @@ Status BeginCompress(const float* grad, size_t n, double density, uint32_t block
   return Status::Ok();
 }
 
-size_t CollectKeysAtLeast(const float* x, size_t n, uint32_t tau_bits,
-                          std::vector<uint64_t>* out) {
+size_t CollectKeysAtLeast(const float* x, size_t n, uint32_t tau_bits, std::vector<uint64_t>* out) {
   constexpr size_t kChunk = 16;
   if (out->size() < 4 * kChunk) out->resize(4 * kChunk);
   uint64_t* dst = out->data();
@@ -130,8 +128,8 @@ size_t CollectKeysAtLeast(const float* x, size_t n, uint32_t tau_bits,
   return count;
 }
 
-size_t ComputeBlockScores(const float* x, size_t n, float* scores, float tau,
-                          std::vector<uint64_t>* candidates, bool* all_finite) {
+size_t ComputeBlockScores(const float* x, size_t n, float* scores, float tau, std::vector<uint64_t>* candidates,
+                          bool* all_finite) {
   const size_t full = n / kCachelineBlockSize;
   size_t count = 0;
   auto reserve = [&](size_t more) {
@@ -163,11 +161,11 @@ size_t ComputeBlockScores(const float* x, size_t n, float* scores, float tau,
       const __m128 v3 = _mm_and_ps(_mm_loadu_ps(q + 12), abs_mask);
       t[k] = _mm_add_ps(_mm_add_ps(v0, v2), _mm_add_ps(v1, v3));  // t_l of block k
     }
-    const __m128 ab = _mm_add_ps(_mm_unpacklo_ps(t[0], t[1]),   // [A0+A2 B0+B2 A1+A3 B1+B3]
+    const __m128 ab = _mm_add_ps(_mm_unpacklo_ps(t[0], t[1]),  // [A0+A2 B0+B2 A1+A3 B1+B3]
                                  _mm_unpackhi_ps(t[0], t[1]));
-    const __m128 cd = _mm_add_ps(_mm_unpacklo_ps(t[2], t[3]),   // [C0+C2 D0+D2 C1+C3 D1+D3]
+    const __m128 cd = _mm_add_ps(_mm_unpacklo_ps(t[2], t[3]),  // [C0+C2 D0+D2 C1+C3 D1+D3]
                                  _mm_unpackhi_ps(t[2], t[3]));
-    const __m128 s = _mm_add_ps(_mm_movelh_ps(ab, cd),          // (t0+t2) + (t1+t3)
+    const __m128 s = _mm_add_ps(_mm_movelh_ps(ab, cd),  // (t0+t2) + (t1+t3)
                                 _mm_movehl_ps(cd, ab));
     _mm_storeu_ps(scores + b, s);
     const __m128 d = _mm_sub_ps(s, s);  // NaN iff s is NaN or Inf
@@ -211,8 +209,7 @@ float EstimateThreshold(const float* x, size_t n, double fraction, std::vector<f
   }
   size_t rank = static_cast<size_t>(std::ceil(fraction * static_cast<double>(s)));
   rank = std::min(std::max<size_t>(rank, 1), s);
-  std::nth_element(scratch->begin(), scratch->begin() + (rank - 1), scratch->end(),
-                   std::greater<float>());
+  std::nth_element(scratch->begin(), scratch->begin() + (rank - 1), scratch->end(), std::greater<float>());
   return (*scratch)[rank - 1];
 }
 

@@ -70,8 +70,8 @@ size_t CollectKeysAtLeast(const float* x, size_t n, uint32_t tau_bits, std::vect
 // of the blocks with score >= tau, ascending by b, to (*candidates)[0, count)
 // (growing it as needed; its size is capacity) and returns count; else 0. *all_finite is false if any
 // score is NaN or Inf (a NaN/Inf element, or a sum that overflowed).
-size_t ComputeBlockScores(const float* x, size_t n, float* scores, float tau,
-                          std::vector<uint64_t>* candidates, bool* all_finite);
+size_t ComputeBlockScores(const float* x, size_t n, float* scores, float tau, std::vector<uint64_t>* candidates,
+                          bool* all_finite);
 
 // A threshold that about `fraction` of |x| reach, estimated from an evenly
 // strided sample of at most 4096 elements (deterministic). 0 if fraction >= 1.
@@ -85,8 +85,7 @@ uint64_t SelectTopKeys(const uint64_t* keys, size_t c, size_t k, std::vector<uin
 
 // Exact selection over all of x[0, n) (1 <= k <= n): the k largest keys,
 // ascending in *selected. Returns the k-th largest key.
-uint64_t SelectTopAll(const float* x, size_t n, size_t k, std::vector<uint64_t>* keys,
-                      std::vector<uint32_t>* selected);
+uint64_t SelectTopAll(const float* x, size_t n, size_t k, std::vector<uint64_t>* keys, std::vector<uint32_t>* selected);
 
 }  // namespace internal
 }  // namespace compress

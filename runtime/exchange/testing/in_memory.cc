@@ -46,7 +46,8 @@ class FakeGroup final : public exchange::IntraClusterGroup {
   Status Broadcast(float* data, size_t n, int root) override {
     hub_->slots_[static_cast<size_t>(rank_)] = data;
     STELLA_RETURN_IF_ERROR(Sync("broadcast"));
-    if (rank_ != root) std::copy(hub_->slots_[static_cast<size_t>(root)], hub_->slots_[static_cast<size_t>(root)] + n, data);
+    if (rank_ != root)
+      std::copy(hub_->slots_[static_cast<size_t>(root)], hub_->slots_[static_cast<size_t>(root)] + n, data);
     return Sync("broadcast");
   }
 

@@ -71,8 +71,8 @@ class MeshHub {
   std::map<uint32_t, std::vector<std::vector<uint8_t>>> rounds_ GUARDED_BY(mu_);
   std::map<uint32_t, std::vector<bool>> deposited_ GUARDED_BY(mu_);  // tag -> which clusters deposited
   std::map<uint32_t, int> taken_ GUARDED_BY(mu_);                    // tag -> members done
-  Tamper tamper_;    // set before the members start
-  Deliver deliver_;  // set before the members start
+  Tamper tamper_;                                                    // set before the members start
+  Deliver deliver_;                                                  // set before the members start
 };
 
 }  // namespace stella::exchange::testing

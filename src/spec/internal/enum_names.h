@@ -17,10 +17,10 @@ namespace stella::spec::internal {
 template <typename E>
 struct EnumNames;
 
-#define STELLA_SPEC_ENUM_NAMES_(E, ...)                           \
-  template <>                                                    \
-  struct EnumNames<E> {                                          \
-    static constexpr const char* kNames[] = {__VA_ARGS__};       \
+#define STELLA_SPEC_ENUM_NAMES_(E, ...)                                  \
+  template <>                                                            \
+  struct EnumNames<E> {                                                  \
+    static constexpr const char* kNames[] = {__VA_ARGS__};               \
     static constexpr size_t kCount = sizeof(kNames) / sizeof(kNames[0]); \
   }
 

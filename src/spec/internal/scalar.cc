@@ -62,8 +62,8 @@ PlainKind ClassifyPlain(std::string_view text) {
   if (OneOf(text, {"true", "True", "TRUE", "false", "False", "FALSE"})) return PlainKind::kBool;
   if (IsDecimalInt(text)) return PlainKind::kInt;
   if (IsDecimalFloat(text)) return PlainKind::kFloat;
-  if (OneOf(text, {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF",
-                   ".nan", ".NaN", ".NAN"})) {
+  if (OneOf(text,
+            {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", ".nan", ".NaN", ".NAN"})) {
     return PlainKind::kNonFinite;
   }
   return PlainKind::kString;
@@ -76,8 +76,7 @@ bool NeedsQuotes(std::string_view text) {
     if (byte < 0x20 || byte >= 0x7F) return true;
   }
   // YAML 1.1 booleans and number forms that 1.1 readers (kubectl) resolve.
-  if (OneOf(text, {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON",
-                   "off", "Off", "OFF"})) {
+  if (OneOf(text, {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"})) {
     return true;
   }
   // Number-like text (0x1F, 1_000, 1:30, +.5) is a number to some reader.
@@ -126,8 +125,7 @@ std::string FormatDouble(double v) {
   }
   char buf[64];
   for (int precision = 1; precision <= 17; ++precision) {
-    auto [ptr, ec] =
-        std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::general, precision);
+    auto [ptr, ec] = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::general, precision);
     if (ec != std::errc()) break;
     double back = 0;
     auto [end, ec2] = std::from_chars(buf, ptr, back);
