@@ -244,11 +244,10 @@ StatusOr<TensorPipeline::StepStart> TensorPipeline::BeginStep(int64_t step) {
   const auto t0 = clock.Now();
   MutexLock lock(&mu_);
   Status st;
-  if (!WaitLocked(
-          [&]() REQUIRES(mu_) { return finished_ || applied_steps_ >= step - options_.staleness; },
-          "step " + std::to_string(step - options_.staleness - 1) + " to be applied before step " +
-              std::to_string(step),
-          &st)) {
+  if (!WaitLocked([&]() REQUIRES(mu_) { return finished_ || applied_steps_ >= step - options_.staleness; },
+                  "step " + std::to_string(step - options_.staleness - 1) + " to be applied before step " +
+                      std::to_string(step),
+                  &st)) {
     return st;
   }
   StepStart out;
@@ -346,9 +345,8 @@ StatusOr<PipelineSnapshot> TensorPipeline::Drain() {
   STELLA_CHECK(!finish_called_ && !in_step_);
   MutexLock lock(&mu_);
   Status st;
-  if (!WaitLocked(
-          [&]() REQUIRES(mu_) { return finished_ || applied_steps_ >= submitted_; },
-          "step " + std::to_string(submitted_ - 1) + " to be applied before a checkpoint", &st)) {
+  if (!WaitLocked([&]() REQUIRES(mu_) { return finished_ || applied_steps_ >= submitted_; },
+                  "step " + std::to_string(submitted_ - 1) + " to be applied before a checkpoint", &st)) {
     return st;
   }
   // After an agreed stop the communication thread has left after publishing

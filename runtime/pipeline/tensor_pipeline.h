@@ -203,13 +203,13 @@ class TensorPipeline {
   std::vector<int64_t> version_ GUARDED_BY(mu_);               // per tensor
   int64_t applied_steps_ GUARDED_BY(mu_) = 0;                  // steps whose every bucket is applied
   std::vector<float> newest_control_ GUARDED_BY(mu_);
-  bool finished_ GUARDED_BY(mu_) = false;                      // agreed stop
-  bool abort_ GUARDED_BY(mu_) = false;                         // the communication thread must leave
-  int64_t progress_ GUARDED_BY(mu_) = 0;                       // bumped on every published bucket
-  int64_t active_step_ GUARDED_BY(mu_) = -1;                   // the step TensorReady refers to
+  bool finished_ GUARDED_BY(mu_) = false;     // agreed stop
+  bool abort_ GUARDED_BY(mu_) = false;        // the communication thread must leave
+  int64_t progress_ GUARDED_BY(mu_) = 0;      // bumped on every published bucket
+  int64_t active_step_ GUARDED_BY(mu_) = -1;  // the step TensorReady refers to
   Status error_ GUARDED_BY(mu_);
-  int64_t submitted_ GUARDED_BY(mu_) = 0;                      // steps submitted
-  std::vector<int64_t> installed_ GUARDED_BY(mu_);             // version installed per tensor (-1 none)
+  int64_t submitted_ GUARDED_BY(mu_) = 0;           // steps submitted
+  std::vector<int64_t> installed_ GUARDED_BY(mu_);  // version installed per tensor (-1 none)
   std::vector<uint8_t> installed_this_step_ GUARDED_BY(mu_);
 
   // Compute thread only.

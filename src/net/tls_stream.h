@@ -186,7 +186,7 @@ class TlsStream final : public Stream {
   size_t in_begin_ GUARDED_BY(ssl_mu_) = 0;
   size_t in_end_ GUARDED_BY(ssl_mu_) = 0;
   std::vector<uint8_t> outbox_ GUARDED_BY(ssl_mu_);  // ciphertext not yet sent
-  std::vector<uint8_t> sending_;  // writer thread only: the outbox being sent
+  std::vector<uint8_t> sending_;                     // writer thread only: the outbox being sent
   // The peer's first 5 bytes, checked for a TLS record header (a peer that
   // speaks the plaintext protocol gets a clear message). Reader thread only.
   uint8_t first_header_[5] = {};
