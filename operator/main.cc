@@ -14,11 +14,9 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +30,7 @@
 #include "operator/kube/config.h"
 #include "operator/kube/leader.h"
 #include "src/base/flags.h"
+#include "src/base/mutex.h"
 #include "src/metrics/exposer.h"
 #include "src/metrics/registry.h"
 
@@ -215,22 +214,23 @@ int main(int argc, char** argv) {
   manager.Add(&controller);
 
   // exit_code: written by the signal thread or the elector's lost callback.
-  std::mutex mu;
-  std::condition_variable cv;
+  // done and exit_code are under mu (locals cannot be GUARDED_BY).
+  stella::Mutex mu;
+  stella::CondVar cv;
   bool done = false;
   int exit_code = 0;
   auto finish = [&](int code) {
-    std::lock_guard<std::mutex> lock(mu);
+    stella::MutexLock lock(&mu);
     if (!done) exit_code = code;
     done = true;
-    cv.notify_all();
+    cv.SignalAll();
   };
 
   std::thread signals([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     {
-      std::lock_guard<std::mutex> lock(mu);
+      stella::MutexLock lock(&mu);
       if (done) return;  // woken by main() at exit
     }
     log.Info(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", shutting down");
@@ -252,7 +252,7 @@ int main(int argc, char** argv) {
       om.Leader(false);
       bool shutting_down;
       {
-        std::lock_guard<std::mutex> lock(mu);
+        stella::MutexLock lock(&mu);
         shutting_down = done;
       }
       if (shutting_down) return;  // Stop() released the Lease on purpose
@@ -279,10 +279,10 @@ int main(int argc, char** argv) {
   // Readiness: the hub caches of a leader have synced; a standby is ready
   // while it can reach the hub (it only waits for the Lease).
   {
-    std::unique_lock<std::mutex> lock(mu);
+    stella::MutexLock lock(&mu);
     while (!done) {
       (*exposer)->SetReady(elector && !elector->IsLeader() ? true : controller.Ready());
-      cv.wait_for(lock, std::chrono::milliseconds(500));
+      cv.WaitFor(&mu, std::chrono::milliseconds(500));
     }
   }
   log.Info("stopping the controller");

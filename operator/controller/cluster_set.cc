@@ -129,7 +129,7 @@ void ClusterSet::Start() { hub_->Start(); }
 ClusterSet::~ClusterSet() { Stop(); }
 
 void ClusterSet::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (hub_) hub_->Stop();
   for (auto& [id, m] : members_) m->Stop();
   for (auto& m : retired_) m->Stop();
@@ -174,13 +174,13 @@ StatusOr<Member*> ClusterSet::ForCluster(const std::string& job_namespace,
   if (!ref) return hub_.get();
   const std::string id = job_namespace + "/" + ref->name + "/" + ref->key;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = members_.find(id);
     if (it != members_.end()) return it->second.get();
   }
   STELLA_ASSIGN_OR_RETURN(std::string kubeconfig, ReadKubeconfig(job_namespace, ref->name, ref->key));
   STELLA_ASSIGN_OR_RETURN(std::unique_ptr<Member> m, Connect(id, kubeconfig));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto [it, inserted] = members_.emplace(id, std::move(m));
   if (!inserted)
     retired_.push_back(std::move(m));  // another thread connected first
@@ -192,7 +192,7 @@ StatusOr<Member*> ClusterSet::ForCluster(const std::string& job_namespace,
 void ClusterSet::Refresh() {
   std::vector<std::string> ids;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto& [id, m] : members_) ids.push_back(id);
   }
   for (const auto& id : ids) {
@@ -201,7 +201,7 @@ void ClusterSet::Refresh() {
     auto text = ReadKubeconfig(id.substr(0, a), id.substr(a + 1, b - a - 1), id.substr(b + 1));
     if (!text.ok()) continue;  // keep the old connection; reconciles report the error
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (members_[id]->kubeconfig_digest == *text) continue;
     }
     auto m = Connect(id, *text);
@@ -209,7 +209,7 @@ void ClusterSet::Refresh() {
       log_->Warn("member " + id + ": new kubeconfig unusable, keeping the old one: " + m.status().ToString());
       continue;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     members_[id]->Stop();
     retired_.push_back(std::move(members_[id]));  // reconciles may still hold the pointer
     members_[id] = std::move(m).value();
@@ -218,7 +218,7 @@ void ClusterSet::Refresh() {
 }
 
 std::vector<Member*> ClusterSet::All() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<Member*> out = {hub_.get()};
   for (auto& [id, m] : members_) out.push_back(m.get());
   return out;

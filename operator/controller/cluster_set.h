@@ -13,7 +13,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -24,7 +23,9 @@
 #include "operator/kube/client.h"
 #include "operator/kube/config.h"
 #include "operator/kube/informer.h"
+#include "src/base/mutex.h"
 #include "src/base/status.h"
+#include "src/base/thread_annotations.h"
 #include "src/spec/stella_job.h"
 
 namespace stella::op {
@@ -121,9 +122,9 @@ class ClusterSet final : public MemberDirectory {
   std::function<void(const nlohmann::json&)> on_child_event_;
   std::function<void(const std::string&, const std::string&, int)> on_request_;
   std::unique_ptr<Member> hub_;
-  std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Member>> members_;  // by id
-  std::vector<std::unique_ptr<Member>> retired_;            // replaced members, stopped
+  Mutex mu_;
+  std::map<std::string, std::unique_ptr<Member>> members_ GUARDED_BY(mu_);  // by id
+  std::vector<std::unique_ptr<Member>> retired_ GUARDED_BY(mu_);            // replaced members, stopped
 };
 
 }  // namespace stella::op

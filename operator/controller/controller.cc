@@ -69,11 +69,11 @@ void Controller::Start() {
 
 void Controller::Stop() {
   {
-    std::lock_guard<std::mutex> lock(sweep_mu_);
+    MutexLock lock(&sweep_mu_);
     if (stopping_) return;
     stopping_ = true;
   }
-  sweep_cv_.notify_all();
+  sweep_cv_.SignalAll();
   queue_->ShutDown();  // workers finish their current key, then Get() returns false
   for (auto& t : workers_) t.join();
   workers_.clear();
@@ -127,16 +127,22 @@ void Controller::WorkerLoop() {
 }
 
 void Controller::SweepLoop() {
-  std::unique_lock<std::mutex> lock(sweep_mu_);
+  // Held except around a sweep (Lock/Unlock, as the unique_lock was).
+  sweep_mu_.Lock();
   while (!stopping_) {
-    sweep_cv_.wait_for(lock, options_.sweep_interval, [this] { return stopping_; });
+    // wait_for(sweep_interval) with the predicate stopping_.
+    const auto deadline = std::chrono::steady_clock::now() + options_.sweep_interval;
+    while (!stopping_) {
+      if (!sweep_cv_.WaitUntil(&sweep_mu_, deadline)) break;
+    }
     if (stopping_) break;
-    lock.unlock();
+    sweep_mu_.Unlock();
     clusters_->Refresh();
     SweepOrphans();
     UpdatePhaseGauge();
-    lock.lock();
+    sweep_mu_.Lock();
   }
+  sweep_mu_.Unlock();
 }
 
 void Controller::SweepOrphans() {

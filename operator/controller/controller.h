@@ -22,9 +22,7 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -41,7 +39,9 @@
 #include "operator/kube/client.h"
 #include "operator/kube/informer.h"
 #include "operator/kube/workqueue.h"
+#include "src/base/mutex.h"
 #include "src/base/status.h"
+#include "src/base/thread_annotations.h"
 
 namespace stella::op {
 
@@ -100,9 +100,9 @@ class Controller final : public Runnable {
   std::unique_ptr<kube::WorkQueue> queue_;
   std::vector<std::thread> workers_;
   std::thread sweeper_;
-  std::mutex sweep_mu_;
-  std::condition_variable sweep_cv_;
-  bool stopping_ = false;
+  Mutex sweep_mu_;
+  CondVar sweep_cv_;
+  bool stopping_ GUARDED_BY(sweep_mu_) = false;
   std::atomic<bool> started_{false};
 };
 

@@ -30,7 +30,7 @@ void Logger::Log(LogLevel level, const std::string& message) {
   gmtime_r(&secs, &tm);
   char stamp[40];
   std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::fprintf(out_, "%s.%03dZ %s %s\n", stamp, ms, kNames[static_cast<int>(level)], message.c_str());
   std::fflush(out_);
 }

@@ -6,8 +6,10 @@
 #define STELLA_OPERATOR_CONTROLLER_LOG_H_
 
 #include <cstdio>
-#include <mutex>
 #include <string>
+
+#include "src/base/mutex.h"
+#include "src/base/thread_annotations.h"
 
 namespace stella::op {
 
@@ -28,8 +30,8 @@ class Logger {
 
  private:
   LogLevel level_;
-  FILE* out_;
-  std::mutex mu_;
+  FILE* out_ PT_GUARDED_BY(mu_);  // written under mu_
+  Mutex mu_;
 };
 
 }  // namespace stella::op

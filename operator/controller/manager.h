@@ -8,9 +8,11 @@
 #ifndef STELLA_OPERATOR_CONTROLLER_MANAGER_H_
 #define STELLA_OPERATOR_CONTROLLER_MANAGER_H_
 
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "src/base/mutex.h"
+#include "src/base/thread_annotations.h"
 
 namespace stella::op {
 
@@ -28,29 +30,29 @@ class Manager {
  public:
   // `r` outlives the manager. Started in the order added.
   void Add(Runnable* r) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     runnables_.push_back(r);
   }
   // Starts every runnable once (later calls do nothing).
   void Start() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (started_ || stopped_) return;
     started_ = true;
     for (Runnable* r : runnables_) r->Start();
   }
   // Stops them in reverse order: a piece stops before those it uses.
   void Stop() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopped_) return;
     stopped_ = true;
     for (auto it = runnables_.rbegin(); it != runnables_.rend(); ++it) (*it)->Stop();
   }
 
  private:
-  std::mutex mu_;
-  std::vector<Runnable*> runnables_;
-  bool started_ = false;
-  bool stopped_ = false;
+  Mutex mu_;
+  std::vector<Runnable*> runnables_ GUARDED_BY(mu_);
+  bool started_ GUARDED_BY(mu_) = false;
+  bool stopped_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace stella::op

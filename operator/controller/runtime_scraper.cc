@@ -20,12 +20,12 @@ RuntimeScraper::RuntimeScraper(RuntimeScraperOptions options, Logger* log) : opt
 RuntimeScraper::~RuntimeScraper() { Stop(); }
 
 void RuntimeScraper::SetOnUpdate(std::function<void(const std::string& key)> on_update) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   options_.on_update = std::move(on_update);
 }
 
 void RuntimeScraper::Track(const std::string& uid, const std::string& key, kube::Api* api, const std::string& path) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Target& t = targets_[uid];
   const bool fresh = t.api == nullptr;
   t.key = key;
@@ -34,17 +34,17 @@ void RuntimeScraper::Track(const std::string& uid, const std::string& key, kube:
   t.tracked = Clock::now();
   if (fresh) {
     wake_ = true;  // the first scrape now, not an interval later
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 }
 
 void RuntimeScraper::Forget(const std::string& uid) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   targets_.erase(uid);
 }
 
 std::optional<RuntimeFigures> RuntimeScraper::Latest(const std::string& uid) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = targets_.find(uid);
   if (it == targets_.end()) return std::nullopt;
   return it->second.figures;
@@ -57,7 +57,7 @@ void RuntimeScraper::ScrapeDue(Clock::time_point now) {
   };
   std::vector<Due> due;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto it = targets_.begin(); it != targets_.end();) {
       if (now - it->second.tracked > 3 * options_.interval) {
         it = targets_.erase(it);  // its job no longer reconciles as Running
@@ -82,7 +82,7 @@ void RuntimeScraper::ScrapeDue(Clock::time_point now) {
     RuntimeFigures f = ParseRuntimeMetrics(r->body.get<std::string>());
     std::function<void(const std::string&)> notify;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       auto it = targets_.find(d.uid);
       if (it == targets_.end()) continue;  // forgotten meanwhile
       if (SameFigures(it->second.figures, f)) continue;
@@ -94,7 +94,7 @@ void RuntimeScraper::ScrapeDue(Clock::time_point now) {
 }
 
 void RuntimeScraper::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (started_ || stopping_) return;
   started_ = true;
   thread_ = std::thread([this] {
@@ -105,10 +105,10 @@ void RuntimeScraper::Start() {
 
 void RuntimeScraper::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -116,15 +116,21 @@ void RuntimeScraper::Loop() {
   // Wakes at least every interval/4 so a target is scraped at most a quarter
   // interval late.
   const auto tick = std::max(options_.interval / 4, std::chrono::milliseconds(10));
-  std::unique_lock<std::mutex> lock(mu_);
+  // Held except around ScrapeDue (Lock/Unlock, as the unique_lock was).
+  mu_.Lock();
   while (!stopping_) {
-    cv_.wait_for(lock, tick, [this] { return stopping_ || wake_; });
+    // wait_for(tick) with the predicate stopping_ || wake_.
+    const auto deadline = std::chrono::steady_clock::now() + tick;
+    while (!(stopping_ || wake_)) {
+      if (!cv_.WaitUntil(&mu_, deadline)) break;
+    }
     if (stopping_) break;
     wake_ = false;
-    lock.unlock();
+    mu_.Unlock();
     ScrapeDue(Clock::now());
-    lock.lock();
+    mu_.Lock();
   }
+  mu_.Unlock();
 }
 
 }  // namespace stella::op

@@ -17,10 +17,8 @@
 #define STELLA_OPERATOR_CONTROLLER_RUNTIME_SCRAPER_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -29,6 +27,8 @@
 #include "operator/controller/manager.h"
 #include "operator/controller/status.h"
 #include "operator/kube/api.h"
+#include "src/base/mutex.h"
+#include "src/base/thread_annotations.h"
 
 namespace stella::op {
 
@@ -79,12 +79,14 @@ class RuntimeScraper final : public Runnable {
 
   RuntimeScraperOptions options_;
   Logger* log_;
-  mutable std::mutex mu_;  // guards everything below
-  std::condition_variable cv_;
-  std::map<std::string, Target> targets_;  // by job uid
-  bool started_ = false;
-  bool stopping_ = false;
-  bool wake_ = false;  // a new target is due now
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::map<std::string, Target> targets_ GUARDED_BY(mu_);  // by job uid
+  bool started_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool wake_ GUARDED_BY(mu_) = false;  // a new target is due now
+  // Set by Start under mu_, joined by Stop without it (Manager serializes
+  // Start and Stop), so not GUARDED_BY.
   std::thread thread_;
 };
 

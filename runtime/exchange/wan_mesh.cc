@@ -4,14 +4,14 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <random>
 #include <thread>
 
+#include "src/base/mutex.h"
+#include "src/base/thread_annotations.h"
 #include "src/net/frame.h"
 #include "src/net/framed_connection.h"
 #include "src/net/shaped_stream.h"
@@ -205,7 +205,7 @@ class Link {
   }
 
   void Enqueue(uint32_t tag, std::shared_ptr<const std::vector<uint8_t>> payload) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (closed_ || bye_requested_) return;
     queued_bytes_ += payload->size();
     outbox_.push_back({tag, std::move(payload)});
@@ -215,29 +215,32 @@ class Link {
       outbox_.pop_front();
       ++dropped_;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   // Orderly end: sends what is queued, then Bye. WaitFinished waits until
   // the Bye left and the peer closed its end (it does so on Bye), or the
   // deadline.
   void RequestBye() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     bye_requested_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   void WaitFinished(Clock::TimePoint deadline) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_until(lock, deadline, [&] { return closed_ || (tx_done_ && rx_done_); });
+    MutexLock lock(&mu_);
+    // wait_until(deadline) with the predicate below.
+    while (!(closed_ || (tx_done_ && rx_done_))) {
+      if (!cv_.WaitUntil(&mu_, deadline)) break;
+    }
   }
 
   // Shuts the connection down; both threads leave promptly. Idempotent.
   void Close() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (closed_) return;
       closed_ = true;
-      cv_.notify_all();
+      cv_.SignalAll();
     }
     conn_->Shutdown();
   }
@@ -249,7 +252,7 @@ class Link {
     if (shaped_ != nullptr) shaped_->SetRateBitsPerSec(bits_per_second).IgnoreError();
   }
   uint64_t dropped() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return dropped_;
   }
 
@@ -281,10 +284,20 @@ class Link {
     pthread_setname_np(pthread_self(), "stella-wan-tx");
     const Clock& clock = SystemClock::Get();
     auto last_send = clock.Now();
-    std::unique_lock<std::mutex> lock(mu_);
+    // Held except around the send (Lock/Unlock, as the unique_lock was).
+    mu_.Lock();
     while (true) {
-      cv_.wait_until(lock, last_send + heartbeat_, [&] { return closed_ || !outbox_.empty() || bye_requested_; });
-      if (closed_) return;
+      {
+        // wait_until(last_send + heartbeat_) with the predicate below.
+        const auto until = last_send + heartbeat_;
+        while (!(closed_ || !outbox_.empty() || bye_requested_)) {
+          if (!cv_.WaitUntil(&mu_, until)) break;
+        }
+      }
+      if (closed_) {
+        mu_.Unlock();
+        return;
+      }
       Item item{0, nullptr};
       net::FrameType type = net::FrameType::kHeartbeat;
       if (!outbox_.empty()) {
@@ -299,7 +312,7 @@ class Link {
       } else {
         continue;
       }
-      lock.unlock();
+      mu_.Unlock();
       const auto deadline = clock.Now() + kFarFuture;
       const uint8_t* data = item.payload ? item.payload->data() : nullptr;
       const size_t size = item.payload ? item.payload->size() : 0;
@@ -311,12 +324,13 @@ class Link {
       }
       last_send = clock.Now();
       if (type == net::FrameType::kBye) {
-        lock.lock();
+        mu_.Lock();
         tx_done_ = true;
-        cv_.notify_all();
+        cv_.SignalAll();
+        mu_.Unlock();
         return;
       }
-      lock.lock();
+      mu_.Lock();
     }
   }
 
@@ -325,13 +339,13 @@ class Link {
   void Ended(bool* done, const Status& why, bool bye) {
     bool closed;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       closed = closed_;
     }
     if (!closed || bye) owner_->OnEnded(generation_, why, bye);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     *done = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   const std::unique_ptr<net::FramedConnection> conn_;
@@ -342,15 +356,15 @@ class Link {
   LinkOwner* owner_ = nullptr;  // set by Start; owns this link, so outlives it
   uint64_t generation_ = 0;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Item> outbox_;     // guarded by mu_
-  size_t queued_bytes_ = 0;     // guarded by mu_
-  uint64_t dropped_ = 0;        // guarded by mu_
-  bool bye_requested_ = false;  // guarded by mu_
-  bool closed_ = false;         // guarded by mu_
-  bool tx_done_ = false;        // guarded by mu_
-  bool rx_done_ = false;        // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<Item> outbox_ GUARDED_BY(mu_);
+  size_t queued_bytes_ GUARDED_BY(mu_) = 0;
+  uint64_t dropped_ GUARDED_BY(mu_) = 0;
+  bool bye_requested_ GUARDED_BY(mu_) = false;
+  bool closed_ GUARDED_BY(mu_) = false;
+  bool tx_done_ GUARDED_BY(mu_) = false;  // set through Ended's `done`, under mu_
+  bool rx_done_ GUARDED_BY(mu_) = false;  // set through Ended's `done`, under mu_
   std::thread receiver_;
   std::thread sender_;
 };
@@ -366,7 +380,7 @@ class Peer final : public LinkOwner {
   ~Peer() override {
     std::vector<std::unique_ptr<Link>> links;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       links = std::move(retired_);
       if (link_) links.push_back(std::move(link_));
     }
@@ -378,7 +392,7 @@ class Peer final : public LinkOwner {
   // Makes `link` the current link (an older one is closed and retired) and
   // starts it.
   void Install(std::unique_ptr<Link> link) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     RetireLocked();
     link_ = std::move(link);
     link_->Start(this, ++generation_);
@@ -393,16 +407,16 @@ class Peer final : public LinkOwner {
       std::fprintf(stderr, "stella: WAN link to cluster %s up again (connection %llu, down %.1f s)\n", name_.c_str(),
                    static_cast<unsigned long long>(connects_), SecondsBetween(down_since_, SystemClock::Get().Now()));
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   void Send(uint32_t tag, const std::shared_ptr<const std::vector<uint8_t>>& payload) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (up_ && link_) link_->Enqueue(tag, payload);
   }
 
   PeerRound Take(uint32_t tag, Clock::TimePoint deadline, std::vector<uint8_t>* out) {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     while (true) {
       // Rounds before this one will never be asked for.
       rounds_.erase(rounds_.begin(), rounds_.lower_bound(tag));
@@ -418,13 +432,13 @@ class Peer final : public LinkOwner {
       // never will (the peer went on without us while the link was down).
       if (latest_tag_ > static_cast<int64_t>(tag)) return PeerRound::kPeerAhead;
       if (SystemClock::Get().Now() >= deadline) return PeerRound::kDeadline;
-      cv_.wait_until(lock, deadline);
+      cv_.WaitUntil(&mu_, deadline);
     }
   }
 
   // Keeper: closes the current link if nothing arrived for `timeout`.
   void CheckSilence(Clock::TimePoint now, Clock::Duration timeout) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!up_ || !link_) return;
     const auto silent = now - link_->last_read();
     if (silent > timeout) {
@@ -436,7 +450,7 @@ class Peer final : public LinkOwner {
 
   // Keeper: the retired links, to be destroyed outside mu_.
   std::vector<std::unique_ptr<Link>> TakeRetired() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (const auto& l : retired_) {
       const auto t = l->traffic();
       base_sent_ += t.bytes_sent;
@@ -449,25 +463,25 @@ class Peer final : public LinkOwner {
   // True while this peer should be (re)dialed; `losses` receives the number
   // of links lost so far (the keeper backs off after each).
   bool WantsLink(uint64_t* losses) const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     *losses = losses_;
     return !up_ && !left_;
   }
   bool up() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return up_;
   }
 
   // A failed dial or refused connection (the link stays down).
   void RecordFailure(const Status& why) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     last_error_ = why.ToString();
   }
 
   // Shutdown: asks the current link for an orderly goodbye; returns it (still
   // owned by this peer, which outlives the caller's use) or null.
   Link* RequestBye() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     closing_ = true;
     if (!up_ || !link_) return nullptr;
     link_->RequestBye();
@@ -475,12 +489,12 @@ class Peer final : public LinkOwner {
   }
 
   void SetRate(double bits_per_second) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (link_) link_->SetRate(bits_per_second);
   }
 
   PeerLinkStats stats() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     PeerLinkStats p;
     p.cluster = cluster_;
     p.name = name_;
@@ -517,23 +531,23 @@ class Peer final : public LinkOwner {
 
   // LinkOwner, from the link's threads.
   void OnData(uint64_t generation, uint32_t tag, std::vector<uint8_t> payload) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     // A gateway's rounds only go forward within one run of it, so anything
     // filed under a later tag comes from before a restart: drop it.
     rounds_.erase(rounds_.upper_bound(tag), rounds_.end());
     rounds_[tag] = std::move(payload);
     latest_tag_ = tag;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   void OnEnded(uint64_t generation, const Status& why, bool bye) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (generation != generation_ || !up_) return;  // an older link, or already handled
     LostLocked(why, bye);
   }
 
  private:
-  void LostLocked(const Status& why, bool bye) {
+  void LostLocked(const Status& why, bool bye) REQUIRES(mu_) {
     up_ = false;
     last_error_ = why.ToString();
     down_since_ = SystemClock::Get().Now();
@@ -545,10 +559,10 @@ class Peer final : public LinkOwner {
       std::fprintf(stderr, "stella: WAN link to cluster %s down: %s\n", name_.c_str(), last_error_.c_str());
     }
     RetireLocked();
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
-  void RetireLocked() {
+  void RetireLocked() REQUIRES(mu_) {
     if (!link_) return;
     link_->Close();
     retired_.push_back(std::move(link_));
@@ -556,22 +570,25 @@ class Peer final : public LinkOwner {
 
   const int cluster_;
   const std::string name_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;                                     // link state or rounds changed
-  std::unique_ptr<Link> link_;                                     // guarded by mu_; the current link
-  std::vector<std::unique_ptr<Link>> retired_;                     // guarded by mu_; closed, not yet joined
-  uint64_t generation_ = 0;                                        // guarded by mu_; of link_
-  bool up_ = false;                                                // guarded by mu_
-  bool left_ = false;                                              // guarded by mu_
-  bool closing_ = false;                                           // guarded by mu_; our mesh is shutting down
-  std::map<uint32_t, std::vector<uint8_t>> rounds_;                // guarded by mu_
-  int64_t latest_tag_ = -1;                                        // guarded by mu_; tag of the newest data frame
-  uint64_t connects_ = 0;                                          // guarded by mu_
-  uint64_t losses_ = 0;                                            // guarded by mu_
-  std::string last_error_;                                         // guarded by mu_
-  Clock::TimePoint down_since_;                                    // guarded by mu_
-  uint64_t base_sent_ = 0, base_received_ = 0, base_dropped_ = 0;  // guarded by mu_; of joined links
-  mutable double last_delivery_rate_ = 0;                          // guarded by mu_; last non-app-limited TCP sample
+  mutable Mutex mu_;
+  CondVar cv_;                                                  // link state or rounds changed
+  std::unique_ptr<Link> link_ GUARDED_BY(mu_);                  // the current link
+  std::vector<std::unique_ptr<Link>> retired_ GUARDED_BY(mu_);  // closed, not yet joined
+  uint64_t generation_ GUARDED_BY(mu_) = 0;                     // of link_
+  bool up_ GUARDED_BY(mu_) = false;
+  bool left_ GUARDED_BY(mu_) = false;
+  bool closing_ GUARDED_BY(mu_) = false;  // our mesh is shutting down
+  std::map<uint32_t, std::vector<uint8_t>> rounds_ GUARDED_BY(mu_);
+  int64_t latest_tag_ GUARDED_BY(mu_) = -1;  // tag of the newest data frame
+  uint64_t connects_ GUARDED_BY(mu_) = 0;
+  uint64_t losses_ GUARDED_BY(mu_) = 0;
+  std::string last_error_ GUARDED_BY(mu_);
+  Clock::TimePoint down_since_ GUARDED_BY(mu_);
+  // Of joined links.
+  uint64_t base_sent_ GUARDED_BY(mu_) = 0;
+  uint64_t base_received_ GUARDED_BY(mu_) = 0;
+  uint64_t base_dropped_ GUARDED_BY(mu_) = 0;
+  mutable double last_delivery_rate_ GUARDED_BY(mu_) = 0;  // last non-app-limited TCP sample
 };
 
 class FullMesh final : public WanMesh {
@@ -591,10 +608,10 @@ class FullMesh final : public WanMesh {
 
   ~FullMesh() override {
     {
-      std::lock_guard<std::mutex> lock(stop_mu_);
+      MutexLock lock(&stop_mu_);
       stopping_ = true;
     }
-    stop_cv_.notify_all();
+    stop_cv_.SignalAll();
     if (listener_) listener_->Shutdown();
     if (acceptor_.joinable()) acceptor_.join();
     for (auto& k : keepers_) k.join();
@@ -639,7 +656,7 @@ class FullMesh final : public WanMesh {
       }
       if (all) return Status::Ok();
       {
-        std::lock_guard<std::mutex> lock(stop_mu_);
+        MutexLock lock(&stop_mu_);
         if (!fatal_.ok()) return fatal_;
       }
       if (SystemClock::Get().Now() >= deadline) {
@@ -669,7 +686,7 @@ class FullMesh final : public WanMesh {
     auto shared = std::make_shared<const std::vector<uint8_t>>(mine);
     {
       // A link that comes up while this round waits gets the payload too.
-      std::lock_guard<std::mutex> lock(round_mu_);
+      MutexLock lock(&round_mu_);
       in_flight_ = {tag, shared};
     }
     for (auto& p : peers_) {
@@ -684,7 +701,7 @@ class FullMesh final : public WanMesh {
       out.clear();
       result->outcome[c] = peers_[c]->Take(tag, deadline, &out);
     }
-    std::lock_guard<std::mutex> lock(round_mu_);
+    MutexLock lock(&round_mu_);
     in_flight_ = {0, nullptr};
     return Status::Ok();
   }
@@ -713,7 +730,7 @@ class FullMesh final : public WanMesh {
   };
 
   bool Stopping() {
-    std::lock_guard<std::mutex> lock(stop_mu_);
+    MutexLock lock(&stop_mu_);
     return stopping_;
   }
 
@@ -722,7 +739,7 @@ class FullMesh final : public WanMesh {
     peer.Install(std::make_unique<Link>(std::move(e), options_));
     InFlight f;
     {
-      std::lock_guard<std::mutex> lock(round_mu_);
+      MutexLock lock(&round_mu_);
       f = in_flight_;
     }
     if (f.payload) peer.Send(f.tag, f.payload);
@@ -791,8 +808,12 @@ class FullMesh final : public WanMesh {
     bool ever_connected = false;
     while (true) {
       {
-        std::unique_lock<std::mutex> lock(stop_mu_);
-        stop_cv_.wait_for(lock, tick, [&] { return stopping_; });
+        MutexLock lock(&stop_mu_);
+        // wait_for(tick) with the predicate stopping_.
+        const auto until = std::chrono::steady_clock::now() + tick;
+        while (!stopping_) {
+          if (!stop_cv_.WaitUntil(&stop_mu_, until)) break;
+        }
         if (stopping_) return;
       }
       const auto now = clock.Now();
@@ -823,7 +844,7 @@ class FullMesh final : public WanMesh {
         if (e.status().code() == StatusCode::kFailedPrecondition) {
           // Another job, or a wrong index, at the peer's address: a
           // configuration error, fatal while starting.
-          std::lock_guard<std::mutex> lock(stop_mu_);
+          MutexLock lock(&stop_mu_);
           if (fatal_.ok()) fatal_ = e.status();  // names the gateway already (Dial)
         }
         continue;
@@ -839,13 +860,13 @@ class FullMesh final : public WanMesh {
   std::vector<std::unique_ptr<Peer>> peers_;    // indexed by cluster; null for self; fixed after construction
   std::unique_ptr<net::TcpListener> listener_;  // null when no higher index exists
 
-  std::mutex round_mu_;
-  InFlight in_flight_;  // guarded by round_mu_: the round AllGather is in
+  Mutex round_mu_;
+  InFlight in_flight_ GUARDED_BY(round_mu_);  // the round AllGather is in
 
-  std::mutex stop_mu_;
-  std::condition_variable stop_cv_;
-  bool stopping_ = false;  // guarded by stop_mu_
-  Status fatal_;           // guarded by stop_mu_; a dial refused for configuration reasons
+  Mutex stop_mu_;
+  CondVar stop_cv_;
+  bool stopping_ GUARDED_BY(stop_mu_) = false;
+  Status fatal_ GUARDED_BY(stop_mu_);  // a dial refused for configuration reasons
 
   std::thread acceptor_;
   std::vector<std::thread> keepers_;

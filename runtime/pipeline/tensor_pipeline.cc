@@ -139,9 +139,9 @@ StatusOr<std::unique_ptr<TensorPipeline>> TensorPipeline::Create(const TensorPip
 
 TensorPipeline::~TensorPipeline() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     abort_ = true;
-    changed_.notify_all();
+    changed_.SignalAll();
   }
   // The thread finishes the bucket it is in (bounded by the collectives'
   // timeouts) and leaves.
@@ -149,8 +149,7 @@ TensorPipeline::~TensorPipeline() {
 }
 
 template <typename Pred>
-bool TensorPipeline::WaitLocked(std::unique_lock<std::mutex>& lock, Pred done, const std::string& what,
-                                Status* status) {
+bool TensorPipeline::WaitLocked(Pred done, const std::string& what, Status* status) {
   for (;;) {
     if (!error_.ok()) {
       *status = error_;
@@ -160,8 +159,18 @@ bool TensorPipeline::WaitLocked(std::unique_lock<std::mutex>& lock, Pred done, c
     const int64_t seen = progress_;
     // The timeout is on progress: a wait may span several buckets, each
     // bounded by the collective timeout.
-    if (!changed_.wait_for(lock, options_.progress_timeout,
-                           [&] { return !error_.ok() || done() || progress_ != seen; })) {
+    // As std::condition_variable::wait_for with a predicate: false when the
+    // deadline passes with the predicate still false.
+    auto woken = [&]() REQUIRES(mu_) { return !error_.ok() || done() || progress_ != seen; };
+    const auto deadline = std::chrono::steady_clock::now() + options_.progress_timeout;
+    bool signalled = true;
+    while (!woken()) {
+      if (!changed_.WaitUntil(&mu_, deadline)) {
+        signalled = woken();
+        break;
+      }
+    }
+    if (!signalled) {
       *status = DeadlineExceededError("no parameter update for " + std::to_string(options_.progress_timeout.count()) +
                                       " ms while waiting for " + what);
       return false;
@@ -171,9 +180,12 @@ bool TensorPipeline::WaitLocked(std::unique_lock<std::mutex>& lock, Pred done, c
 
 void TensorPipeline::CommunicationLoop() {
   pthread_setname_np(pthread_self(), options_.thread_name.substr(0, 15).c_str());
-  const size_t ring = slots_.size();
+  // slots_ is sized in the constructor: s + 1 slots.
+  const size_t ring = static_cast<size_t>(options_.staleness) + 1;
   for (int64_t step = first_step_;; ++step) {
-    Slot& slot = slots_[static_cast<size_t>(step) % ring];
+    // Set under mu_ (the vector never changes size; its element is what the
+    // lock guards); used outside it only for the bucket's buffer slice.
+    Slot* slot_ptr = nullptr;
     for (size_t b = 0; b < options_.buckets.size(); ++b) {
       // Plain variables, not a structured binding: lambdas may not capture
       // those in C++17 (clang rejects it).
@@ -181,7 +193,9 @@ void TensorPipeline::CommunicationLoop() {
       const size_t end = options_.buckets[b].second;
       const bool last = b + 1 == options_.buckets.size();
       {
-        std::unique_lock<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
+        slot_ptr = &slots_[static_cast<size_t>(step) % ring];
+        Slot& slot = *slot_ptr;
         auto ready = [&] {
           if (slot.step != step) return false;
           for (size_t i = first; i < end; ++i) {
@@ -190,17 +204,18 @@ void TensorPipeline::CommunicationLoop() {
           return !last || slot.control_ready;
         };
         // Idle while the compute thread works; only abort ends the wait.
-        while (!abort_ && !ready()) changed_.wait_for(lock, options_.progress_timeout);
+        while (!abort_ && !ready()) changed_.WaitFor(&mu_, options_.progress_timeout);
         if (abort_) return;
       }
+      Slot& slot = *slot_ptr;
       // The compute thread writes other tensors' slices of this buffer
       // meanwhile; this bucket's slice and the control are no longer written.
       float* control = last ? slot.buffer.data() + num_parameters_ : nullptr;
       StatusOr<bool> stop = function_(step, b, slot.buffer.data() + offsets_[first], control);
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (!stop.ok()) {
         if (error_.ok()) error_ = stop.status();
-        changed_.notify_all();
+        changed_.SignalAll();
         return;
       }
       // Version step + 1 replaces version step - s in the ring, which no
@@ -217,7 +232,7 @@ void TensorPipeline::CommunicationLoop() {
         slot.step = -1;
         if (*stop) finished_ = true;
       }
-      changed_.notify_all();
+      changed_.SignalAll();
       if (last && *stop) return;
     }
   }
@@ -227,13 +242,12 @@ StatusOr<TensorPipeline::StepStart> TensorPipeline::BeginStep(int64_t step) {
   STELLA_CHECK(!finish_called_ && !in_step_ && step == current_step_ + 1);
   const Clock& clock = SystemClock::Get();
   const auto t0 = clock.Now();
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Status st;
-  if (!WaitLocked(
-          lock, [&] { return finished_ || applied_steps_ >= step - options_.staleness; },
-          "step " + std::to_string(step - options_.staleness - 1) + " to be applied before step " +
-              std::to_string(step),
-          &st)) {
+  if (!WaitLocked([&]() REQUIRES(mu_) { return finished_ || applied_steps_ >= step - options_.staleness; },
+                  "step " + std::to_string(step - options_.staleness - 1) + " to be applied before step " +
+                      std::to_string(step),
+                  &st)) {
     return st;
   }
   StepStart out;
@@ -259,7 +273,7 @@ StatusOr<TensorPipeline::StepStart> TensorPipeline::BeginStep(int64_t step) {
 
 float* TensorPipeline::GradientBuffer() {
   STELLA_CHECK(in_step_);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return slots_[static_cast<size_t>(current_step_) % slots_.size()].buffer.data();
 }
 
@@ -276,8 +290,8 @@ void TensorPipeline::InstallLocked(size_t tensor, int64_t version, const Install
 Status TensorPipeline::WaitTensors(const std::vector<size_t>& tensors, const InstallTensorFunction& install) {
   STELLA_CHECK(in_step_);
   const int64_t version = std::max<int64_t>(0, current_step_ - options_.staleness);
-  std::unique_lock<std::mutex> lock(mu_);
-  auto reached = [&] {
+  MutexLock lock(&mu_);
+  auto reached = [&]() REQUIRES(mu_) {
     for (size_t i : tensors) {
       STELLA_CHECK(i < num_tensors_);
       if (version_[i] < version) return false;
@@ -286,7 +300,7 @@ Status TensorPipeline::WaitTensors(const std::vector<size_t>& tensors, const Ins
   };
   Status st;
   if (!WaitLocked(
-          lock, [&] { return finished_ || reached(); },
+          [&]() REQUIRES(mu_) { return finished_ || reached(); },
           "version " + std::to_string(version) + " of a layer's tensors in step " + std::to_string(current_step_),
           &st)) {
     return st;
@@ -297,19 +311,19 @@ Status TensorPipeline::WaitTensors(const std::vector<size_t>& tensors, const Ins
 }
 
 void TensorPipeline::TensorReady(size_t tensor) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STELLA_CHECK(tensor < num_tensors_ && active_step_ >= 0);
   Slot& slot = slots_[static_cast<size_t>(active_step_) % slots_.size()];
   STELLA_CHECK(slot.step == active_step_ && !slot.ready[tensor] && installed_this_step_[tensor]);
   slot.ready[tensor] = 1;
-  changed_.notify_all();
+  changed_.SignalAll();
 }
 
 Status TensorPipeline::Submit(const InstallTensorFunction& install) {
   STELLA_CHECK(in_step_);
   in_step_ = false;
   const int64_t version = std::max<int64_t>(0, current_step_ - options_.staleness);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Slot& slot = slots_[static_cast<size_t>(current_step_) % slots_.size()];
   for (size_t i = 0; i < num_tensors_; ++i) {
     if (!installed_this_step_[i]) InstallLocked(i, version, install);
@@ -323,17 +337,16 @@ Status TensorPipeline::Submit(const InstallTensorFunction& install) {
   slot.control_ready = true;
   active_step_ = -1;
   ++submitted_;
-  changed_.notify_all();
+  changed_.SignalAll();
   return error_;
 }
 
 StatusOr<PipelineSnapshot> TensorPipeline::Drain() {
   STELLA_CHECK(!finish_called_ && !in_step_);
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Status st;
-  if (!WaitLocked(
-          lock, [&] { return finished_ || applied_steps_ >= submitted_; },
-          "step " + std::to_string(submitted_ - 1) + " to be applied before a checkpoint", &st)) {
+  if (!WaitLocked([&]() REQUIRES(mu_) { return finished_ || applied_steps_ >= submitted_; },
+                  "step " + std::to_string(submitted_ - 1) + " to be applied before a checkpoint", &st)) {
     return st;
   }
   // After an agreed stop the communication thread has left after publishing
@@ -354,15 +367,15 @@ StatusOr<TensorPipeline::StepStart> TensorPipeline::Finish(const InstallTensorFu
   finish_called_ = true;
   Status st;
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    WaitLocked(
-        lock, [&] { return finished_ || applied_steps_ >= submitted_; }, "the last parameter update", &st);
+    MutexLock lock(&mu_);
+    WaitLocked([&]() REQUIRES(mu_) { return finished_ || applied_steps_ >= submitted_; }, "the last parameter update",
+               &st);
     abort_ = true;
-    changed_.notify_all();
+    changed_.SignalAll();
   }
   if (thread_.joinable()) thread_.join();
   if (!st.ok()) return st;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   StepStart out;
   out.finished = finished_;
   out.version = applied_steps_;
@@ -372,7 +385,7 @@ StatusOr<TensorPipeline::StepStart> TensorPipeline::Finish(const InstallTensorFu
 }
 
 int64_t TensorPipeline::tensor_version(size_t i) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return version_.at(i);
 }
 

@@ -50,17 +50,17 @@
 #define STELLA_RUNTIME_PIPELINE_TENSOR_PIPELINE_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "src/base/mutex.h"
 #include "src/base/status.h"
+#include "src/base/thread_annotations.h"
 
 namespace stella::pipeline {
 
@@ -181,11 +181,11 @@ class TensorPipeline {
   TensorPipeline(const TensorPipelineOptions& options, const float* master, BucketFunction function,
                  const PipelineSnapshot* resume);
   void CommunicationLoop();
-  // Waits (mu_ held through `lock`) for `done`, an error or the stop; false
-  // with *status set on timeout or error.
+  // Waits (mu_ held) for `done`, an error or the stop; false with *status
+  // set on timeout or error. `done` runs with mu_ held.
   template <typename Pred>
-  bool WaitLocked(std::unique_lock<std::mutex>& lock, Pred done, const std::string& what, Status* status);
-  void InstallLocked(size_t tensor, int64_t version, const InstallTensorFunction& install);
+  bool WaitLocked(Pred done, const std::string& what, Status* status) REQUIRES(mu_);
+  void InstallLocked(size_t tensor, int64_t version, const InstallTensorFunction& install) REQUIRES(mu_);
 
   const TensorPipelineOptions options_;
   const size_t num_tensors_;
@@ -196,21 +196,21 @@ class TensorPipeline {
   BucketFunction function_;
 
   // Lock order: mu_ only.
-  mutable std::mutex mu_;
-  std::condition_variable changed_;            // any of the state below changed
-  std::vector<Slot> slots_;                    // guarded by mu_: step t uses slot t % (s + 1)
-  std::vector<std::vector<float>> published_;  // guarded by mu_: version v lives in slot v % (s + 1)
-  std::vector<int64_t> version_;               // guarded by mu_: per tensor
-  int64_t applied_steps_ = 0;                  // guarded by mu_: steps whose every bucket is applied
-  std::vector<float> newest_control_;          // guarded by mu_
-  bool finished_ = false;                      // guarded by mu_: agreed stop
-  bool abort_ = false;                         // guarded by mu_: the communication thread must leave
-  int64_t progress_ = 0;                       // guarded by mu_: bumped on every published bucket
-  int64_t active_step_ = -1;                   // guarded by mu_: the step TensorReady refers to
-  Status error_;                               // guarded by mu_
-  int64_t submitted_ = 0;                      // guarded by mu_: steps submitted
-  std::vector<int64_t> installed_;             // guarded by mu_: version installed per tensor (-1 none)
-  std::vector<uint8_t> installed_this_step_;   // guarded by mu_
+  mutable Mutex mu_;
+  CondVar changed_;                                            // any of the state below changed
+  std::vector<Slot> slots_ GUARDED_BY(mu_);                    // step t uses slot t % (s + 1)
+  std::vector<std::vector<float>> published_ GUARDED_BY(mu_);  // version v lives in slot v % (s + 1)
+  std::vector<int64_t> version_ GUARDED_BY(mu_);               // per tensor
+  int64_t applied_steps_ GUARDED_BY(mu_) = 0;                  // steps whose every bucket is applied
+  std::vector<float> newest_control_ GUARDED_BY(mu_);
+  bool finished_ GUARDED_BY(mu_) = false;     // agreed stop
+  bool abort_ GUARDED_BY(mu_) = false;        // the communication thread must leave
+  int64_t progress_ GUARDED_BY(mu_) = 0;      // bumped on every published bucket
+  int64_t active_step_ GUARDED_BY(mu_) = -1;  // the step TensorReady refers to
+  Status error_ GUARDED_BY(mu_);
+  int64_t submitted_ GUARDED_BY(mu_) = 0;           // steps submitted
+  std::vector<int64_t> installed_ GUARDED_BY(mu_);  // version installed per tensor (-1 none)
+  std::vector<uint8_t> installed_this_step_ GUARDED_BY(mu_);
 
   // Compute thread only.
   int64_t current_step_ = -1;

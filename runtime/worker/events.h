@@ -7,10 +7,12 @@
 #define STELLA_RUNTIME_WORKER_EVENTS_H_
 
 #include <cstdio>
-#include <mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "src/base/mutex.h"
+#include "src/base/thread_annotations.h"
 
 namespace stella::worker {
 
@@ -23,7 +25,7 @@ class EventSink {
     fields["event"] = event;
     for (auto it = identity_.begin(); it != identity_.end(); ++it) fields[it.key()] = it.value();
     std::string line = "@stella " + Dump(fields) + "\n";
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     std::fwrite(line.data(), 1, line.size(), out_);
     std::fflush(out_);
   }
@@ -36,8 +38,8 @@ class EventSink {
   }
 
  private:
-  std::mutex mu_;
-  FILE* out_;  // not owned (stdout)
+  Mutex mu_;
+  FILE* out_ PT_GUARDED_BY(mu_);  // not owned (stdout); written under mu_
   const nlohmann::json identity_;
 };
 

@@ -268,6 +268,7 @@ TlsStream::~TlsStream() {
 
 int TlsStream::BioRead(BIO* bio, char* out, int len) {
   auto* s = static_cast<TlsStream*>(BIO_get_data(bio));
+  s->ssl_mu_.AssertHeld();  // OpenSSL calls under the caller's lock
   BIO_clear_retry_flags(bio);
   const size_t available = s->in_end_ - s->in_begin_;
   if (available == 0) {
@@ -282,6 +283,7 @@ int TlsStream::BioRead(BIO* bio, char* out, int len) {
 
 int TlsStream::BioWrite(BIO* bio, const char* in, int len) {
   auto* s = static_cast<TlsStream*>(BIO_get_data(bio));
+  s->ssl_mu_.AssertHeld();  // OpenSSL calls under the caller's lock
   BIO_clear_retry_flags(bio);
   if (len <= 0) return 0;
   const size_t old = s->outbox_.size();
@@ -292,6 +294,7 @@ int TlsStream::BioWrite(BIO* bio, const char* in, int len) {
 
 long TlsStream::BioCtrl(BIO* bio, int cmd, long num, void* ptr) {
   auto* s = static_cast<TlsStream*>(BIO_get_data(bio));
+  s->ssl_mu_.AssertHeld();  // OpenSSL calls under the caller's lock
   switch (cmd) {
     case BIO_CTRL_FLUSH:  // the outbox leaves with SendPending
       return 1;
@@ -349,7 +352,7 @@ StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& cont
       int err = SSL_ERROR_NONE;
       std::string reasons;
       {
-        std::lock_guard<std::mutex> lock(s->ssl_mu_);
+        MutexLock lock(&s->ssl_mu_);
         ERR_clear_error();
         r = op();
         if (r <= 0) {
@@ -382,7 +385,7 @@ StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& cont
   }
   if (status.ok() && options.role == TlsRole::kServer) {
     {
-      std::lock_guard<std::mutex> lock(s->ssl_mu_);
+      MutexLock lock(&s->ssl_mu_);
       ERR_clear_error();
       if (SSL_write(ssl, &kConfirmByte, 1) != 1) {
         status = InternalError("TLS handshake with " + s->peer_label_ +
@@ -399,7 +402,7 @@ StatusOr<std::unique_ptr<TlsStream>> TlsStream::Handshake(const TlsContext& cont
     }
   }
   {
-    std::lock_guard<std::mutex> lock(s->ssl_mu_);
+    MutexLock lock(&s->ssl_mu_);
     SSL_set_info_callback(ssl, nullptr);
     SSL_set_app_data(ssl, nullptr);
   }
@@ -424,7 +427,7 @@ Status TlsStream::Receive(Clock::TimePoint deadline) {
   uint8_t* tail = nullptr;
   size_t room = 0;
   {
-    std::lock_guard<std::mutex> lock(ssl_mu_);
+    MutexLock lock(&ssl_mu_);
     // OpenSSL asks for more only once it took everything, so this usually
     // just rewinds; the move is for a partial record left behind.
     if (in_begin_ > 0) {
@@ -454,14 +457,14 @@ Status TlsStream::Receive(Clock::TimePoint deadline) {
       }
     }
   }
-  std::lock_guard<std::mutex> lock(ssl_mu_);
+  MutexLock lock(&ssl_mu_);
   in_end_ += got;
   return Status::Ok();
 }
 
 Status TlsStream::SendPending(Clock::TimePoint deadline) {
   {
-    std::lock_guard<std::mutex> lock(ssl_mu_);
+    MutexLock lock(&ssl_mu_);
     sending_.swap(outbox_);  // outbox_ keeps the old buffer's capacity
   }
   if (sending_.empty()) return Status::Ok();
@@ -476,7 +479,7 @@ Status TlsStream::WriteAll(const void* data, size_t n, Clock::TimePoint deadline
   while (done < n) {
     const size_t k = std::min(kWritePieceBytes, n - done);
     {
-      std::lock_guard<std::mutex> lock(ssl_mu_);
+      MutexLock lock(&ssl_mu_);
       ERR_clear_error();
       const int r = SSL_write(ssl_, p + done, static_cast<int>(k));
       if (r != static_cast<int>(k)) {
@@ -507,7 +510,7 @@ StatusOr<size_t> TlsStream::Read(void* data, size_t n, bool fill, Clock::TimePoi
     int err = SSL_ERROR_NONE;
     std::string reasons;
     {
-      std::lock_guard<std::mutex> lock(ssl_mu_);
+      MutexLock lock(&ssl_mu_);
       ERR_clear_error();
       const int r = SSL_read(ssl_, p + done, static_cast<int>(std::min<size_t>(n - done, INT_MAX)));
       if (r > 0) {
@@ -546,7 +549,7 @@ void TlsStream::Shutdown() { inner_->Shutdown(); }
 double TlsStream::DeliveryRateBytesPerSecond() const { return inner_->DeliveryRateBytesPerSecond(); }
 
 std::string TlsStream::cipher() const {
-  std::lock_guard<std::mutex> lock(ssl_mu_);
+  MutexLock lock(&ssl_mu_);
   const char* name = SSL_get_cipher_name(ssl_);
   return name != nullptr ? name : "";
 }

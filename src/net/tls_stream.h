@@ -45,13 +45,14 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "src/base/clock.h"
+#include "src/base/mutex.h"
 #include "src/base/status.h"
+#include "src/base/thread_annotations.h"
 #include "src/net/stream.h"
 #include "src/security/certs.h"
 
@@ -156,7 +157,8 @@ class TlsStream final : public Stream {
   // Creates ssl_ over our BIO; called once by Handshake.
   Status Init(const TlsContext& context, TlsRole role);
 
-  // The BIO's callbacks (OpenSSL calls them under ssl_mu_).
+  // The BIO's callbacks (OpenSSL calls them under ssl_mu_, which they assert
+  // for the analysis).
   static int BioRead(BIO* bio, char* out, int len);
   static int BioWrite(BIO* bio, const char* in, int len);
   static long BioCtrl(BIO* bio, int cmd, long num, void* ptr);
@@ -173,16 +175,18 @@ class TlsStream final : public Stream {
   const std::string peer_label_;
   security::GatewayIdentity peer_identity_;  // set by Handshake, then constant
 
-  mutable std::mutex ssl_mu_;
+  mutable Mutex ssl_mu_;
   BIO_METHOD* bio_method_ = nullptr;  // owned; outlives ssl_
-  SSL* ssl_ = nullptr;                // owned; guarded by ssl_mu_
+  // Owned. The pointer is set by Init before the stream is shared, then
+  // constant; the session it points to is used under ssl_mu_.
+  SSL* ssl_ PT_GUARDED_BY(ssl_mu_) = nullptr;
   // Receive buffer: OpenSSL consumes [in_begin_, in_end_); the reader fills
   // the tail beyond in_end_ without the lock (nobody else touches it).
   std::vector<uint8_t> in_;
-  size_t in_begin_ = 0;           // guarded by ssl_mu_
-  size_t in_end_ = 0;             // guarded by ssl_mu_
-  std::vector<uint8_t> outbox_;   // guarded by ssl_mu_: ciphertext not yet sent
-  std::vector<uint8_t> sending_;  // writer thread only: the outbox being sent
+  size_t in_begin_ GUARDED_BY(ssl_mu_) = 0;
+  size_t in_end_ GUARDED_BY(ssl_mu_) = 0;
+  std::vector<uint8_t> outbox_ GUARDED_BY(ssl_mu_);  // ciphertext not yet sent
+  std::vector<uint8_t> sending_;                     // writer thread only: the outbox being sent
   // The peer's first 5 bytes, checked for a TLS record header (a peer that
   // speaks the plaintext protocol gets a clear message). Reader thread only.
   uint8_t first_header_[5] = {};
