@@ -96,7 +96,8 @@ StellaJob FullJob() {
   j.metadata.generation = 7;
   j.metadata.uid = "0b5e-44";
   j.metadata.resource_version = "12345";
-  j.spec.model = {"cnn", 256};
+  j.spec.model.name = "cnn";
+  j.spec.model.hidden = 256;
   j.spec.dataset.name = "fashion-mnist";
   j.spec.dataset.path = "/data/fm";
   j.spec.optimizer.name = OptimizerKind::kSgd;
