@@ -230,6 +230,37 @@ TEST_F(CliTest, UsageErrorsExitTwoAndNameTheProblem) {
   EXPECT_THAT(validate_flag.err, HasSubstr("'--strict'"));
 }
 
+// `stella tls JOB DIR`: one --tls-dir per cluster, each naming its gateway,
+// all from one fresh CA; an existing DIR or a bad manifest is refused.
+TEST_F(CliTest, TlsWritesOneGatewayDirectoryPerCluster) {
+  const std::string out = dir_.Join("tls");
+  Result r = RunStella({"tls", std::string(STELLA_SOURCE_DIR) + "/examples/demo.yaml", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, out + "/onprem\n" + out + "/cloud\n");
+  for (const char* cluster : {"onprem", "cloud"}) {
+    auto m = security::ReadTlsDir(out + "/" + cluster);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    auto cert = security::DescribeCertificate(m->tls_crt);
+    ASSERT_TRUE(cert.ok()) << cert.status().ToString();
+    EXPECT_EQ(cert->identity.cluster, cluster);
+    EXPECT_EQ(cert->identity.job, "fashion-cnn-demo");
+  }
+  // One CA for the whole job.
+  EXPECT_EQ(security::ReadTlsDir(out + "/onprem")->ca_crt, security::ReadTlsDir(out + "/cloud")->ca_crt);
+  EXPECT_EQ(std::filesystem::status(out).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_all);
+
+  Result again = RunStella({"tls", std::string(STELLA_SOURCE_DIR) + "/examples/demo.yaml", out});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("tls: cannot create " + out + ": File exists"));
+  Result missing = RunStella({"tls", dir_.Join("nope.yaml"), dir_.Join("tls2")});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_FALSE(std::filesystem::exists(dir_.Join("tls2")));
+  Result usage = RunStella({"tls", "only-one-arg"});
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_THAT(usage.err, HasSubstr("tls: expected JOB.yaml and DIR"));
+}
+
 TEST_F(CliTest, ValidateAcceptsTheDemoManifest) {
   Result r = RunStella({"validate", std::string(STELLA_SOURCE_DIR) + "/examples/demo.yaml"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
